@@ -1,0 +1,140 @@
+/**
+ * Loads enclave modules: checks the bytes against the ABI before anything runs, measures them, and
+ * compiles them once per module hash.
+ *
+ * Refused at load (EnclaveLoadError, code in parentheses):
+ *  - bytes that are not a core wasm module (ENCLAVE_NOT_WASM) or fail validation (ENCLAVE_INVALID_MODULE);
+ *  - any import outside the ocall table (ENCLAVE_FORBIDDEN_IMPORT, naming it), or with a wrong
+ *    signature (ENCLAVE_BAD_IMPORT_TYPE);
+ *  - a module that does not import its memory as selkie:sys.memory (ENCLAVE_NO_MEMORY_IMPORT), that
+ *    exports a memory (ENCLAVE_EXPORTS_MEMORY), uses shared or 64-bit memory (ENCLAVE_BAD_MEMORY),
+ *    or has a start function (ENCLAVE_HAS_START: code would run before the runtime is ready);
+ *  - missing required ecalls (ENCLAVE_MISSING_EXPORT).
+ */
+import { EnclaveLoadError, ManifestError } from "../errors.js";
+import { MEMORY_IMPORT, OCALLS, WASM_PAGE } from "./abi.js";
+import { formatBytes, type Manifest } from "./manifest.js";
+import { measureEnclave, sha256 } from "./measure.js";
+import { parseWasm, WasmParseError, type FuncType } from "./wasm-sections.js";
+
+export interface CheckedModule {
+  readonly module: WebAssembly.Module;
+  readonly sha256: Buffer;
+  readonly byteLength: number;
+  /** Memory the module needs at instantiation, in 64 KiB pages. */
+  readonly minPages: number;
+  /** The module's own memory maximum, if it declares one (pages). */
+  readonly maxPages: number | undefined;
+  readonly exports: ReadonlySet<string>;
+  /** The ocalls this module imports, as "ns.name". */
+  readonly ocalls: readonly string[];
+  readonly mutableGlobalExports: readonly string[];
+}
+
+const cache = new Map<string, CheckedModule>();
+
+const sameSig = (a: FuncType, b: { params: readonly string[]; results: readonly string[] }): boolean =>
+  a.params.length === b.params.length &&
+  a.results.length === b.results.length &&
+  a.params.every((p, i) => p === b.params[i]) &&
+  a.results.every((r, i) => r === b.results[i]);
+
+const sigText = (t: { params: readonly string[]; results: readonly string[] }): string =>
+  `(${t.params.join(", ")}) -> (${t.results.join(", ")})`;
+
+/** Checks module bytes against the enclave ABI and compiles them (cached by SHA-256). */
+export function checkModule(bytes: Uint8Array, requiredExports: readonly string[] = []): CheckedModule {
+  const hash = sha256(bytes);
+  const key = hash.toString("hex");
+  const hit = cache.get(key);
+  if (hit) {
+    requireExports(hit, requiredExports);
+    return hit;
+  }
+  let summary;
+  try {
+    summary = parseWasm(bytes);
+  } catch (e) {
+    if (e instanceof WasmParseError) {
+      throw new EnclaveLoadError("ENCLAVE_NOT_WASM", `not a loadable enclave module: ${e.message}`);
+    }
+    throw e;
+  }
+  let memory: { min: number; max: number | undefined } | undefined;
+  const ocalls: string[] = [];
+  for (const imp of summary.imports) {
+    const where = `${imp.module}.${imp.name}`;
+    if (imp.desc.kind === "memory") {
+      if (imp.module !== MEMORY_IMPORT.module || imp.name !== MEMORY_IMPORT.name) {
+        throw new EnclaveLoadError("ENCLAVE_FORBIDDEN_IMPORT", `the module imports memory "${where}"; an enclave must import its memory as ${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`);
+      }
+      if (imp.desc.limits.shared || imp.desc.limits.memory64) {
+        throw new EnclaveLoadError("ENCLAVE_BAD_MEMORY", "shared or 64-bit memories are not supported in enclaves");
+      }
+      memory = imp.desc.limits;
+      continue;
+    }
+    const allowed = OCALLS[imp.module]?.[imp.name];
+    if (!allowed || imp.desc.kind !== "function") {
+      throw new EnclaveLoadError(
+        "ENCLAVE_FORBIDDEN_IMPORT",
+        `the module imports "${where}" (${imp.desc.kind}), which is not a Selkie ocall; enclaves may import only the functions listed in enclaves/ABI.md §2 (namespaces ${Object.keys(OCALLS).join(", ")})`,
+      );
+    }
+    if (!sameSig(imp.desc.type, allowed)) {
+      throw new EnclaveLoadError("ENCLAVE_BAD_IMPORT_TYPE", `the module imports "${where}" as ${sigText(imp.desc.type)}, but the ABI defines it as ${sigText(allowed)}`);
+    }
+    ocalls.push(where);
+  }
+  if (!memory) {
+    throw new EnclaveLoadError("ENCLAVE_NO_MEMORY_IMPORT", `the module does not import ${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}; enclave memory must be owned by the runtime (link with --import-memory)`);
+  }
+  if (summary.exports.some((e) => e.kind === "memory")) {
+    throw new EnclaveLoadError("ENCLAVE_EXPORTS_MEMORY", "the module exports a memory; enclave memory must be imported, not exported");
+  }
+  if (summary.hasStart) {
+    throw new EnclaveLoadError("ENCLAVE_HAS_START", "the module has a start function; enclaves are reactors (export _initialize instead)");
+  }
+  let module: WebAssembly.Module;
+  try {
+    module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    throw new EnclaveLoadError("ENCLAVE_INVALID_MODULE", `the module is not valid WebAssembly: ${(e as Error).message}`);
+  }
+  const globals = WebAssembly.Module.exports(module).filter((e) => e.kind === "global").map((e) => e.name);
+  const checked: CheckedModule = {
+    module,
+    sha256: hash,
+    byteLength: bytes.byteLength,
+    minPages: memory.min,
+    maxPages: memory.max,
+    exports: new Set(summary.exports.map((e) => e.name)),
+    ocalls,
+    mutableGlobalExports: globals,
+  };
+  requireExports(checked, requiredExports);
+  cache.set(key, checked);
+  return checked;
+}
+
+function requireExports(m: CheckedModule, names: readonly string[]): void {
+  const missing = names.filter((n) => !m.exports.has(n));
+  if (missing.length > 0) {
+    throw new EnclaveLoadError("ENCLAVE_MISSING_EXPORT", `the module lacks required ecall export(s): ${missing.join(", ")}`);
+  }
+}
+
+/** Checks that a manifest fits its module: EPC at least what the module declares it needs. */
+export function checkManifestFits(m: CheckedModule, manifest: Manifest): void {
+  const need = m.minPages * WASM_PAGE;
+  if (manifest.epc < need) {
+    throw new ManifestError(
+      "MANIFEST_EPC_TOO_SMALL",
+      `manifest "${manifest.name}" declares epc ${formatBytes(manifest.epc)}, but its module needs ${formatBytes(need)} at start; raise epc to at least ${formatBytes(need)}`,
+    );
+  }
+}
+
+export function measure(m: CheckedModule, manifest: Manifest): Buffer {
+  return measureEnclave(m.sha256, manifest);
+}

@@ -1,0 +1,43 @@
+/**
+ * `selkie sql <db> [SQL]`: one statement (or several) from the command line, or the shell.
+ */
+import { Command, Option } from "commander";
+import { Database } from "../../sql/database.js";
+import { EXIT_CODES_HELP, EXIT_OK, EXIT_SQL_ERROR } from "./exit-codes.js";
+import { OUTPUT_MODES, type OutputMode } from "./format.js";
+import { Shell, SHELL_HELP } from "./shell.js";
+
+export function registerSqlCommand(program: Command, run: (fn: () => Promise<number> | number) => Promise<void>): void {
+  program
+    .command("sql")
+    .summary("run SQL against a database inside an enclave, or open a shell")
+    .description(
+      "Opens DB (created when missing, unless --readonly) inside a SQLite enclave. With SQL, runs it\n" +
+        "(one or more statements separated by ';') and prints the rows; without SQL, opens an\n" +
+        "interactive shell (or reads statements from standard input when it is not a terminal).",
+    )
+    .argument("<db>", "database file")
+    .argument("[sql]", "SQL to run; omit for the shell")
+    .addOption(new Option("-m, --mode <mode>", "output mode").choices(OUTPUT_MODES as string[]).default("table"))
+    .option("--no-headers", "omit column names in csv and list modes")
+    .option("-r, --readonly", "open read-only")
+    .option("--epc <size>", "the enclave's EPC size (its memory cap), e.g. 64MiB")
+    .addHelpText(
+      "after",
+      `\nShell commands:\n${SHELL_HELP.replace(/^/gm, "  ")}\n\nExamples:\n  selkie sql app.db "CREATE TABLE t(x); INSERT INTO t VALUES (1)"\n  selkie sql app.db "SELECT * FROM t" --mode json\n  selkie sql app.db < dump.sql\n\n${EXIT_CODES_HELP}`,
+    )
+    .action(async (file: string, sql: string | undefined, opts: { mode: OutputMode; headers: boolean; readonly?: boolean; epc?: string }) => {
+      await run(async () => {
+        const db = new Database(file, { readonly: opts.readonly === true, ...(opts.epc ? { epc: opts.epc } : {}) });
+        try {
+          const shell = new Shell(db, { input: process.stdin, output: process.stdout, error: process.stderr, interactive: sql === undefined && process.stdin.isTTY === true }, opts.mode);
+          shell.headers = opts.headers;
+          if (sql !== undefined) return shell.runSql(sql) ? EXIT_OK : EXIT_SQL_ERROR;
+          const errors = await shell.run();
+          return errors === 0 ? EXIT_OK : EXIT_SQL_ERROR;
+        } finally {
+          db.close();
+        }
+      });
+    });
+}

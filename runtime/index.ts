@@ -1,0 +1,24 @@
+/**
+ * Selkie's public API: `import { Database } from "selkie"`.
+ */
+export { Database, type DatabaseOptions, type EnclaveInfo } from "./sql/database.js";
+export { Statement, type Row, type RunResult, type BindArgs } from "./sql/statement.js";
+export type { SqlValue, BindValue } from "./sql/ecalls.js";
+export { SqliteError } from "./sql/errors.js";
+export { sqliteCodeName } from "./sql/codes.js";
+export {
+  SelkieError,
+  EnclaveLoadError,
+  ManifestError,
+  EnclaveFault,
+  EnclaveStateError,
+  EpcError,
+  PermissionDenied,
+  UsageError,
+} from "./errors.js";
+export { DatabaseLockedError } from "./host/process-lock.js";
+export { Enclave, type EnclaveOptions, type EpcMeter, type EpcAdmit } from "./enclave/enclave.js";
+export { checkModule, type CheckedModule } from "./enclave/loader.js";
+export { parseManifest, parseSize, type Manifest } from "./enclave/manifest.js";
+export type { FileLayer, FileHandle } from "./host/files.js";
+export { NodeFileLayer } from "./host/files.js";

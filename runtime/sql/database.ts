@@ -1,0 +1,358 @@
+/**
+ * A SQLite database living inside a WebAssembly enclave: the SQL API for Node.
+ *
+ * Modeled on better-sqlite3 (synchronous, prepared statements, transaction functions) and Durable
+ * Objects' `sql.exec` (one call, rows as objects). All SQLite code runs in the enclave; this class
+ * only marshals values across the ecall boundary and checks what comes back.
+ *
+ * Fault handling (invariant: nothing committed is lost, nothing half-done survives):
+ *  - an SQLite error (constraint, syntax, SQLITE_NOMEM at the EPC cap...) is thrown as SqliteError;
+ *    SQLite has already rolled back what it must, and the connection stays usable;
+ *  - any other exception out of an ecall (a wasm trap, an ABI violation) means the instance can no
+ *    longer be trusted: it is dropped, its files and locks released, a fresh instance started and
+ *    the database reopened. SQLite's rollback journal returns the file to its last commit. The call
+ *    fails with EnclaveFault (ENCLAVE_TRAPPED); statements re-prepare themselves on next use.
+ */
+import * as path from "node:path";
+import { EnclaveFault, SelkieError, UsageError } from "../errors.js";
+import { Enclave, type EpcAdmit } from "../enclave/enclave.js";
+import type { GuestMemory } from "../enclave/memory.js";
+import { NS_FS, type Permission } from "../enclave/abi.js";
+import { NodeFileLayer, type FileLayer } from "../host/files.js";
+import { acquireProcessLock, releaseProcessLock } from "../host/process-lock.js";
+import { VfsServer } from "../storage/vfs-server.js";
+import * as C from "./codes.js";
+import { Scratch, type SqliteExports } from "./ecalls.js";
+import { SqliteError } from "./errors.js";
+import { loadSqliteEnclave } from "./sqlite-module.js";
+import { Statement, type BindArgs, type Row, type RunResult } from "./statement.js";
+
+export interface DatabaseOptions {
+  /** Open read-only. */
+  readonly?: boolean;
+  /** Create the file when missing (default true; ignored when readonly). */
+  create?: boolean;
+  /** The enclave's EPC size (its memory cap), bytes or "64MiB". Default: the manifest's. */
+  epc?: number | string;
+  /** Permissions the operator grants (default: all the manifest requests). */
+  grants?: Permission[];
+  /** The untrusted file layer (tests inject faults here). */
+  files?: FileLayer;
+  /** EPC admission (the platform's EPC manager); default: metered against the manifest cap only. */
+  epcAdmit?: EpcAdmit;
+  /** Statement cache size for query()/run() (default 64, 0 disables). */
+  statementCache?: number;
+}
+
+export interface EnclaveInfo {
+  name: string;
+  mrenclave: string;
+  epcBytes: number;
+  committedBytes: number;
+  peakBytes: number;
+  faults: number;
+  permissions: string[];
+  sqliteVersion: string;
+}
+
+const NAME_RE = /^[^/\\\0]{1,200}$/;
+
+export class Database {
+  readonly path: string;
+  readonly readonly: boolean;
+  readonly #enclave: Enclave;
+  readonly #vfs: VfsServer;
+  readonly #name: string;
+  readonly #cacheSize: number;
+  readonly #cache = new Map<string, Statement>();
+  readonly #live = new Set<Statement>();
+  #db = 0;
+  #open = false;
+  #sqliteVersion = "";
+  /** @internal */ _x!: SqliteExports;
+  /** @internal */ _mem!: GuestMemory;
+  /** @internal */ _scratch!: Scratch;
+  /** @internal — bumps on every enclave restart; statements compare it to know their handle died. */
+  _generation = 0;
+
+  constructor(file: string, opts: DatabaseOptions = {}) {
+    if (typeof file !== "string" || file.length === 0) throw new UsageError("BAD_PATH", "Database needs a file path");
+    this.path = path.resolve(file);
+    this.#name = path.basename(this.path);
+    if (!NAME_RE.test(this.#name)) throw new UsageError("BAD_PATH", `unusable database file name: ${JSON.stringify(this.#name)}`);
+    this.readonly = opts.readonly === true;
+    this.#cacheSize = opts.statementCache ?? 64;
+    const image = loadSqliteEnclave(opts.epc === undefined ? {} : { epc: opts.epc });
+    this.#vfs = new VfsServer({ dir: path.dirname(this.path), dbName: this.#name, files: opts.files ?? new NodeFileLayer(), readonly: this.readonly });
+    this.#enclave = new Enclave({
+      module: image.module,
+      manifest: image.manifest,
+      services: { [NS_FS]: this.#vfs.imports() },
+      ...(opts.grants ? { grants: new Set(opts.grants) } : {}),
+      ...(opts.epcAdmit ? { epc: opts.epcAdmit } : {}),
+      onInstance: (mem) => this.#vfs.attach(mem),
+    });
+    acquireProcessLock(this.path);
+    try {
+      this.#boot(opts.create !== false && !this.readonly);
+    } catch (e) {
+      this.#vfs.closeAll();
+      this.#enclave.close();
+      releaseProcessLock(this.path);
+      throw e;
+    }
+  }
+
+  /** Same as `new Database(file, opts)`. */
+  static open(file: string, opts?: DatabaseOptions): Database {
+    return new Database(file, opts);
+  }
+
+  /** Starts the enclave instance and opens the database in it. */
+  #boot(create: boolean): void {
+    this.#enclave.start();
+    this._x = this.#enclave.exports as unknown as SqliteExports;
+    this._mem = this.#enclave.memory;
+    this._scratch = new Scratch(this._x, this._mem);
+    const x = this._x;
+    if (!this._scratch.reserve(this.#name.length * 3 + 16)) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory while opening");
+    const n = this._scratch.putText(this.#name);
+    const outPtr = x.sk_malloc(4);
+    if (outPtr === 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory while opening");
+    const flags = this.readonly ? C.SQLITE_OPEN_READONLY : C.SQLITE_OPEN_READWRITE | (create ? C.SQLITE_OPEN_CREATE : 0);
+    const rc = x.sk_open(this._scratch.ptr, n, flags, outPtr);
+    const db = this._mem.readI32(outPtr);
+    x.sk_free(outPtr);
+    if (rc !== C.SQLITE_OK) {
+      const msg = db !== 0 ? this._mem.cstring(x.sk_errmsg(db)) : "out of memory";
+      if (db !== 0) x.sk_close(db);
+      const hint = rc === C.SQLITE_CANTOPEN && !create ? " (the file does not exist or cannot be read; check the path)" : "";
+      throw new SqliteError(rc, `cannot open ${this.path}: ${msg}${hint}`);
+    }
+    this.#db = db;
+    this.#open = true;
+    this.#sqliteVersion = this._mem.cstring(x.sk_libversion(), 64);
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** True inside BEGIN ... COMMIT. */
+  get inTransaction(): boolean {
+    this.#requireOpen();
+    return this._guard(() => this._x.sk_get_autocommit(this.#db) === 0);
+  }
+
+  get enclave(): EnclaveInfo {
+    return {
+      name: this.#enclave.manifest.name,
+      mrenclave: this.#enclave.mrenclave.toString("hex"),
+      epcBytes: this.#enclave.manifest.epc,
+      committedBytes: this.#enclave.committedBytes,
+      peakBytes: this.#enclave.peakBytes,
+      faults: this.#enclave.faults,
+      permissions: [...this.#enclave.permissions],
+      sqliteVersion: this.#sqliteVersion,
+    };
+  }
+
+  /** Runs every statement in `sql` (no parameters, rows discarded). */
+  exec(sql: string): this {
+    this.#requireOpen();
+    if (typeof sql !== "string") throw new UsageError("BAD_SQL", "exec() takes a string of SQL");
+    this._guard(() => {
+      const n = this._scratch.putText(sql);
+      if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
+      const rc = this._x.sk_exec(this.#db, this._scratch.ptr, n);
+      if (rc !== C.SQLITE_OK) throw this._error(rc);
+    });
+    return this;
+  }
+
+  /** Prepares one statement. */
+  prepare(sql: string): Statement {
+    this.#requireOpen();
+    if (typeof sql !== "string") throw new UsageError("BAD_SQL", "prepare() takes a string of SQL");
+    return this._guard(() => new Statement(this, sql));
+  }
+
+  /** Splits a text of several statements into single statements, using SQLite's own parser. */
+  splitStatements(sql: string): string[] {
+    this.#requireOpen();
+    return this._guard(() => {
+      const out: string[] = [];
+      let rest = sql;
+      for (;;) {
+        const { handle, tail } = this._prepareRaw(rest, 0);
+        if (handle === 0) break;
+        this._x.sk_finalize(handle);
+        out.push(rest.slice(0, tail).trim());
+        rest = rest.slice(tail);
+      }
+      return out;
+    });
+  }
+
+  /** Runs one statement and returns its rows (`sql.exec` style); statements are cached by text. */
+  query<T = Row>(sql: string, ...args: BindArgs): T[] {
+    return this.#cached(sql).all(...args) as T[];
+  }
+
+  /** Runs one statement for its effect. */
+  run(sql: string, ...args: BindArgs): RunResult {
+    return this.#cached(sql).run(...args);
+  }
+
+  #cached(sql: string): Statement {
+    this.#requireOpen();
+    let st = this.#cache.get(sql);
+    if (st && !st.finalized) {
+      this.#cache.delete(sql); // re-insert: most recently used last
+      this.#cache.set(sql, st);
+      return st;
+    }
+    st = this.prepare(sql);
+    if (this.#cacheSize > 0) {
+      this.#cache.set(sql, st);
+      if (this.#cache.size > this.#cacheSize) {
+        const [oldest, old] = this.#cache.entries().next().value as [string, Statement];
+        this.#cache.delete(oldest);
+        old.finalize();
+      }
+    }
+    return st;
+  }
+
+  /**
+   * Wraps `fn` in a transaction: COMMIT when it returns, ROLLBACK when it throws. Nested calls use
+   * savepoints. `fn` must be synchronous (an async function would commit before its awaits ran).
+   */
+  transaction<A extends unknown[], R>(fn: (...args: A) => R, mode: "deferred" | "immediate" | "exclusive" = "deferred"): (...args: A) => R {
+    if (typeof fn !== "function") throw new UsageError("BAD_ARGUMENT", "transaction() takes a function");
+    return (...args: A): R => {
+      const nested = this.inTransaction;
+      const gen = this._generation;
+      const sp = `selkie_sp_${gen}_${Math.random().toString(36).slice(2, 8)}`;
+      this.exec(nested ? `SAVEPOINT ${sp}` : `BEGIN ${mode.toUpperCase()}`);
+      try {
+        const result = fn(...args);
+        if (result instanceof Promise) {
+          throw new UsageError("ASYNC_TRANSACTION", "transaction() functions must be synchronous; the transaction was rolled back");
+        }
+        this.exec(nested ? `RELEASE ${sp}` : "COMMIT");
+        return result;
+      } catch (e) {
+        if (this._generation === gen && this.#open && !this._guard(() => this._x.sk_get_autocommit(this.#db))) {
+          this.exec(nested ? `ROLLBACK TO ${sp}; RELEASE ${sp}` : "ROLLBACK");
+        }
+        throw e;
+      }
+    };
+  }
+
+  /** Closes the database and destroys the enclave instance. Safe to call twice. */
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    try {
+      for (const st of this.#live) st._drop(true);
+      this.#live.clear();
+      this.#cache.clear();
+      const rc = this._x.sk_close(this.#db);
+      if (rc !== C.SQLITE_OK) throw new SqliteError(rc, `closing ${this.path} failed`);
+    } finally {
+      this.#vfs.closeAll();
+      this.#enclave.close();
+      releaseProcessLock(this.path);
+    }
+  }
+
+  #requireOpen(): void {
+    if (!this.#open) throw new UsageError("DB_CLOSED", "the database is closed; open it again");
+  }
+
+  /** @internal */
+  _prepareRaw(sql: string, flags: number): { handle: number; tail: number } {
+    const x = this._x;
+    const n = this._scratch.putText(sql);
+    if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
+    const out = x.sk_malloc(8);
+    if (out === 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory");
+    try {
+      const rc = x.sk_prepare(this.#db, this._scratch.ptr, n, flags, out, out + 4);
+      if (rc !== C.SQLITE_OK) throw this._error(rc);
+      const handle = this._mem.readI32(out);
+      const tailBytes = this._mem.readI32(out + 4);
+      if (tailBytes < 0 || tailBytes > n) throw new EnclaveFault("ENCLAVE_BAD_VALUE", `enclave returned tail offset ${tailBytes} outside the ${n}-byte SQL text`);
+      // The tail offset is in UTF-8 bytes; convert it to a string index.
+      const tail = tailBytes === n ? sql.length : Buffer.from(sql, "utf8").subarray(0, tailBytes).toString("utf8").length;
+      return { handle, tail };
+    } finally {
+      x.sk_free(out);
+    }
+  }
+
+  /** @internal — an SqliteError for rc with the connection's message. */
+  _error(rc: number): SqliteError {
+    const x = this._x;
+    const ext = x.sk_errcode(this.#db);
+    const code = (ext & 0xff) === (rc & 0xff) ? ext : rc;
+    return new SqliteError(code, this._mem.cstring(x.sk_errmsg(this.#db), 65536), x.sk_error_offset(this.#db));
+  }
+
+  /** @internal */
+  _runResult(): RunResult {
+    const id = this._x.sk_last_insert_rowid(this.#db);
+    return {
+      changes: this._x.sk_changes(this.#db),
+      lastInsertRowid: id >= BigInt(Number.MIN_SAFE_INTEGER) && id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id,
+    };
+  }
+
+  /** @internal */
+  _track(st: Statement): void {
+    this.#live.add(st);
+  }
+
+  /** @internal */
+  _untrack(st: Statement): void {
+    this.#live.delete(st);
+  }
+
+  /**
+   * @internal — runs an ecall sequence; any exception that is not a SelkieError raised by our own
+   * checks means the instance faulted (trap, stack overflow, thrown ocall): restart and report.
+   */
+  _guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof SelkieError && !(e instanceof EnclaveFault)) throw e;
+      throw this.#recover(e);
+    }
+  }
+
+  #recover(cause: unknown): EnclaveFault {
+    const what = cause instanceof Error ? `${cause.constructor.name}: ${cause.message}` : String(cause);
+    this.#enclave.fault();
+    this.#vfs.closeAll();
+    this._generation++;
+    for (const st of this.#live) st._drop(false);
+    this.#live.clear();
+    this.#cache.clear();
+    this.#open = false;
+    try {
+      this.#boot(false);
+    } catch (e) {
+      this.#enclave.close();
+      releaseProcessLock(this.path);
+      return new EnclaveFault("ENCLAVE_RESTART_FAILED", `the SQLite enclave faulted (${what}) and could not be restarted: ${(e as Error).message}; open the database again`, { cause });
+    }
+    return new EnclaveFault(
+      "ENCLAVE_TRAPPED",
+      `the SQLite enclave faulted (${what}); it was restarted and ${path.basename(this.path)} reopened at its last commit: this call and any open transaction were rolled back, retry them`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * Prepared statements. A Statement keeps its SQL text and re-prepares itself after the enclave was
+ * restarted (its old handle died with the old instance), so a caller's statement survives a trap.
+ */
+import { UsageError } from "../errors.js";
+import { SQLITE_DONE, SQLITE_OK, SQLITE_ROW } from "./codes.js";
+import { bindValue, columnValue, type BindValue, type SqlValue } from "./ecalls.js";
+import type { Database } from "./database.js";
+
+export type Row = Record<string, SqlValue>;
+export interface RunResult {
+  changes: number;
+  lastInsertRowid: number | bigint;
+}
+/** Positional values, one array of them, or one object of named values (keys with or without :, @, $). */
+export type BindArgs = BindValue[] | [BindValue[]] | [Record<string, BindValue>];
+
+function isNamed(v: unknown): v is Record<string, BindValue> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof ArrayBuffer);
+}
+
+export class Statement {
+  #handle = 0;
+  #gen = -1;
+  #columns: string[] | undefined;
+  #params: (string | undefined)[] = [];
+  #busy = false;
+  #finalized = false;
+
+  /** @internal — use Database.prepare. */
+  constructor(readonly db: Database, readonly sql: string) {
+    this.#ensure();
+  }
+
+  /** True when the statement returns rows (SELECT, RETURNING, most PRAGMAs). */
+  get reader(): boolean {
+    return this.columns().length > 0;
+  }
+
+  get readonly(): boolean {
+    return this.db._guard(() => this.db._x.sk_stmt_readonly(this.#ensure()) !== 0);
+  }
+
+  get finalized(): boolean {
+    return this.#finalized;
+  }
+
+  #ensure(): number {
+    if (this.#finalized) throw new UsageError("STATEMENT_FINALIZED", "this statement was finalized; prepare it again");
+    const db = this.db;
+    if (this.#gen === db._generation && this.#handle !== 0) return this.#handle;
+    const { handle, tail } = db._prepareRaw(this.sql, 0);
+    if (handle === 0) {
+      throw new UsageError("EMPTY_STATEMENT", "the SQL text holds no statement (only whitespace or comments)");
+    }
+    if (/\S/.test(stripComments(this.sql.slice(tail)))) {
+      db._x.sk_finalize(handle);
+      throw new UsageError("MULTIPLE_STATEMENTS", "prepare() takes one statement; run several with exec()");
+    }
+    this.#handle = handle;
+    this.#gen = db._generation;
+    this.#columns = undefined;
+    const n = db._x.sk_bind_parameter_count(handle);
+    this.#params = [];
+    for (let i = 1; i <= n; i++) {
+      const p = db._x.sk_bind_parameter_name(handle, i);
+      this.#params.push(p === 0 ? undefined : db._mem.cstring(p, 4096));
+    }
+    db._track(this);
+    return handle;
+  }
+
+  /** Column names of the result (empty for statements that return no rows). */
+  columns(): string[] {
+    return this.db._guard(() => {
+      const h = this.#ensure();
+      if (!this.#columns) {
+        const x = this.db._x;
+        const n = x.sk_column_count(h);
+        const names: string[] = [];
+        for (let i = 0; i < n; i++) names.push(this.db._mem.cstring(x.sk_column_name(h, i), 4096));
+        this.#columns = names;
+      }
+      return this.#columns;
+    });
+  }
+
+  #bind(h: number, args: unknown[]): void {
+    const db = this.db;
+    const x = db._x;
+    const params = this.#params;
+    let values: unknown[];
+    if (args.length === 1 && isNamed(args[0])) {
+      const obj = args[0];
+      values = params.map((name, i) => {
+        if (name === undefined || /^\?\d*$/.test(name)) {
+          throw new UsageError("BIND_NAMED_MISMATCH", `parameter ${i + 1} is positional (?) but named values were given; pass values in order instead`);
+        }
+        const bare = name.slice(1);
+        if (bare in obj) return obj[bare];
+        if (name in obj) return obj[name];
+        throw new UsageError("BIND_MISSING_NAMED", `missing a value for named parameter ${name}`);
+      });
+    } else {
+      values = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
+      if (values.length !== params.length) {
+        throw new UsageError(
+          "BIND_COUNT_MISMATCH",
+          `the statement takes ${params.length} parameter${params.length === 1 ? "" : "s"} but ${values.length} ${values.length === 1 ? "was" : "were"} given`,
+        );
+      }
+    }
+    x.sk_clear_bindings(h);
+    for (let i = 0; i < values.length; i++) {
+      const rc = bindValue(x, db._scratch, h, i + 1, values[i] as BindValue);
+      if (rc !== SQLITE_OK) throw db._error(rc);
+    }
+  }
+
+  #start(args: unknown[]): number {
+    if (this.#busy) throw new UsageError("STATEMENT_BUSY", "this statement is being iterated; finish or break out of that loop first");
+    const h = this.#ensure();
+    this.db._x.sk_reset(h);
+    this.#bind(h, args);
+    return h;
+  }
+
+  #fail(h: number, rc: number): Error {
+    const err = this.db._error(rc);
+    this.db._x.sk_reset(h);
+    return err;
+  }
+
+  #row(h: number): Row {
+    const names = this.#columns ?? this.columns();
+    const x = this.db._x;
+    const mem = this.db._mem;
+    const row: Row = {};
+    for (let i = 0; i < names.length; i++) row[names[i]!] = columnValue(x, mem, h, i);
+    return row;
+  }
+
+  /** Runs the statement to completion; returns changes and the last inserted rowid. */
+  run(...args: BindArgs): RunResult {
+    return this.db._guard(() => {
+      const h = this.#start(args);
+      const x = this.db._x;
+      let rc: number;
+      while ((rc = x.sk_step(h)) === SQLITE_ROW);
+      if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
+      x.sk_reset(h);
+      return this.db._runResult();
+    });
+  }
+
+  /** Every row, as objects keyed by column name. */
+  all(...args: BindArgs): Row[] {
+    return this.db._guard(() => {
+      const h = this.#start(args);
+      const x = this.db._x;
+      const rows: Row[] = [];
+      let rc: number;
+      while ((rc = x.sk_step(h)) === SQLITE_ROW) rows.push(this.#row(h));
+      if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
+      x.sk_reset(h);
+      return rows;
+    });
+  }
+
+  /** The first row, or undefined. */
+  get(...args: BindArgs): Row | undefined {
+    return this.db._guard(() => {
+      const h = this.#start(args);
+      const rc = this.db._x.sk_step(h);
+      if (rc === SQLITE_ROW) {
+        const row = this.#row(h);
+        this.db._x.sk_reset(h);
+        return row;
+      }
+      if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
+      this.db._x.sk_reset(h);
+      return undefined;
+    });
+  }
+
+  /** Every row as an array of values in column order. */
+  values(...args: BindArgs): SqlValue[][] {
+    return this.db._guard(() => {
+      const h = this.#start(args);
+      const x = this.db._x;
+      const mem = this.db._mem;
+      const n = x.sk_column_count(h);
+      const rows: SqlValue[][] = [];
+      let rc: number;
+      while ((rc = x.sk_step(h)) === SQLITE_ROW) {
+        const r: SqlValue[] = new Array(n);
+        for (let i = 0; i < n; i++) r[i] = columnValue(x, mem, h, i);
+        rows.push(r);
+      }
+      if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
+      x.sk_reset(h);
+      return rows;
+    });
+  }
+
+  /** Rows one at a time; the statement is busy until the loop ends or breaks. */
+  *iterate(...args: BindArgs): IterableIterator<Row> {
+    const gen = this.db._generation;
+    const h = this.db._guard(() => this.#start(args));
+    this.#busy = true;
+    try {
+      for (;;) {
+        if (this.db._generation !== gen) throw new UsageError("STATEMENT_INVALIDATED", "the enclave restarted during iteration; run the query again");
+        const row = this.db._guard(() => {
+          const rc = this.db._x.sk_step(h);
+          if (rc === SQLITE_ROW) return this.#row(h);
+          if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
+          return undefined;
+        });
+        if (row === undefined) return;
+        yield row;
+      }
+    } finally {
+      this.#busy = false;
+      if (this.db._generation === gen && this.db.open) this.db._x.sk_reset(h);
+    }
+  }
+
+  /** Frees the statement inside the enclave. Further use throws. */
+  finalize(): void {
+    if (this.#finalized) return;
+    this.#finalized = true;
+    if (this.#handle !== 0 && this.#gen === this.db._generation && this.db.open) {
+      this.db._guard(() => this.db._x.sk_finalize(this.#handle));
+    }
+    this.#handle = 0;
+    this.db._untrack(this);
+  }
+
+  /** @internal — the database is closing or its enclave restarted. */
+  _drop(finalizeInEnclave: boolean): void {
+    if (finalizeInEnclave && this.#handle !== 0 && this.#gen === this.db._generation) this.db._x.sk_finalize(this.#handle);
+    this.#handle = 0;
+  }
+}
+
+/** Removes SQL comments so a tail of only comments counts as empty. */
+export function stripComments(s: string): string {
+  return s.replace(/--[^\n]*(\n|$)/g, " ").replace(/\/\*[\s\S]*?(\*\/|$)/g, " ");
+}

@@ -1,0 +1,130 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { checkModule, checkManifestFits, measure } from "../../runtime/enclave/loader.js";
+import { parseManifest } from "../../runtime/enclave/manifest.js";
+import { Enclave } from "../../runtime/enclave/enclave.js";
+import { EnclaveLoadError, ManifestError } from "../../runtime/errors.js";
+import { wat } from "../helpers.js";
+
+const MEM = `(import "selkie:sys" "memory" (memory 1))`;
+const manifest = (over: Record<string, unknown> = {}) =>
+  parseManifest({ format: 1, name: "t", version: 1, epc: "1MiB", permissions: [], ...over });
+
+test("checkModule accepts a module that imports only Selkie ocalls and its memory", async () => {
+  const bytes = await wat(`(module (import "selkie:sys" "clock_ms" (func (result f64))) ${MEM} (func (export "f") (result i32) i32.const 7))`);
+  const m = checkModule(bytes, ["f"]);
+  assert.deepEqual(m.ocalls, ["selkie:sys.clock_ms"]);
+  assert.equal(m.minPages, 1);
+});
+
+test("checkModule refuses a forbidden import and names it", async () => {
+  const bytes = await wat(`(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) ${MEM})`);
+  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_FORBIDDEN_IMPORT" && e.message.includes("wasi_snapshot_preview1.fd_write"));
+});
+
+test("checkModule refuses an unknown name inside a Selkie namespace", async () => {
+  const bytes = await wat(`(module (import "selkie:fs" "exec_shell" (func)) ${MEM})`);
+  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_FORBIDDEN_IMPORT" && e.message.includes("selkie:fs.exec_shell"));
+});
+
+test("checkModule refuses an ocall imported with the wrong signature", async () => {
+  const bytes = await wat(`(module (import "selkie:sys" "random" (func (param i64) (result i32))) ${MEM})`);
+  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_BAD_IMPORT_TYPE");
+});
+
+test("checkModule refuses a global or table import", async () => {
+  const g = await wat(`(module (import "selkie:sys" "epc_grow" (global i32)) ${MEM})`);
+  assert.throws(() => checkModule(g), { code: "ENCLAVE_FORBIDDEN_IMPORT" });
+});
+
+test("checkModule refuses a module that exports its own memory", async () => {
+  const bytes = await wat(`(module (memory (export "memory") 1))`);
+  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && (e.code === "ENCLAVE_NO_MEMORY_IMPORT" || e.code === "ENCLAVE_EXPORTS_MEMORY"));
+});
+
+test("checkModule refuses a memory imported under another name", async () => {
+  const bytes = await wat(`(module (import "env" "memory" (memory 1)))`);
+  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_FORBIDDEN_IMPORT" && e.message.includes("env.memory"));
+});
+
+test("checkModule refuses a start function", async () => {
+  const bytes = await wat(`(module ${MEM} (func $s) (start $s))`);
+  assert.throws(() => checkModule(bytes), { code: "ENCLAVE_HAS_START" });
+});
+
+test("checkModule refuses bytes that are not wasm, truncated modules and empty input", async () => {
+  const good = await wat(`(module ${MEM} (func (export "f") (result i32) i32.const 1))`);
+  for (const bad of [new Uint8Array(0), new TextEncoder().encode("#!/bin/sh\necho hi\n"), good.subarray(0, good.length - 3), good.subarray(0, 9)]) {
+    assert.throws(() => checkModule(bad), (e: unknown) => e instanceof EnclaveLoadError && (e.code === "ENCLAVE_NOT_WASM" || e.code === "ENCLAVE_INVALID_MODULE"));
+  }
+});
+
+test("checkModule refuses a module missing a required ecall", async () => {
+  const bytes = await wat(`(module ${MEM} (func (export "sk_open")))`);
+  assert.throws(() => checkModule(bytes, ["sk_open", "sk_step"]), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_MISSING_EXPORT" && e.message.includes("sk_step"));
+});
+
+test("a manifest whose EPC is smaller than the module's initial memory is refused", async () => {
+  const m = checkModule(await wat(`(module (import "selkie:sys" "memory" (memory 32)))`));
+  assert.throws(() => checkManifestFits(m, manifest({ epc: "1MiB" })), (e: unknown) => e instanceof ManifestError && e.code === "MANIFEST_EPC_TOO_SMALL" && /2 MiB/.test(e.message));
+  checkManifestFits(m, manifest({ epc: "2MiB" }));
+});
+
+test("parseManifest refuses unknown keys, bad sizes, unknown permissions and formats", () => {
+  assert.throws(() => manifest({ permisions: ["net"] }), { code: "MANIFEST_UNKNOWN_KEY" });
+  assert.throws(() => manifest({ epc: "lots" }), { code: "MANIFEST_BAD_SIZE" });
+  assert.throws(() => manifest({ epc: 1000 }), { code: "MANIFEST_BAD_SIZE" });
+  assert.throws(() => manifest({ epc: "8GiB" }), { code: "MANIFEST_BAD_SIZE" });
+  assert.throws(() => manifest({ permissions: ["root"] }), { code: "MANIFEST_BAD_PERMISSIONS" });
+  assert.throws(() => manifest({ format: 2 }), { code: "MANIFEST_UNSUPPORTED_FORMAT" });
+  assert.throws(() => manifest({ name: "../etc" }), { code: "MANIFEST_BAD_NAME" });
+  assert.throws(() => parseManifest([1, 2]), { code: "MANIFEST_MALFORMED" });
+  assert.equal(manifest({ epc: "93.5MiB" }).epc, 98041856);
+});
+
+test("MRENCLAVE changes with the module bytes and every security-relevant field, not with name or version", async () => {
+  const a = checkModule(await wat(`(module ${MEM} (func (export "f") (result i32) i32.const 1))`));
+  const b = checkModule(await wat(`(module ${MEM} (func (export "f") (result i32) i32.const 2))`));
+  const base = measure(a, manifest()).toString("hex");
+  assert.equal(measure(a, manifest()).toString("hex"), base, "measurement is deterministic");
+  assert.equal(measure(a, manifest({ name: "other", version: 9 })).toString("hex"), base);
+  assert.notEqual(measure(b, manifest()).toString("hex"), base);
+  assert.notEqual(measure(a, manifest({ epc: "2MiB" })).toString("hex"), base);
+  assert.notEqual(measure(a, manifest({ debug: true })).toString("hex"), base);
+  assert.notEqual(measure(a, manifest({ permissions: ["clock"] })).toString("hex"), base);
+  assert.equal(measure(a, manifest({ permissions: ["random", "clock"] })).toString("hex"), measure(a, manifest({ permissions: ["clock", "random"] })).toString("hex"));
+});
+
+test("an enclave's memory cannot grow past its EPC cap, even by memory.grow in the module", async () => {
+  const m = checkModule(await wat(`(module ${MEM}
+    (import "selkie:sys" "epc_grow" (func $grow (param i32) (result i32)))
+    (func (export "via_ocall") (param i32) (result i32) local.get 0 call $grow)
+    (func (export "direct") (param i32) (result i32) local.get 0 memory.grow))`));
+  const granted: number[] = [];
+  const e = new Enclave({ module: m, manifest: manifest({ epc: "256KiB" }), epc: () => ({ grow: (d) => (granted.push(d), true), release: () => {} }) });
+  e.start();
+  const x = e.exports as { via_ocall(n: number): number; direct(n: number): number };
+  assert.equal(x.via_ocall(2), 1, "grows from 1 to 3 pages");
+  assert.deepEqual(granted, [2 * 65536], "the meter saw the growth");
+  assert.equal(x.via_ocall(2), -1, "refused past the 4-page cap");
+  assert.equal(x.direct(2), -1, "memory.grow past the cap fails too");
+  assert.equal(x.direct(1), 3);
+  assert.equal(e.committedBytes, 4 * 65536);
+});
+
+test("a denied permission is answered inside the enclave and names the grant", async () => {
+  const m = checkModule(await wat(`(module ${MEM}
+    (import "selkie:sys" "clock_ms" (func $clock (result f64)))
+    (func (export "now") (result f64) call $clock))`));
+  const requested = new Enclave({ module: m, manifest: manifest({ permissions: ["clock"] }), grants: new Set() });
+  requested.start();
+  assert.equal((requested.exports as { now(): number }).now(), -1);
+  assert.match(requested.takeDenial() ?? "", /--allow-clock/);
+  const granted = new Enclave({ module: m, manifest: manifest({ permissions: ["clock"] }) });
+  granted.start();
+  assert.ok(Math.abs((granted.exports as { now(): number }).now() - Date.now()) < 5000);
+  const unrequested = new Enclave({ module: m, manifest: manifest() });
+  unrequested.start();
+  assert.equal((unrequested.exports as { now(): number }).now(), -1);
+  assert.match(unrequested.takeDenial() ?? "", /manifest must request "clock"/);
+});

@@ -1,0 +1,54 @@
+/** Shared test helpers: temp dirs, WAT -> wasm, running the CLI as a real child process. */
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const CLI = path.join(ROOT, "dist", "runtime", "host", "cli", "main.js");
+
+export function tempDir(prefix = "selkie-test-"): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+type Wabt = { parseWat(name: string, text: string): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void } };
+let wabt: Wabt | undefined;
+
+/** Compiles WebAssembly text to bytes with wabt. */
+export async function wat(text: string): Promise<Uint8Array> {
+  if (!wabt) {
+    const init = createRequire(import.meta.url)("wabt") as () => Promise<Wabt>;
+    wabt = await init();
+  }
+  const m = wabt.parseWat("test.wat", text);
+  try {
+    return m.toBinary({}).buffer;
+  } finally {
+    m.destroy();
+  }
+}
+
+/** Runs the selkie CLI; stdin optional. */
+export function cli(args: string[], opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [CLI, ...args], {
+    input: opts.input ?? "",
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, ...opts.env },
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+}
+
+/** A seeded PRNG (mulberry32) so random workloads replay exactly from their seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

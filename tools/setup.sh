@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Brings a checkout to a runnable state, idempotently: Debian packages, npm dependencies, the SQLite
+# enclave (wasm) and the TypeScript build. Each step is skipped when already done.
+# Used by `npm run demo` and `npm test` (README.md); safe to run any number of times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*"; }
+fail() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# 1. Node.js >= 20
+major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$major" -ge 20 ] || fail "Node.js 20 or newer is needed (found $(node --version 2>/dev/null || echo none)). Install Node 20 and run this again."
+
+# 2. Debian packages: the wasm toolchain (clang-19, lld-19, wasi-libc, compiler-rt for wasm32)
+#    and the stock sqlite3 shell (the tests check that our files open in it).
+packages=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 sqlite3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ -f /etc/debian_version ] || fail "this is not Debian; install the equivalents of: ${missing[*]} (Selkie is tested on Debian 12)."
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    say "installing Debian packages with sudo: ${missing[*]}"
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    fail "missing Debian packages: ${missing[*]}. Run as root: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}   then run this again."
+  fi
+fi
+
+# 3. npm dependencies (reinstalled only when package-lock.json changed since the last install)
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# 4. The SQLite enclave module (cached: rebuilt only when its inputs change)
+node tools/build-wasm.mjs
+
+# 5. TypeScript -> dist/ (incremental)
+if [ ! -f dist/.build-stamp ] || [ -n "$(find runtime test tools examples tsconfig.json package.json -newer dist/.build-stamp \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
+  say "compiling TypeScript"
+  npx tsc -p tsconfig.json
+  touch dist/.build-stamp
+fi
