@@ -1,0 +1,90 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { cli, tempDir } from "../helpers.js";
+
+test("selkie sql runs one statement and prints rows in each mode", () => {
+  const file = path.join(tempDir(), "c.db");
+  assert.equal(cli(["sql", file, "CREATE TABLE t(a, b); INSERT INTO t VALUES (1, 'x,y'), (2, NULL)"]).status, 0);
+  const table = cli(["sql", file, "SELECT a, b FROM t ORDER BY a"]);
+  assert.equal(table.status, 0, table.stderr);
+  assert.equal(table.stdout, "+---+-----+\n| a |  b  |\n+---+-----+\n| 1 | x,y |\n| 2 |     |\n+---+-----+\n".replace("|  b  |", "| b   |"));
+  assert.deepEqual(JSON.parse(cli(["sql", file, "SELECT a, b FROM t ORDER BY a", "--mode", "json"]).stdout), [{ a: 1, b: "x,y" }, { a: 2, b: null }]);
+  assert.equal(cli(["sql", file, "SELECT a, b FROM t ORDER BY a", "-m", "csv"]).stdout, 'a,b\r\n1,"x,y"\r\n2,\r\n');
+  assert.equal(cli(["sql", file, "SELECT a FROM t ORDER BY a", "-m", "list", "--no-headers"]).stdout, "1\n2\n");
+});
+
+test("selkie sql exits 1 with SQLite's code on an SQL error, 2 on bad usage, 3 when the enclave cannot load", () => {
+  const file = path.join(tempDir(), "e.db");
+  const bad = cli(["sql", file, "SELEC 1"]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /Error \[SQLITE_ERROR\]: .*syntax error/);
+  const usage = cli(["sql"]);
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /missing required argument 'db'/);
+  assert.equal(cli(["sql", file, "SELECT 1", "--mode", "yaml"]).status, 2);
+  assert.equal(cli(["frobnicate"]).status, 2);
+  const epc = cli(["sql", file, "SELECT 1", "--epc", "64KiB"]);
+  assert.equal(epc.status, 3);
+  assert.match(epc.stderr, /MANIFEST_EPC_TOO_SMALL.*raise epc/);
+});
+
+test("the shell reads statements from stdin, spanning lines, with dot-commands", () => {
+  const file = path.join(tempDir(), "s.db");
+  const script = [
+    "CREATE TABLE seals(",
+    "  name TEXT,",
+    "  weight REAL);",
+    "CREATE INDEX sw ON seals(weight);",
+    "INSERT INTO seals VALUES ('Grey', 233.5), ('Harbour', 87);",
+    ".tables",
+    ".schema seals",
+    ".mode json",
+    "SELECT name FROM seals ORDER BY weight;",
+    ".mode csv",
+    "SELECT count(*) AS n FROM seals;",
+    "SELEC nonsense;",
+    ".bogus",
+    ".quit",
+    "SELECT 'never reached';",
+  ].join("\n");
+  const r = cli(["sql", file], { input: script });
+  assert.equal(r.status, 1, "errors make the exit code 1");
+  assert.match(r.stdout, /^seals\n/);
+  assert.match(r.stdout, /CREATE TABLE seals\(\n  name TEXT,\n  weight REAL\);\nCREATE INDEX sw ON seals\(weight\);\n/);
+  assert.match(r.stdout, /\[\{"name":"Harbour"\},\n\{"name":"Grey"\}\]\n/);
+  assert.match(r.stdout, /n\r\n2\r\n/);
+  assert.doesNotMatch(r.stdout, /never reached/);
+  assert.match(r.stderr, /syntax error/);
+  assert.match(r.stderr, /unknown command "\.bogus"/);
+});
+
+test("--help of the program and of every subcommand describes its options", () => {
+  const top = cli(["--help"]);
+  assert.equal(top.status, 0);
+  for (const word of ["sql", "demo", "enclave", "Exit codes"]) assert.match(top.stdout, new RegExp(word));
+  const sql = cli(["sql", "--help"]);
+  assert.equal(sql.status, 0);
+  for (const word of ["--mode", "--readonly", "--epc", ".tables", ".schema", ".mode", ".quit", "Exit codes"]) assert.ok(sql.stdout.includes(word), word);
+  assert.equal(cli(["enclave", "inspect", "--help"]).status, 0);
+  assert.equal(cli(["demo", "--help"]).status, 0);
+});
+
+test("selkie enclave inspect prints the SQLite enclave's identity and imports", () => {
+  const r = cli(["enclave", "inspect", "--json"]);
+  assert.equal(r.status, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.match(info.mrenclave, /^[0-9a-f]{64}$/);
+  assert.ok(info.ocalls.every((o: string) => o.startsWith("selkie:")));
+  assert.deepEqual(info.permissions, ["clock", "random"]);
+});
+
+test("selkie demo creates, writes and queries a database inside an enclave", () => {
+  const dir = tempDir();
+  const r = cli(["demo", "--db", path.join(dir, "demo.db")]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /mrenclave [0-9a-f]{64}/);
+  assert.match(r.stdout, /SQLITE_CONSTRAINT_NOTNULL/);
+  assert.match(r.stdout, /still 7 rows/);
+  assert.match(r.stdout, /9007199254740993n/);
+});
