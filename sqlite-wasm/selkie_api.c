@@ -170,6 +170,12 @@ SK_EXPORT("sk_stmt_readonly") int sk_stmt_readonly(sqlite3_stmt *stmt) {
   return sqlite3_stmt_readonly(stmt);
 }
 
+/* sqlite3_stmt_status: the host reads SQLITE_STMTSTATUS_REPREPARE (5) to learn that a schema
+** change re-prepared the statement, so its cached column names are stale. */
+SK_EXPORT("sk_stmt_status") int sk_stmt_status(sqlite3_stmt *stmt, int op, int reset) {
+  return sqlite3_stmt_status(stmt, op, reset);
+}
+
 /* ---- parameters (1-based) ------------------------------------------------------------------ */
 
 SK_EXPORT("sk_bind_parameter_count") int sk_bind_parameter_count(sqlite3_stmt *stmt) {

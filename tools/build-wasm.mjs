@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Builds the SQLite enclave: sqlite-wasm/build/sqlite3.wasm (see sqlite-wasm/README.md).
 //
-//   node tools/build-wasm.mjs [--force] [--out DIR]
+//   node tools/build-wasm.mjs [--force] [--no-cache] [--out DIR]
+//   (--no-cache compiles sqlite3.c afresh instead of using the cached object: the reproducibility
+//    test builds that way and compares bytes with the regular build)
 //
 // 1. checks the clang-19 / wasm32-wasi toolchain (installs it with apt-get when root on Debian);
 // 2. takes SQLite's amalgamation from the npm package better-sqlite3@12.11.1 (`npm pack`, never
@@ -94,7 +96,7 @@ const ECALLS = {
   sk_bind_text: "iiii:i", sk_bind_blob: "iiii:i",
   sk_column_count: "i:i", sk_column_name: "ii:i", sk_column_decltype: "ii:i", sk_column_type: "ii:i",
   sk_column_int: "ii:F", sk_column_int64: "ii:I", sk_column_double: "ii:F", sk_column_text: "ii:i",
-  sk_column_blob: "ii:i", sk_column_bytes: "ii:i", sk_stmt_readonly: "i:i",
+  sk_column_blob: "ii:i", sk_column_bytes: "ii:i", sk_stmt_readonly: "i:i", sk_stmt_status: "iii:i",
   sk_changes: "i:F", sk_total_changes: "i:F", sk_last_insert_rowid: "i:I", sk_get_autocommit: "i:i",
   sk_memory_used: ":F", sk_memory_highwater: "i:F", sk_release_memory: "i:i",
 };
@@ -339,16 +341,17 @@ function checkModule(bytes) {
 // ---- build ----------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const opts = { force: false, outDir: path.join(SRC_DIR, "build") };
+  const opts = { force: false, noCache: false, outDir: path.join(SRC_DIR, "build") };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--force") opts.force = true;
+    else if (a === "--no-cache") opts.noCache = opts.force = true;
     else if (a === "--out" && argv[i + 1]) opts.outDir = path.resolve(argv[++i]);
     else if (a.startsWith("--out=")) opts.outDir = path.resolve(a.slice(6));
     else if (a === "--help" || a === "-h") {
-      console.log("usage: node tools/build-wasm.mjs [--force] [--out DIR]");
+      console.log("usage: node tools/build-wasm.mjs [--force] [--no-cache] [--out DIR]");
       process.exit(0);
-    } else fail(`unknown argument ${a} (usage: node tools/build-wasm.mjs [--force] [--out DIR])`);
+    } else fail(`unknown argument ${a} (usage: node tools/build-wasm.mjs [--force] [--no-cache] [--out DIR])`);
   }
   return opts;
 }
@@ -400,8 +403,8 @@ function main() {
   fs.mkdirSync(objDir, { recursive: true });
   const sqliteFlags = [...CFLAGS, ...SQLITE_DEFINES];
   const objKey = sha256(JSON.stringify({ sqlite: inputs.sqlite, sqliteFlags, compiler })).slice(0, 24);
-  const sqliteObj = path.join(objDir, `sqlite3-${objKey}.o`);
-  if (fs.existsSync(sqliteObj)) {
+  const sqliteObj = opts.noCache ? path.join(fs.mkdtempSync(path.join(CACHE_DIR, "nocache-")), "sqlite3.o") : path.join(objDir, `sqlite3-${objKey}.o`);
+  if (!opts.noCache && fs.existsSync(sqliteObj)) {
     say("sqlite3.c: cached object");
   } else {
     const t = performance.now();
@@ -436,6 +439,7 @@ function main() {
     say(`wrote ${rel(out)}: ${bytes.length} bytes (${(bytes.length / 1048576).toFixed(2)} MiB), sha256 ${hash}, in ${seconds(t0)}`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
+    if (opts.noCache) fs.rmSync(path.dirname(sqliteObj), { recursive: true, force: true });
   }
 }
 

@@ -177,21 +177,25 @@ export class Database {
     return this._guard(() => new Statement(this, sql));
   }
 
-  /** Splits a text of several statements into single statements, using SQLite's own parser. */
-  splitStatements(sql: string): string[] {
-    this.#requireOpen();
-    return this._guard(() => {
-      const out: string[] = [];
-      let rest = sql;
-      for (;;) {
-        const { handle, tail } = this._prepareRaw(rest, 0);
-        if (handle === 0) break;
-        this._x.sk_finalize(handle);
-        out.push(rest.slice(0, tail).trim());
-        rest = rest.slice(tail);
+  /**
+   * The statements of a text, one at a time, each prepared only when the previous one has been
+   * consumed (so `CREATE TABLE t ...; INSERT INTO t ...` works: t exists when the INSERT is prepared).
+   */
+  *statements(sql: string): Generator<Statement> {
+    let rest = sql;
+    for (;;) {
+      this.#requireOpen();
+      const { handle, tail } = this._guard(() => this._prepareRaw(rest, 0));
+      if (handle === 0) return;
+      this._x.sk_finalize(handle);
+      const st = this.prepare(rest.slice(0, tail));
+      rest = rest.slice(tail);
+      try {
+        yield st;
+      } finally {
+        st.finalize();
       }
-      return out;
-    });
+    }
   }
 
   /** Runs one statement and returns its rows (`sql.exec` style); statements are cached by text. */
@@ -302,10 +306,18 @@ export class Database {
   }
 
   /** @internal */
-  _runResult(): RunResult {
+  _totalChanges(): number {
+    return this._x.sk_total_changes(this.#db);
+  }
+
+  /**
+   * @internal — `changes` counts rows this statement changed: sqlite3_changes64 keeps reporting the
+   * previous INSERT/UPDATE/DELETE after other statements (DDL, BEGIN), so compare total_changes.
+   */
+  _runResult(totalBefore: number): RunResult {
     const id = this._x.sk_last_insert_rowid(this.#db);
     return {
-      changes: this._x.sk_changes(this.#db),
+      changes: this._x.sk_total_changes(this.#db) === totalBefore ? 0 : this._x.sk_changes(this.#db),
       lastInsertRowid: id >= BigInt(Number.MIN_SAFE_INTEGER) && id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id,
     };
   }

@@ -42,6 +42,7 @@ export interface SqliteExports {
   sk_column_blob(s: I, i: I): I;
   sk_column_bytes(s: I, i: I): I;
   sk_stmt_readonly(s: I): I;
+  sk_stmt_status(s: I, op: I, reset: I): I;
   sk_changes(db: I): number;
   sk_total_changes(db: I): number;
   sk_last_insert_rowid(db: I): bigint;

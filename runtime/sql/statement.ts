@@ -7,6 +7,8 @@ import { SQLITE_DONE, SQLITE_OK, SQLITE_ROW } from "./codes.js";
 import { bindValue, columnValue, type BindValue, type SqlValue } from "./ecalls.js";
 import type { Database } from "./database.js";
 
+const STMTSTATUS_REPREPARE = 5;
+
 export type Row = Record<string, SqlValue>;
 export interface RunResult {
   changes: number;
@@ -23,6 +25,8 @@ export class Statement {
   #handle = 0;
   #gen = -1;
   #columns: string[] | undefined;
+  /** SQLITE_STMTSTATUS_REPREPARE when #columns was read: a schema change re-prepares and may change them. */
+  #columnsAt = -1;
   #params: (string | undefined)[] = [];
   #busy = false;
   #finalized = false;
@@ -74,8 +78,10 @@ export class Statement {
   columns(): string[] {
     return this.db._guard(() => {
       const h = this.#ensure();
-      if (!this.#columns) {
-        const x = this.db._x;
+      const x = this.db._x;
+      const reprepared = x.sk_stmt_status(h, STMTSTATUS_REPREPARE, 0);
+      if (!this.#columns || this.#columnsAt !== reprepared) {
+        this.#columnsAt = reprepared;
         const n = x.sk_column_count(h);
         const names: string[] = [];
         for (let i = 0; i < n; i++) names.push(this.db._mem.cstring(x.sk_column_name(h, i), 4096));
@@ -131,8 +137,13 @@ export class Statement {
     return err;
   }
 
-  #row(h: number): Row {
-    const names = this.#columns ?? this.columns();
+  /** Column names valid for the execution under way (call after its first step). */
+  #names(h: number): string[] {
+    if (this.#columns && this.db._x.sk_stmt_status(h, STMTSTATUS_REPREPARE, 0) === this.#columnsAt) return this.#columns;
+    return this.columns();
+  }
+
+  #row(h: number, names: string[]): Row {
     const x = this.db._x;
     const mem = this.db._mem;
     const row: Row = {};
@@ -145,11 +156,12 @@ export class Statement {
     return this.db._guard(() => {
       const h = this.#start(args);
       const x = this.db._x;
+      const before = this.db._totalChanges();
       let rc: number;
       while ((rc = x.sk_step(h)) === SQLITE_ROW);
       if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
       x.sk_reset(h);
-      return this.db._runResult();
+      return this.db._runResult(before);
     });
   }
 
@@ -160,7 +172,8 @@ export class Statement {
       const x = this.db._x;
       const rows: Row[] = [];
       let rc: number;
-      while ((rc = x.sk_step(h)) === SQLITE_ROW) rows.push(this.#row(h));
+      let names: string[] | undefined;
+      while ((rc = x.sk_step(h)) === SQLITE_ROW) rows.push(this.#row(h, (names ??= this.#names(h))));
       if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
       x.sk_reset(h);
       return rows;
@@ -173,7 +186,7 @@ export class Statement {
       const h = this.#start(args);
       const rc = this.db._x.sk_step(h);
       if (rc === SQLITE_ROW) {
-        const row = this.#row(h);
+        const row = this.#row(h, this.#names(h));
         this.db._x.sk_reset(h);
         return row;
       }
@@ -189,10 +202,11 @@ export class Statement {
       const h = this.#start(args);
       const x = this.db._x;
       const mem = this.db._mem;
-      const n = x.sk_column_count(h);
       const rows: SqlValue[][] = [];
+      let n = -1;
       let rc: number;
       while ((rc = x.sk_step(h)) === SQLITE_ROW) {
+        if (n < 0) n = x.sk_column_count(h); // after the first step: a re-prepare may change it
         const r: SqlValue[] = new Array(n);
         for (let i = 0; i < n; i++) r[i] = columnValue(x, mem, h, i);
         rows.push(r);
@@ -208,12 +222,13 @@ export class Statement {
     const gen = this.db._generation;
     const h = this.db._guard(() => this.#start(args));
     this.#busy = true;
+    let names: string[] | undefined;
     try {
       for (;;) {
         if (this.db._generation !== gen) throw new UsageError("STATEMENT_INVALIDATED", "the enclave restarted during iteration; run the query again");
         const row = this.db._guard(() => {
           const rc = this.db._x.sk_step(h);
-          if (rc === SQLITE_ROW) return this.#row(h);
+          if (rc === SQLITE_ROW) return this.#row(h, (names ??= this.#names(h)));
           if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
           return undefined;
         });

@@ -27,6 +27,7 @@ export function buildProgram(): Command {
     .name("selkie")
     .description("Selkie: SQLite and other workloads inside metered WebAssembly enclaves (emulated SGX).")
     .version(pkg.version, "-V, --version")
+    .exitOverride()
     .showHelpAfterError("(run with --help for usage)")
     .addHelpText("after", `\n${EXIT_CODES_HELP}`);
   registerDemoCommand(program, run);
@@ -36,7 +37,6 @@ export function buildProgram(): Command {
 }
 
 const program = buildProgram();
-program.exitOverride();
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

@@ -81,15 +81,10 @@ export class Shell {
   /** Runs SQL text (one or more statements) and prints results; returns false on error. */
   runSql(sql: string): boolean {
     try {
-      for (const text of this.db.splitStatements(sql)) {
-        const st = this.db.prepare(text);
-        try {
-          const cols = st.columns();
-          if (cols.length > 0) this.#out(formatRows(this.mode, cols, st.values(), this.headers));
-          else st.run();
-        } finally {
-          st.finalize();
-        }
+      for (const st of this.db.statements(sql)) {
+        const cols = st.columns();
+        if (cols.length > 0) this.#out(formatRows(this.mode, cols, st.values(), this.headers));
+        else st.run();
       }
       return true;
     } catch (e) {
