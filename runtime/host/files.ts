@@ -23,6 +23,8 @@ export interface FileLayer {
   size(h: FileHandle): number;
   remove(file: string, syncDir: boolean): void;
   exists(file: string): boolean;
+  /** Atomically replaces `to` with `from` and makes the rename durable (fsyncs the folder). */
+  rename(from: string, to: string): void;
 }
 
 class NodeFileHandle implements FileHandle {
@@ -75,6 +77,10 @@ export class NodeFileLayer implements FileLayer {
   }
   exists(file: string): boolean {
     return fs.existsSync(file);
+  }
+  rename(from: string, to: string): void {
+    fs.renameSync(from, to);
+    syncDirectory(path.dirname(to));
   }
 }
 

@@ -6,34 +6,37 @@
  *     the database this enclave was opened for (the database and its rollback journal). Anything
  *     else is SQLITE_CANTOPEN / SQLITE_PERM.
  *  2. Every pointer and length from the guest is bounds-checked before use (SQLITE_MISUSE if not).
- *  3. No exception crosses back into the guest: host errors become SQLite codes (errno map below).
- *  4. Anonymous temp files (path_len 0) live only in enclave memory and never reach the host.
+ *  3. No exception crosses back into the guest: host errors become SQLite codes (errno map below),
+ *     and a StorageError is kept for the SQL layer to raise in place of SQLite's generic I/O error.
+ *  4. In sealed mode (the default) the database goes to the sealed page store and journals and temp
+ *     files live only in enclave memory: nothing but ciphertext reaches the host.
  *  5. `closeAll()` releases every file and lock of the instance, so a trapped instance leaves
- *     nothing held; SQLite's hot-journal rollback then restores the last commit on reopen.
- *
- * Until sealed storage lands, the bytes passed down are the plaintext database (issue 2's plain mode).
+ *     nothing held; the store discards what was not committed.
  */
 import * as path from "node:path";
-import type { FileHandle, FileLayer } from "../host/files.js";
+import type { FileLayer } from "../host/files.js";
 import type { GuestMemory } from "../enclave/memory.js";
+import { SelkieError } from "../errors.js";
 import * as C from "../sql/codes.js";
-import { LOCK_NONE, processLocks, type LockTable } from "./lock-table.js";
+import { HostFile, MemoryFile, SealedFile, type FileBackend } from "./backends.js";
+import { StorageError } from "./errors.js";
+import { LOCK_NONE, LOCK_RESERVED, processLocks, type LockTable } from "./lock-table.js";
+import type { PageStore } from "./page-store.js";
 
 const MAX_FILES = 64;
 
 interface OpenFile {
   name: string;
-  hostPath: string | undefined; // undefined: anonymous in-memory temp file
-  handle: FileHandle | undefined;
-  mem: Uint8Array | undefined; // contents of a memory file
-  memSize: number;
-  deleteOnClose: boolean;
-  owner: object; // lock owner token
+  backend: FileBackend;
+  /** Lock key (host path of the database or journal); undefined for anonymous temp files. */
+  lockKey: string | undefined;
+  owner: object;
 }
 
-/** Maps node errno codes to SQLite codes for an operation (the one place foreign codes are mapped). */
+/** Maps node errno codes and storage errors to SQLite codes (the one place foreign codes are mapped). */
 export function errnoToSqlite(e: unknown, fallback: number): number {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const cause = e instanceof StorageError && e.cause ? e.cause : e;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case "ENOSPC":
     case "EDQUOT":
@@ -57,18 +60,30 @@ export interface VfsServerOptions {
   files: FileLayer;
   readonly?: boolean;
   locks?: LockTable;
+  /**
+   * Sealed mode: hands out the database's page store (shared by the connections of a process) and
+   * a function that releases it. Without it the database is a plain host file (unprotected).
+   */
+  openStore?: () => { store: PageStore; release: () => void };
 }
 
 export class VfsServer {
   #mem: GuestMemory | undefined;
   readonly #files = new Map<number, OpenFile>();
+  /** Journals of sealed databases, by name: they exist only here, in enclave memory. */
+  readonly #memFiles = new Map<string, MemoryFile>();
   #nextId = 1;
   readonly #allowed: Set<string>;
   readonly #locks: LockTable;
+  #storageError: SelkieError | undefined;
 
   constructor(readonly opts: VfsServerOptions) {
     this.#allowed = new Set([opts.dbName, `${opts.dbName}-journal`]);
     this.#locks = opts.locks ?? processLocks;
+  }
+
+  get sealed(): boolean {
+    return this.opts.openStore !== undefined;
   }
 
   /** Bind to the guest memory of a (new) instance. */
@@ -80,9 +95,26 @@ export class VfsServer {
     return this.#files.size;
   }
 
-  /** Releases every file and lock (after close or a trap). Never throws. */
+  /** The storage error behind the last failed ocall, if any (cleared on read). */
+  takeStorageError(): SelkieError | undefined {
+    const e = this.#storageError;
+    this.#storageError = undefined;
+    return e;
+  }
+
+  /** Releases every file and lock, and forgets uncommitted writes (after close or a trap). Never throws. */
   closeAll(): void {
-    for (const fid of [...this.#files.keys()]) this.close(fid);
+    for (const fid of [...this.#files.keys()]) {
+      const f = this.#files.get(fid)!;
+      if (f.backend instanceof SealedFile) f.backend.store.rollback();
+      this.close(fid);
+    }
+    this.#memFiles.clear();
+  }
+
+  #fail(e: unknown, fallback: number): number {
+    if (e instanceof SelkieError) this.#storageError = e;
+    return errnoToSqlite(e, fallback);
   }
 
   #guestName(ptr: number, len: number): string | number {
@@ -105,11 +137,37 @@ export class VfsServer {
       lock: (fid, lvl) => this.lock(fid, lvl),
       unlock: (fid, lvl) => this.unlock(fid, lvl),
       check_reserved: (fid) => this.checkReserved(fid),
-      file_control: () => C.SQLITE_NOTFOUND,
-      device_characteristics: () => 0,
+      file_control: (fid, op) => this.fileControl(fid, op),
+      device_characteristics: (fid) => this.#files.get(fid)?.backend.caps ?? 0,
       delete: (p, l, s) => this.remove(p, l, s),
       access: (p, l) => this.access(p, l),
     };
+  }
+
+  #backendFor(name: string, flags: number): FileBackend {
+    const readonly = this.opts.readonly === true || (flags & C.SQLITE_OPEN_READONLY) !== 0;
+    if (this.opts.openStore) {
+      if (name === this.opts.dbName) {
+        const { store, release } = this.opts.openStore();
+        return new SealedFile(store, release);
+      }
+      let m = this.#memFiles.get(name);
+      if (!m) {
+        if ((flags & C.SQLITE_OPEN_CREATE) === 0) throw Object.assign(new Error("no such file"), { code: "ENOENT" });
+        m = new MemoryFile();
+        this.#memFiles.set(name, m);
+      }
+      return m;
+    }
+    const hostPath = path.join(this.opts.dir, name);
+    const handle = this.opts.files.open(hostPath, {
+      create: (flags & C.SQLITE_OPEN_CREATE) !== 0 && !readonly,
+      readonly,
+      exclusive: (flags & C.SQLITE_OPEN_EXCLUSIVE) !== 0,
+    });
+    const files = this.opts.files;
+    const deleteOnClose = (flags & C.SQLITE_OPEN_DELETEONCLOSE) !== 0;
+    return new HostFile(files, handle, deleteOnClose ? () => files.remove(hostPath, false) : undefined);
   }
 
   open(pathPtr: number, pathLen: number, flags: number, outPtr: number): number {
@@ -118,21 +176,14 @@ export class VfsServer {
     if (this.#files.size >= MAX_FILES) return C.SQLITE_CANTOPEN;
     let file: OpenFile;
     if (pathLen === 0) {
-      file = { name: "", hostPath: undefined, handle: undefined, mem: new Uint8Array(0), memSize: 0, deleteOnClose: true, owner: {} };
+      file = { name: "", backend: new MemoryFile(), lockKey: undefined, owner: {} };
     } else {
       const name = this.#guestName(pathPtr, pathLen);
       if (typeof name === "number") return name;
-      const hostPath = path.join(this.opts.dir, name);
-      const readonly = this.opts.readonly === true || (flags & C.SQLITE_OPEN_READONLY) !== 0;
       try {
-        const handle = this.opts.files.open(hostPath, {
-          create: (flags & C.SQLITE_OPEN_CREATE) !== 0 && !readonly,
-          readonly,
-          exclusive: (flags & C.SQLITE_OPEN_EXCLUSIVE) !== 0,
-        });
-        file = { name, hostPath, handle, mem: undefined, memSize: 0, deleteOnClose: (flags & C.SQLITE_OPEN_DELETEONCLOSE) !== 0, owner: {} };
+        file = { name, backend: this.#backendFor(name, flags), lockKey: path.join(this.opts.dir, name), owner: {} };
       } catch (e) {
-        return errnoToSqlite(e, C.SQLITE_CANTOPEN);
+        return this.#fail(e, C.SQLITE_CANTOPEN);
       }
     }
     const fid = this.#nextId++;
@@ -145,13 +196,12 @@ export class VfsServer {
     const f = this.#files.get(fid);
     if (!f) return C.SQLITE_IOERR_CLOSE;
     this.#files.delete(fid);
-    if (f.hostPath !== undefined) this.#locks.unlock(f.hostPath, f.owner, LOCK_NONE);
+    if (f.lockKey !== undefined) this.#locks.unlock(f.lockKey, f.owner, LOCK_NONE);
     try {
-      if (f.handle) this.opts.files.close(f.handle);
-      if (f.deleteOnClose && f.hostPath) this.opts.files.remove(f.hostPath, false);
+      f.backend.close();
       return C.SQLITE_OK;
     } catch (e) {
-      return errnoToSqlite(e, C.SQLITE_IOERR_CLOSE);
+      return this.#fail(e, C.SQLITE_IOERR_CLOSE);
     }
   }
 
@@ -159,15 +209,10 @@ export class VfsServer {
     const f = this.#files.get(fid);
     const mem = this.#mem!;
     if (!f || !mem.inBounds(buf, amt) || !Number.isSafeInteger(offset) || offset < 0) return -C.SQLITE_MISUSE;
-    if (f.mem) {
-      const avail = Math.max(0, Math.min(amt, f.memSize - offset));
-      if (avail > 0) mem.u8.set(f.mem.subarray(offset, offset + avail), buf);
-      return avail;
-    }
     try {
-      return this.opts.files.read(f.handle!, mem.u8.subarray(buf, buf + amt), offset);
+      return f.backend.read(mem.u8.subarray(buf, buf + amt), offset);
     } catch (e) {
-      return -errnoToSqlite(e, C.SQLITE_IOERR_READ);
+      return -this.#fail(e, C.SQLITE_IOERR_READ);
     }
   }
 
@@ -175,103 +220,110 @@ export class VfsServer {
     const f = this.#files.get(fid);
     const mem = this.#mem!;
     if (!f || !mem.inBounds(buf, amt) || !Number.isSafeInteger(offset) || offset < 0) return C.SQLITE_MISUSE;
-    if (f.mem) {
-      const end = offset + amt;
-      if (end > f.mem.length) {
-        const grown = new Uint8Array(Math.max(end, f.mem.length * 2));
-        grown.set(f.mem.subarray(0, f.memSize));
-        f.mem = grown;
-      }
-      f.mem.set(mem.u8.subarray(buf, buf + amt), offset);
-      f.memSize = Math.max(f.memSize, end);
-      return C.SQLITE_OK;
-    }
     try {
-      this.opts.files.write(f.handle!, mem.u8.subarray(buf, buf + amt), offset);
+      f.backend.write(mem.u8.subarray(buf, buf + amt), offset);
       return C.SQLITE_OK;
     } catch (e) {
-      return errnoToSqlite(e, C.SQLITE_IOERR_WRITE);
+      return this.#fail(e, C.SQLITE_IOERR_WRITE);
     }
   }
 
   truncate(fid: number, size: number): number {
     const f = this.#files.get(fid);
     if (!f || !Number.isSafeInteger(size) || size < 0) return C.SQLITE_MISUSE;
-    if (f.mem) {
-      if (size < f.memSize) f.mem.fill(0, size, f.memSize);
-      f.memSize = Math.min(f.memSize, size);
-      return C.SQLITE_OK;
-    }
     try {
-      this.opts.files.truncate(f.handle!, size);
+      f.backend.truncate(size);
       return C.SQLITE_OK;
     } catch (e) {
-      return errnoToSqlite(e, C.SQLITE_IOERR_TRUNCATE);
+      return this.#fail(e, C.SQLITE_IOERR_TRUNCATE);
     }
   }
 
   sync(fid: number): number {
     const f = this.#files.get(fid);
     if (!f) return C.SQLITE_MISUSE;
-    if (f.mem) return C.SQLITE_OK;
     try {
-      this.opts.files.sync(f.handle!);
+      f.backend.sync();
       return C.SQLITE_OK;
     } catch (e) {
-      return errnoToSqlite(e, C.SQLITE_IOERR_FSYNC);
+      return this.#fail(e, C.SQLITE_IOERR_FSYNC);
     }
   }
 
   size(fid: number): number {
     const f = this.#files.get(fid);
     if (!f) return -C.SQLITE_MISUSE;
-    if (f.mem) return f.memSize;
     try {
-      return this.opts.files.size(f.handle!);
+      return f.backend.size();
     } catch (e) {
-      return -errnoToSqlite(e, C.SQLITE_IOERR);
+      return -this.#fail(e, C.SQLITE_IOERR);
+    }
+  }
+
+  fileControl(fid: number, op: number): number {
+    const f = this.#files.get(fid);
+    if (!f) return C.SQLITE_MISUSE;
+    try {
+      return f.backend.control(op) ? C.SQLITE_OK : C.SQLITE_NOTFOUND;
+    } catch (e) {
+      return this.#fail(e, C.SQLITE_IOERR_FSYNC);
     }
   }
 
   lock(fid: number, level: number): number {
     const f = this.#files.get(fid);
     if (!f || !Number.isInteger(level) || level < 0 || level > 4) return C.SQLITE_MISUSE;
-    if (f.hostPath === undefined) return C.SQLITE_OK;
-    return this.#locks.lock(f.hostPath, f.owner, level) ? C.SQLITE_OK : C.SQLITE_BUSY;
+    if (f.lockKey === undefined) return C.SQLITE_OK;
+    return this.#locks.lock(f.lockKey, f.owner, level) ? C.SQLITE_OK : C.SQLITE_BUSY;
   }
 
   unlock(fid: number, level: number): number {
     const f = this.#files.get(fid);
     if (!f || !Number.isInteger(level) || level < 0 || level > 1) return C.SQLITE_MISUSE;
-    if (f.hostPath !== undefined) this.#locks.unlock(f.hostPath, f.owner, level);
-    return C.SQLITE_OK;
+    if (f.lockKey === undefined) return C.SQLITE_OK;
+    const wasWriter = this.#locks.level(f.owner) >= LOCK_RESERVED;
+    let rc = C.SQLITE_OK;
+    if (wasWriter) {
+      try {
+        f.backend.endWrite();
+      } catch (e) {
+        rc = this.#fail(e, C.SQLITE_IOERR_UNLOCK);
+      }
+    }
+    this.#locks.unlock(f.lockKey, f.owner, level);
+    return rc;
   }
 
   checkReserved(fid: number): number {
     const f = this.#files.get(fid);
     if (!f) return -C.SQLITE_MISUSE;
-    if (f.hostPath === undefined) return 0;
-    return this.#locks.reserved(f.hostPath) ? 1 : 0;
+    if (f.lockKey === undefined) return 0;
+    return this.#locks.reserved(f.lockKey) ? 1 : 0;
   }
 
   remove(pathPtr: number, pathLen: number, syncDir: number): number {
     const name = this.#guestName(pathPtr, pathLen);
     if (typeof name === "number") return name === C.SQLITE_CANTOPEN ? C.SQLITE_IOERR_DELETE : name;
+    if (this.sealed) {
+      if (name === this.opts.dbName) return C.SQLITE_IOERR_DELETE; // the store is never deleted by SQLite
+      return this.#memFiles.delete(name) ? C.SQLITE_OK : C.SQLITE_IOERR_DELETE_NOENT;
+    }
     try {
       this.opts.files.remove(path.join(this.opts.dir, name), syncDir !== 0);
       return C.SQLITE_OK;
     } catch (e) {
-      return errnoToSqlite(e, C.SQLITE_IOERR_DELETE);
+      return this.#fail(e, C.SQLITE_IOERR_DELETE);
     }
   }
 
   access(pathPtr: number, pathLen: number): number {
     const name = this.#guestName(pathPtr, pathLen);
     if (typeof name === "number") return name === C.SQLITE_CANTOPEN ? 0 : -name;
+    if (this.sealed) return name === this.opts.dbName || this.#memFiles.has(name) ? 1 : 0;
     try {
       return this.opts.files.exists(path.join(this.opts.dir, name)) ? 1 : 0;
     } catch (e) {
-      return -errnoToSqlite(e, C.SQLITE_IOERR);
+      return -this.#fail(e, C.SQLITE_IOERR);
     }
   }
 }

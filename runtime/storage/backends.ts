@@ -1,0 +1,145 @@
+/**
+ * TRUSTED. What an open file of the enclave is backed by:
+ *  - SealedFile: the database in the sealed page store (only ciphertext reaches the host);
+ *  - MemoryFile: journals and temporary files, which never leave enclave memory;
+ *  - HostFile: a plain host file (the explicit, unprotected `plain` mode, for interop).
+ */
+import type { FileHandle, FileLayer } from "../host/files.js";
+import type { PageStore } from "./page-store.js";
+
+export const SQLITE_FCNTL_SYNC = 21;
+export const SQLITE_FCNTL_COMMIT_PHASETWO = 22;
+export const SQLITE_FCNTL_BEGIN_ATOMIC_WRITE = 31;
+export const SQLITE_FCNTL_COMMIT_ATOMIC_WRITE = 32;
+export const SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE = 33;
+
+const IOCAP_ATOMIC = 0x1;
+const IOCAP_SAFE_APPEND = 0x200;
+const IOCAP_SEQUENTIAL = 0x400;
+const IOCAP_UNDELETABLE_WHEN_OPEN = 0x800;
+const IOCAP_POWERSAFE_OVERWRITE = 0x1000;
+const IOCAP_BATCH_ATOMIC = 0x4000;
+
+export interface FileBackend {
+  /** SQLITE_IOCAP_* bits reported to SQLite. */
+  readonly caps: number;
+  read(dst: Uint8Array, offset: number): number;
+  write(src: Uint8Array, offset: number): void;
+  truncate(size: number): void;
+  sync(): void;
+  size(): number;
+  /** Handles a forwarded file-control op; false when it does not apply (SQLITE_NOTFOUND). */
+  control(op: number): boolean;
+  /** Called when the connection drops from a write lock to SHARED or NONE. */
+  endWrite(): void;
+  close(): void;
+}
+
+export class SealedFile implements FileBackend {
+  readonly caps = IOCAP_BATCH_ATOMIC | IOCAP_SAFE_APPEND | IOCAP_SEQUENTIAL | IOCAP_POWERSAFE_OVERWRITE | IOCAP_UNDELETABLE_WHEN_OPEN;
+  constructor(readonly store: PageStore, private readonly release: () => void) {}
+  read(dst: Uint8Array, offset: number): number {
+    return this.store.read(dst, offset);
+  }
+  write(src: Uint8Array, offset: number): void {
+    this.store.write(src, offset);
+  }
+  truncate(size: number): void {
+    this.store.truncate(size);
+  }
+  sync(): void {
+    this.store.commit();
+  }
+  size(): number {
+    return this.store.size;
+  }
+  control(op: number): boolean {
+    switch (op) {
+      case SQLITE_FCNTL_BEGIN_ATOMIC_WRITE:
+        return true;
+      case SQLITE_FCNTL_SYNC: // sent at every commit point, even with PRAGMA synchronous=OFF
+      case SQLITE_FCNTL_COMMIT_PHASETWO: // after phase two, which may still truncate the file
+      case SQLITE_FCNTL_COMMIT_ATOMIC_WRITE:
+        this.store.commit();
+        return true;
+      case SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE:
+        this.store.rollback();
+        return true;
+      default:
+        return false;
+    }
+  }
+  endWrite(): void {
+    // Every commit point passes FCNTL_SYNC, xSync or COMMIT_ATOMIC_WRITE first: writes still pending
+    // when the write lock drops belong to a transaction that rolled back or failed. Drop them.
+    this.store.rollback();
+  }
+  close(): void {
+    this.release();
+  }
+}
+
+export class MemoryFile implements FileBackend {
+  readonly caps = IOCAP_ATOMIC | IOCAP_SAFE_APPEND | IOCAP_SEQUENTIAL | IOCAP_POWERSAFE_OVERWRITE;
+  #data = new Uint8Array(0);
+  #size = 0;
+  read(dst: Uint8Array, offset: number): number {
+    const n = Math.max(0, Math.min(dst.length, this.#size - offset));
+    if (n > 0) dst.set(this.#data.subarray(offset, offset + n));
+    return n;
+  }
+  write(src: Uint8Array, offset: number): void {
+    const end = offset + src.length;
+    if (end > this.#data.length) {
+      const grown = new Uint8Array(Math.max(end, this.#data.length * 2, 4096));
+      grown.set(this.#data.subarray(0, this.#size));
+      this.#data = grown;
+    }
+    this.#data.set(src, offset);
+    this.#size = Math.max(this.#size, end);
+  }
+  truncate(size: number): void {
+    if (size < this.#size) this.#data.fill(0, size, this.#size);
+    this.#size = Math.min(this.#size, size);
+  }
+  sync(): void {}
+  size(): number {
+    return this.#size;
+  }
+  control(): boolean {
+    return false;
+  }
+  endWrite(): void {}
+  close(): void {}
+}
+
+export class HostFile implements FileBackend {
+  readonly caps = 0;
+  constructor(private readonly files: FileLayer, private readonly handle: FileHandle, private readonly onClose: () => void = () => {}) {}
+  read(dst: Uint8Array, offset: number): number {
+    return this.files.read(this.handle, dst, offset);
+  }
+  write(src: Uint8Array, offset: number): void {
+    this.files.write(this.handle, src, offset);
+  }
+  truncate(size: number): void {
+    this.files.truncate(this.handle, size);
+  }
+  sync(): void {
+    this.files.sync(this.handle);
+  }
+  size(): number {
+    return this.files.size(this.handle);
+  }
+  control(): boolean {
+    return false;
+  }
+  endWrite(): void {}
+  close(): void {
+    try {
+      this.files.close(this.handle);
+    } finally {
+      this.onClose();
+    }
+  }
+}
