@@ -22,3 +22,6 @@ export { checkModule, type CheckedModule } from "./enclave/loader.js";
 export { parseManifest, parseSize, type Manifest } from "./enclave/manifest.js";
 export type { FileLayer, FileHandle } from "./host/files.js";
 export { NodeFileLayer } from "./host/files.js";
+export { StorageError } from "./storage/errors.js";
+export { Platform } from "./platform/platform.js";
+export { defaultPlatformDir, openDefaultPlatform } from "./host/default-platform.js";

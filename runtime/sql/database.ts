@@ -13,6 +13,7 @@
  *    the database reopened. SQLite's rollback journal returns the file to its last commit. The call
  *    fails with EnclaveFault (ENCLAVE_TRAPPED); statements re-prepare themselves on next use.
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { EnclaveFault, SelkieError, UsageError } from "../errors.js";
 import { Enclave, type EpcAdmit } from "../enclave/enclave.js";
@@ -21,6 +22,11 @@ import { NS_FS, type Permission } from "../enclave/abi.js";
 import { NodeFileLayer, type FileLayer } from "../host/files.js";
 import { acquireProcessLock, releaseProcessLock } from "../host/process-lock.js";
 import { VfsServer } from "../storage/vfs-server.js";
+import { acquireStore } from "../storage/registry.js";
+import { storeTrustFor } from "../storage/trust.js";
+import type { PageStore } from "../storage/page-store.js";
+import type { Platform } from "../platform/platform.js";
+import { enclaveIdentity } from "../enclave/identity.js";
 import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
 import { SqliteError } from "./errors.js";
@@ -28,6 +34,16 @@ import { loadSqliteEnclave } from "./sqlite-module.js";
 import { Statement, type BindArgs, type Row, type RunResult } from "./statement.js";
 
 export interface DatabaseOptions {
+  /**
+   * The platform (emulated SGX CPU) whose sealing keys and counters protect the database. Needed
+   * unless `plain` is set; `Database.open()` uses the default platform when it is omitted.
+   */
+  platform?: Platform;
+  /**
+   * An UNPROTECTED plain SQLite file instead of a sealed database: readable by any sqlite3, with
+   * no integrity or rollback protection. For interop and comparison only.
+   */
+  plain?: boolean;
   /** Open read-only. */
   readonly?: boolean;
   /** Create the file when missing (default true; ignored when readonly). */
@@ -55,6 +71,12 @@ export interface EnclaveInfo {
   sqliteVersion: string;
 }
 
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Numbers enclave instances, so each EPC lease has its own id. */
+let instanceSeq = 0;
+
 const NAME_RE = /^[^/\\\0]{1,200}$/;
 
 export class Database {
@@ -62,6 +84,8 @@ export class Database {
   readonly readonly: boolean;
   readonly #enclave: Enclave;
   readonly #vfs: VfsServer;
+  readonly sealed: boolean;
+  #store: { store: PageStore; release: () => void } | undefined;
   readonly #name: string;
   readonly #cacheSize: number;
   readonly #cache = new Map<string, Statement>();
@@ -82,30 +106,119 @@ export class Database {
     if (!NAME_RE.test(this.#name)) throw new UsageError("BAD_PATH", `unusable database file name: ${JSON.stringify(this.#name)}`);
     this.readonly = opts.readonly === true;
     this.#cacheSize = opts.statementCache ?? 64;
+    this.sealed = opts.plain !== true;
+    if (this.sealed && !opts.platform) {
+      throw new UsageError("NO_PLATFORM", "a sealed database needs a platform: pass { platform } (see Platform.open), use `await Database.open(file)` for the default platform, or { plain: true } for an unprotected plain file");
+    }
     const image = loadSqliteEnclave(opts.epc === undefined ? {} : { epc: opts.epc });
-    this.#vfs = new VfsServer({ dir: path.dirname(this.path), dbName: this.#name, files: opts.files ?? new NodeFileLayer(), readonly: this.readonly });
+    const files = opts.files ?? new NodeFileLayer();
+    const platform = opts.platform;
+    this.#vfs = new VfsServer({
+      dir: path.dirname(this.path),
+      dbName: this.#name,
+      files,
+      readonly: this.readonly,
+      ...(this.sealed ? { openStore: () => this.#shareStore() } : {}),
+    });
+    const epcAdmit: EpcAdmit | undefined =
+      opts.epcAdmit ?? (platform ? (initial, max, label) => platform.epc.admit(`${label}#${++instanceSeq}:${this.path}`, label, initial, max) : undefined);
     this.#enclave = new Enclave({
       module: image.module,
       manifest: image.manifest,
       services: { [NS_FS]: this.#vfs.imports() },
       ...(opts.grants ? { grants: new Set(opts.grants) } : {}),
-      ...(opts.epcAdmit ? { epc: opts.epcAdmit } : {}),
+      ...(epcAdmit ? { epc: epcAdmit } : {}),
       onInstance: (mem) => this.#vfs.attach(mem),
     });
     acquireProcessLock(this.path);
     try {
+      if (this.sealed) {
+        const trust = storeTrustFor(platform!.servicesFor(enclaveIdentity(this.#enclave)));
+        this.#store = acquireStore(this.path, { files, trust, readonly: this.readonly, create: opts.create !== false });
+      }
       this.#boot(opts.create !== false && !this.readonly);
     } catch (e) {
       this.#vfs.closeAll();
       this.#enclave.close();
+      this.#store?.release();
       releaseProcessLock(this.path);
       throw e;
     }
   }
 
-  /** Same as `new Database(file, opts)`. */
-  static open(file: string, opts?: DatabaseOptions): Database {
-    return new Database(file, opts);
+  /**
+   * Opens a database with the default platform ($SELKIE_HOME or ~/.selkie, created with a
+   * development CA on first use) unless `opts.platform` or `opts.plain` is given.
+   */
+  static async open(file: string, opts: DatabaseOptions = {}): Promise<Database> {
+    if (opts.platform || opts.plain) return new Database(file, opts);
+    const { openDefaultPlatform } = await import("../host/default-platform.js");
+    return new Database(file, { ...opts, platform: await openDefaultPlatform() });
+  }
+
+  /** The store for the VFS: the connection's own reference (opened at construction). */
+  #shareStore(): { store: PageStore; release: () => void } {
+    if (!this.#store) throw new UsageError("DB_CLOSED", "the database is closed");
+    return { store: this.#store.store, release: () => {} };
+  }
+
+  /**
+   * Writes the database as a plain SQLite file at `dest` (which must not exist): the plaintext
+   * leaves the enclave, so callers should say so (the CLI logs it). Checked with integrity_check.
+   */
+  exportPlain(dest: string): { bytes: number } {
+    this.#requireOpen();
+    const store = this.#store?.store;
+    if (!store) throw new UsageError("NOT_SEALED", `${this.path} is already a plain file; copy it instead`);
+    if (fs.existsSync(dest)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
+    this.exec("BEGIN IMMEDIATE"); // no writer in this process can change the store while we read it
+    let bytes: Buffer;
+    try {
+      bytes = Buffer.alloc(store.size);
+      store.read(bytes, 0);
+    } finally {
+      this.exec("ROLLBACK");
+    }
+    const tmp = `${dest}.selkie-tmp`;
+    fs.writeFileSync(tmp, bytes, { mode: 0o600, flag: "wx" });
+    const fd = fs.openSync(tmp, "r");
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, dest);
+    checkPlain(dest);
+    return { bytes: bytes.length };
+  }
+
+  /**
+   * Seals the plain SQLite file `src` into a new database `dest` (checked with integrity_check
+   * before and after). `opts.platform` is required.
+   */
+  static importPlain(src: string, dest: string, opts: DatabaseOptions): Database {
+    if (!opts.platform) throw new UsageError("NO_PLATFORM", "importing needs the platform that will seal the new database");
+    checkPlain(src);
+    const plain = fs.readFileSync(src);
+    if (fs.existsSync(dest) || fs.existsSync(`${dest}.log`)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
+    const db = new Database(dest, { ...opts, plain: false, create: true, readonly: false });
+    try {
+      // Straight into the new, empty store, before SQLite has read anything (so it caches nothing).
+      const store = db.#store!.store;
+      store.write(plain, 0);
+      store.commit();
+      const ok = db.query<{ integrity_check: string }>("PRAGMA integrity_check");
+      if (ok.length !== 1 || ok[0]!.integrity_check !== "ok") {
+        throw new SqliteError(C.SQLITE_CORRUPT, `the imported copy of ${src} failed integrity_check: ${JSON.stringify(ok.slice(0, 5))}`);
+      }
+      return db;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /** Bytes on disk and live bytes of the sealed store (undefined for plain files). */
+  get storage(): { diskBytes: number; liveBytes: number; commits: number } | undefined {
+    const s = this.#store?.store;
+    return s ? { diskBytes: s.diskBytes, liveBytes: s.liveBytes, commits: s.commits } : undefined;
   }
 
   /** Starts the enclave instance and opens the database in it. */
@@ -124,6 +237,11 @@ export class Database {
     const db = this._mem.readI32(outPtr);
     x.sk_free(outPtr);
     if (rc !== C.SQLITE_OK) {
+      const stored = this.#vfs.takeStorageError();
+      if (stored) {
+        if (db !== 0) x.sk_close(db);
+        throw stored;
+      }
       const msg = db !== 0 ? this._mem.cstring(x.sk_errmsg(db)) : "out of memory";
       if (db !== 0) x.sk_close(db);
       const hint = rc === C.SQLITE_CANTOPEN && !create ? " (the file does not exist or cannot be read; check the path)" : "";
@@ -247,8 +365,12 @@ export class Database {
         this.exec(nested ? `RELEASE ${sp}` : "COMMIT");
         return result;
       } catch (e) {
-        if (this._generation === gen && this.#open && !this._guard(() => this._x.sk_get_autocommit(this.#db))) {
-          this.exec(nested ? `ROLLBACK TO ${sp}; RELEASE ${sp}` : "ROLLBACK");
+        try {
+          if (this._generation === gen && this.#open && !this._guard(() => this._x.sk_get_autocommit(this.#db))) {
+            this.exec(nested ? `ROLLBACK TO ${sp}; RELEASE ${sp}` : "ROLLBACK");
+          }
+        } catch {
+          // The original error is what the caller needs; SQLite has rolled back whatever it could.
         }
         throw e;
       }
@@ -268,6 +390,8 @@ export class Database {
     } finally {
       this.#vfs.closeAll();
       this.#enclave.close();
+      this.#store?.release();
+      this.#store = undefined;
       releaseProcessLock(this.path);
     }
   }
@@ -298,7 +422,9 @@ export class Database {
   }
 
   /** @internal — an SqliteError for rc with the connection's message. */
-  _error(rc: number): SqliteError {
+  _error(rc: number): SelkieError {
+    const stored = this.#vfs.takeStorageError();
+    if (stored) return stored;
     const x = this._x;
     const ext = x.sk_errcode(this.#db);
     const code = (ext & 0xff) === (rc & 0xff) ? ext : rc;
@@ -318,7 +444,7 @@ export class Database {
     const id = this._x.sk_last_insert_rowid(this.#db);
     return {
       changes: this._x.sk_total_changes(this.#db) === totalBefore ? 0 : this._x.sk_changes(this.#db),
-      lastInsertRowid: id >= BigInt(Number.MIN_SAFE_INTEGER) && id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id,
+      lastInsertRowid: id >= MIN_SAFE && id <= MAX_SAFE ? Number(id) : id,
     };
   }
 
@@ -358,6 +484,8 @@ export class Database {
       this.#boot(false);
     } catch (e) {
       this.#enclave.close();
+      this.#store?.release();
+      this.#store = undefined;
       releaseProcessLock(this.path);
       return new EnclaveFault("ENCLAVE_RESTART_FAILED", `the SQLite enclave faulted (${what}) and could not be restarted: ${(e as Error).message}; open the database again`, { cause });
     }
@@ -366,5 +494,19 @@ export class Database {
       `the SQLite enclave faulted (${what}); it was restarted and ${path.basename(this.path)} reopened at its last commit: this call and any open transaction were rolled back, retry them`,
       { cause },
     );
+  }
+}
+
+/** Opens a plain SQLite file read-only in an enclave and requires integrity_check to say ok. */
+function checkPlain(file: string): void {
+  if (!fs.existsSync(file)) throw new UsageError("NO_SUCH_FILE", `${file} does not exist`);
+  const db = new Database(file, { plain: true, readonly: true });
+  try {
+    const ok = db.query<{ integrity_check: string }>("PRAGMA integrity_check");
+    if (ok.length !== 1 || ok[0]!.integrity_check !== "ok") {
+      throw new SqliteError(C.SQLITE_CORRUPT, `${file} fails integrity_check: ${JSON.stringify(ok.slice(0, 5))}`);
+    }
+  } finally {
+    db.close();
   }
 }

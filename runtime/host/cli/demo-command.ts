@@ -6,6 +6,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Command } from "commander";
 import { Database } from "../../sql/database.js";
+import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
+import type { Platform } from "../../platform/platform.js";
 import { formatBytes } from "../../enclave/manifest.js";
 import { EXIT_OK } from "./exit-codes.js";
 import { formatRows } from "./format.js";
@@ -14,18 +16,27 @@ export function registerDemoCommand(program: Command, run: (fn: () => Promise<nu
   program
     .command("demo")
     .summary("create a database inside an enclave, write and query it, and show what happened")
-    .option("--db <file>", "database file to (re)create", path.join(".selkie", "demo.db"))
-    .action(async (opts: { db: string }) => {
-      await run(() => demo(opts.db, (s) => process.stdout.write(s + "\n")));
+    .option("--db <file>", "database file to (re)create", path.join(".selkie-demo", "demo.db"))
+    .option("--platform <dir>", "the platform whose keys seal the database (default: $SELKIE_HOME or ~/.selkie, created on first use)")
+    .action(async (opts: { db: string; platform?: string }) => {
+      await run(async () => {
+        const say = (s: string) => process.stdout.write(s + "\n");
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), (d) => say(`0. Created a development platform (emulated SGX CPU: root secrets, counters, dev CA) in ${d}`));
+        try {
+          return demo(opts.db, platform, say);
+        } finally {
+          platform.close();
+        }
+      });
     });
 }
 
-export function demo(file: string, say: (s: string) => void): number {
+export function demo(file: string, platform: Platform, say: (s: string) => void): number {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  for (const f of [file, `${file}-journal`]) fs.rmSync(f, { force: true });
+  for (const f of [file, `${file}.log`, `${file}-journal`]) fs.rmSync(f, { force: true });
 
   const t0 = performance.now();
-  const db = new Database(file);
+  const db = new Database(file, { platform });
   const e = db.enclave;
   say(`1. Launched a SQLite ${e.sqliteVersion} enclave for ${path.resolve(file)}`);
   say(`   mrenclave ${e.mrenclave}`);
@@ -66,9 +77,11 @@ export function demo(file: string, say: (s: string) => void): number {
   say(`6. Integers beyond 2^53 come back exact as bigint: ${big}n`);
   db.close();
 
-  const size = fs.statSync(file).size;
-  say(`7. Closed. The database file is ${formatBytes(size)} at ${file}; open it again with:`);
-  say(`   npx selkie sql ${file}`);
-  say("   (Until sealed storage lands, the file is a plain SQLite file; the stock sqlite3 shell reads it too.)");
+  const size = fs.statSync(file).size + fs.statSync(`${file}.log`).size;
+  const disk = Buffer.concat([fs.readFileSync(file), fs.readFileSync(`${file}.log`)]);
+  const leaked = ["Orkney", "Shetland", "sightings", "SQLite format 3"].filter((m) => disk.includes(m));
+  say(`7. Closed. On disk: ${file} and ${file}.log, ${formatBytes(size)} of AES-256-GCM sealed blocks and table records.`);
+  say(`   Searched them for "Orkney", "Shetland", "sightings" and SQLite's file header: ${leaked.length === 0 ? "none found" : "FOUND " + leaked.join(", ")}.`);
+  say(`   Open it again with:  npx selkie sql ${file}`);
   return EXIT_OK;
 }

@@ -8,6 +8,7 @@ import { describeError, EXIT_CODES_HELP, EXIT_USAGE, exitCodeFor } from "./exit-
 import { registerSqlCommand } from "./sql-command.js";
 import { registerEnclaveCommands } from "./enclave-commands.js";
 import { registerDemoCommand } from "./demo-command.js";
+import { registerDbCommands } from "./db-commands.js";
 
 const pkg = createRequire(import.meta.url)("../../../../package.json") as { version: string };
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     .addHelpText("after", `\n${EXIT_CODES_HELP}`);
   registerDemoCommand(program, run);
   registerSqlCommand(program, run);
+  registerDbCommands(program, run);
   registerEnclaveCommands(program, run);
   return program;
 }

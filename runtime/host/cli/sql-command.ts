@@ -3,6 +3,7 @@
  */
 import { Command, Option } from "commander";
 import { Database } from "../../sql/database.js";
+import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
 import { EXIT_CODES_HELP, EXIT_OK, EXIT_SQL_ERROR } from "./exit-codes.js";
 import { OUTPUT_MODES, type OutputMode } from "./format.js";
 import { Shell, SHELL_HELP } from "./shell.js";
@@ -22,13 +23,20 @@ export function registerSqlCommand(program: Command, run: (fn: () => Promise<num
     .option("--no-headers", "omit column names in csv and list modes")
     .option("-r, --readonly", "open read-only")
     .option("--epc <size>", "the enclave's EPC size (its memory cap), e.g. 64MiB")
+    .option("--platform <dir>", "the platform whose keys and counters seal the database (default: $SELKIE_HOME or ~/.selkie, created on first use)")
+    .option("--plain", "use an UNPROTECTED plain SQLite file (no sealing, no rollback protection)")
     .addHelpText(
       "after",
       `\nShell commands:\n${SHELL_HELP.replace(/^/gm, "  ")}\n\nExamples:\n  selkie sql app.db "CREATE TABLE t(x); INSERT INTO t VALUES (1)"\n  selkie sql app.db "SELECT * FROM t" --mode json\n  selkie sql app.db < dump.sql\n\n${EXIT_CODES_HELP}`,
     )
-    .action(async (file: string, sql: string | undefined, opts: { mode: OutputMode; headers: boolean; readonly?: boolean; epc?: string }) => {
+    .action(async (file: string, sql: string | undefined, opts: { mode: OutputMode; headers: boolean; readonly?: boolean; epc?: string; platform?: string; plain?: boolean }) => {
       await run(async () => {
-        const db = new Database(file, { readonly: opts.readonly === true, ...(opts.epc ? { epc: opts.epc } : {}) });
+        const platform = opts.plain ? undefined : await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), (d) => process.stderr.write(`selkie: created a development platform in ${d} (its keys seal your databases; keep it)\n`));
+        const db = new Database(file, {
+          readonly: opts.readonly === true,
+          ...(opts.epc ? { epc: opts.epc } : {}),
+          ...(platform ? { platform } : { plain: true }),
+        });
         try {
           const shell = new Shell(db, { input: process.stdin, output: process.stdout, error: process.stderr, interactive: sql === undefined && process.stdin.isTTY === true }, opts.mode);
           shell.headers = opts.headers;
@@ -37,6 +45,7 @@ export function registerSqlCommand(program: Command, run: (fn: () => Promise<num
           return errors === 0 ? EXIT_OK : EXIT_SQL_ERROR;
         } finally {
           db.close();
+          platform?.close();
         }
       });
     });

@@ -1,0 +1,57 @@
+/**
+ * `selkie db export` / `selkie db import`: move a database between sealed and plain SQLite form.
+ * Export is an explicit, logged act: the plaintext leaves the enclave.
+ */
+import type { Command } from "commander";
+import { Database } from "../../sql/database.js";
+import { formatBytes } from "../../enclave/manifest.js";
+import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
+import { EXIT_OK } from "./exit-codes.js";
+
+type Run = (fn: () => Promise<number> | number) => Promise<void>;
+
+export function registerDbCommands(program: Command, run: Run): void {
+  const db = program.command("db").summary("export a sealed database to plain SQLite, or import one");
+  db.command("export")
+    .description("Writes the sealed database DB as a plain SQLite file OUT (which must not exist), checked with\nPRAGMA integrity_check. The plaintext leaves the enclave: this is logged to stderr.")
+    .argument("<db>", "sealed database")
+    .argument("<out>", "plain SQLite file to create")
+    .option("--platform <dir>", "the platform that sealed the database (default: $SELKIE_HOME or ~/.selkie)")
+    .action(async (file: string, out: string, opts: { platform?: string }) => {
+      await run(async () => {
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir());
+        try {
+          const d = new Database(file, { platform, readonly: false });
+          try {
+            process.stderr.write(`selkie: EXPORT: writing the plaintext of ${d.path} to ${out}, outside the enclave (${new Date().toISOString()}, pid ${process.pid})\n`);
+            const { bytes } = d.exportPlain(out);
+            process.stdout.write(`exported ${formatBytes(bytes)} to ${out} (plain SQLite; integrity_check ok)\n`);
+          } finally {
+            d.close();
+          }
+        } finally {
+          platform.close();
+        }
+        return EXIT_OK;
+      });
+    });
+  db.command("import")
+    .description("Seals the plain SQLite file SRC (checked with PRAGMA integrity_check) into a new database DB.\nSRC is left as it is: delete it yourself once you trust the import.")
+    .argument("<src>", "plain SQLite file")
+    .argument("<db>", "new sealed database to create")
+    .option("--platform <dir>", "the platform that will seal the database (default: $SELKIE_HOME or ~/.selkie, created on first use)")
+    .action(async (src: string, file: string, opts: { platform?: string }) => {
+      await run(async () => {
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), (d) => process.stderr.write(`selkie: created a development platform in ${d}\n`));
+        try {
+          const d = Database.importPlain(src, file, { platform });
+          const tables = d.query<{ n: number }>("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'")[0]!.n;
+          d.close();
+          process.stdout.write(`imported ${src} into sealed database ${file} (${tables} tables; integrity_check ok)\n`);
+        } finally {
+          platform.close();
+        }
+        return EXIT_OK;
+      });
+    });
+}
