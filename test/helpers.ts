@@ -35,7 +35,7 @@ export function cli(args: string[], opts: { input?: string; cwd?: string; env?: 
   return spawnSync(process.execPath, [CLI, ...args], {
     input: opts.input ?? "",
     cwd: opts.cwd ?? ROOT,
-    env: { ...process.env, ...opts.env },
+    env: { ...process.env, SELKIE_HOME: CLI_HOME, ...opts.env },
     encoding: "utf8",
     timeout: 60_000,
   });
@@ -52,3 +52,17 @@ export function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+import { Platform } from "../runtime/platform/platform.js";
+import { Database, type DatabaseOptions } from "../runtime/index.js";
+
+/** One real platform per test process (its own temp dir), for in-process databases. */
+export const testPlatform: Platform = await Platform.create(tempDir("selkie-platform-"));
+
+/** A sealed database on the test platform (or a plain one with { plain: true }). */
+export function openDb(file: string, opts: DatabaseOptions = {}): Database {
+  return new Database(file, opts.plain ? opts : { platform: testPlatform, ...opts });
+}
+
+/** The platform directory CLI child processes of this test process use (SELKIE_HOME). */
+export const CLI_HOME = tempDir("selkie-cli-home-");

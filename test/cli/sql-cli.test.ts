@@ -1,5 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { cli, tempDir } from "../helpers.js";
 
@@ -87,4 +89,28 @@ test("selkie demo creates, writes and queries a database inside an enclave", () 
   assert.match(r.stdout, /SQLITE_CONSTRAINT_NOTNULL/);
   assert.match(r.stdout, /still 7 rows/);
   assert.match(r.stdout, /9007199254740993n/);
+});
+
+test("selkie db export writes a plain SQLite file the stock sqlite3 reads, and db import seals one back", () => {
+  const dir = tempDir();
+  const sealed = path.join(dir, "s.db");
+  assert.equal(cli(["sql", sealed, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('a'), ('b'), ('c')"]).status, 0);
+  const plain = path.join(dir, "plain.sqlite");
+  const ex = cli(["db", "export", sealed, plain]);
+  assert.equal(ex.status, 0, ex.stderr);
+  assert.match(ex.stderr, /EXPORT: writing the plaintext/);
+  const stock = spawnSync("sqlite3", [plain, "PRAGMA integrity_check; SELECT group_concat(v) FROM t;"], { encoding: "utf8" });
+  assert.equal(stock.stdout, "ok\na,b,c\n");
+  assert.notEqual(cli(["db", "export", sealed, plain]).status, 0, "refuses to overwrite");
+  spawnSync("sqlite3", [plain, "INSERT INTO t(v) VALUES ('d')"]);
+  const back = path.join(dir, "back.db");
+  const im = cli(["db", "import", plain, back]);
+  assert.equal(im.status, 0, im.stderr);
+  assert.deepEqual(JSON.parse(cli(["sql", back, "SELECT group_concat(v) AS v FROM t", "-m", "json"]).stdout), [{ v: "a,b,c,d" }]);
+  const garbage = path.join(dir, "garbage.sqlite");
+  fs.writeFileSync(garbage, "this is not a database at all".repeat(100));
+  const bad = cli(["db", "import", garbage, path.join(dir, "g.db")]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /SQLITE_NOTADB|not a database/);
+  assert.ok(!fs.existsSync(path.join(dir, "g.db")), "nothing was created from a bad import");
 });

@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { Database, SqliteError, UsageError } from "../../runtime/index.js";
-import { tempDir } from "../helpers.js";
+import { Database, SelkieError, SqliteError, UsageError } from "../../runtime/index.js";
+import { tempDir, openDb } from "../helpers.js";
 
-const fresh = (name = "t.db") => new Database(path.join(tempDir(), name));
+const fresh = (name = "t.db") => openDb(path.join(tempDir(), name));
 
 test("exec creates tables and query returns rows as objects", () => {
   const db = fresh();
@@ -147,27 +147,29 @@ test("transaction() commits on return, rolls back on throw, and nests with savep
 test("data survives close and reopen, and a closed database refuses calls", () => {
   const dir = tempDir();
   const file = path.join(dir, "p.db");
-  const db = new Database(file);
+  const db = openDb(file);
   db.exec("CREATE TABLE t(x); INSERT INTO t VALUES ('kept')");
   db.close();
   db.close();
   assert.throws(() => db.query("SELECT 1"), { code: "DB_CLOSED" });
-  const again = new Database(file, { readonly: true });
+  const again = openDb(file, { readonly: true });
   assert.deepEqual(again.query("SELECT x FROM t"), [{ x: "kept" }]);
   assert.throws(() => again.exec("INSERT INTO t VALUES (1)"), { code: "SQLITE_READONLY" });
   again.close();
 });
 
-test("opening a missing file without create fails with SQLITE_CANTOPEN and the path", () => {
+test("opening a missing file without create fails with a typed error naming the path", () => {
   const file = path.join(tempDir(), "missing.db");
-  assert.throws(() => new Database(file, { create: false }), (e: unknown) => e instanceof SqliteError && e.primaryCode === 14 && e.message.includes(file));
-  assert.throws(() => new Database(file, { readonly: true }), { code: "SQLITE_CANTOPEN" });
+  assert.throws(() => openDb(file, { create: false }), (e: unknown) => e instanceof SelkieError && e.code === "STORAGE_MISSING_FILE" && e.message.includes(file));
+  assert.throws(() => openDb(file, { readonly: true }), { code: "STORAGE_MISSING_FILE" });
+  assert.throws(() => openDb(file, { create: false, plain: true }), (e: unknown) => e instanceof SqliteError && e.primaryCode === 14 && e.message.includes(file));
+  assert.throws(() => new Database(file), { code: "NO_PLATFORM" });
 });
 
 test("two connections in one process see each other's commits and respect locks", () => {
   const file = path.join(tempDir(), "two.db");
-  const a = new Database(file);
-  const b = new Database(file);
+  const a = openDb(file);
+  const b = openDb(file);
   a.exec("CREATE TABLE t(x)");
   a.run("INSERT INTO t VALUES (1)");
   assert.deepEqual(b.query("SELECT x FROM t"), [{ x: 1 }]);

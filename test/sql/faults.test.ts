@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { Database, EnclaveFault, SqliteError } from "../../runtime/index.js";
-import { tempDir } from "../helpers.js";
+import { tempDir, openDb } from "../helpers.js";
 
 /** Reaches into the running enclave the way a bug in guest code would: corrupts its stack pointer. */
 function corruptStackPointer(db: Database): void {
@@ -13,7 +13,7 @@ function corruptStackPointer(db: Database): void {
 
 test("an enclave at its EPC cap gets SQLITE_NOMEM, recovers, and stays consistent", () => {
   const file = path.join(tempDir(), "cap.db");
-  const db = new Database(file, { epc: "4MiB" });
+  const db = openDb(file, { epc: "4MiB" });
   db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)");
   db.run("INSERT INTO t(b) VALUES (randomblob(1000))");
   assert.throws(
@@ -34,7 +34,7 @@ test("an enclave at its EPC cap gets SQLITE_NOMEM, recovers, and stays consisten
 
 test("a trap restarts the enclave cleanly: committed rows kept, the open transaction rolled back", () => {
   const file = path.join(tempDir(), "trap.db");
-  const db = new Database(file);
+  const db = openDb(file);
   db.exec("CREATE TABLE t(x)");
   db.run("INSERT INTO t VALUES (1)");
   const sel = db.prepare("SELECT count(*) AS n FROM t");
@@ -48,14 +48,14 @@ test("a trap restarts the enclave cleanly: committed rows kept, the open transac
   assert.deepEqual(db.query("PRAGMA integrity_check"), [{ integrity_check: "ok" }]);
   db.run("INSERT INTO t VALUES (4)");
   db.close();
-  const again = new Database(file);
+  const again = openDb(file);
   assert.deepEqual(again.query("SELECT x FROM t ORDER BY x").map((r) => r.x), [1, 4]);
   again.close();
 });
 
 test("a trap in the middle of a transaction() function rolls the transaction back", () => {
   const file = path.join(tempDir(), "trap2.db");
-  const db = new Database(file);
+  const db = openDb(file);
   db.exec("CREATE TABLE t(x)");
   assert.throws(() => db.transaction(() => {
     for (let i = 0; i < 100; i++) db.run("INSERT INTO t VALUES (?)", i);
@@ -67,7 +67,7 @@ test("a trap in the middle of a transaction() function rolls the transaction bac
 });
 
 test("a huge statement is handled without crashing, and the database stays usable", () => {
-  const db = new Database(path.join(tempDir(), "huge.db"));
+  const db = openDb(path.join(tempDir(), "huge.db"));
   db.exec("CREATE TABLE t(x)");
   const values = Array.from({ length: 200_000 }, (_, i) => `(${i})`).join(",");
   db.exec(`INSERT INTO t VALUES ${values}`);

@@ -2,12 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
-import { Database } from "../../runtime/index.js";
-import { tempDir } from "../helpers.js";
+import { tempDir, openDb } from "../helpers.js";
 
-test("a database written by the enclave opens in the stock sqlite3 shell and passes integrity_check", () => {
+test("a plain-mode database written by the enclave opens in the stock sqlite3 shell and passes integrity_check", () => {
   const file = path.join(tempDir(), "stock.db");
-  const db = new Database(file);
+  const db = openDb(file, { plain: true });
   db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB); CREATE INDEX tv ON t(v);");
   const ins = db.prepare("INSERT INTO t(v, b) VALUES (?, randomblob(100))");
   db.transaction(() => {
