@@ -100,6 +100,14 @@ SK_EXPORT("sk_last_insert_rowid") sqlite3_int64 sk_last_insert_rowid(sqlite3 *db
   return sqlite3_last_insert_rowid(db);
 }
 
+/* Everything the host reports after running a statement, in one call: at out (24 bytes, 8-aligned):
+** f64 changes, f64 total_changes, i64 last_insert_rowid. */
+SK_EXPORT("sk_run_info") void sk_run_info(sqlite3 *db, double *out) {
+  out[0] = (double)sqlite3_changes64(db);
+  out[1] = (double)sqlite3_total_changes64(db);
+  *(sqlite3_int64 *)(out + 2) = sqlite3_last_insert_rowid(db);
+}
+
 SK_EXPORT("sk_get_autocommit") int sk_get_autocommit(sqlite3 *db) {
   return sqlite3_get_autocommit(db);
 }

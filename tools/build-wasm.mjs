@@ -96,7 +96,7 @@ const ECALLS = {
   sk_bind_text: "iiii:i", sk_bind_blob: "iiii:i",
   sk_column_count: "i:i", sk_column_name: "ii:i", sk_column_decltype: "ii:i", sk_column_type: "ii:i",
   sk_column_int: "ii:F", sk_column_int64: "ii:I", sk_column_double: "ii:F", sk_column_text: "ii:i",
-  sk_column_blob: "ii:i", sk_column_bytes: "ii:i", sk_stmt_readonly: "i:i", sk_stmt_status: "iii:i",
+  sk_column_blob: "ii:i", sk_column_bytes: "ii:i", sk_stmt_readonly: "i:i", sk_stmt_status: "iii:i", sk_run_info: "ii:",
   sk_changes: "i:F", sk_total_changes: "i:F", sk_last_insert_rowid: "i:I", sk_get_autocommit: "i:i",
   sk_memory_used: ":F", sk_memory_highwater: "i:F", sk_release_memory: "i:i",
 };

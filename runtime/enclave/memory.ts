@@ -26,7 +26,8 @@ export class GuestMemory {
   }
 
   get dv(): DataView {
-    if (this.#dv.byteLength === 0) this.#refresh();
+    // A DataView over a detached buffer throws on byteLength; the byte view reports 0 instead.
+    if (this.#u8.byteLength === 0) this.#refresh();
     return this.#dv;
   }
 

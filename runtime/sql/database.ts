@@ -71,9 +71,6 @@ export interface EnclaveInfo {
   sqliteVersion: string;
 }
 
-const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
 /** Numbers enclave instances, so each EPC lease has its own id. */
 let instanceSeq = 0;
 
@@ -93,6 +90,8 @@ export class Database {
   #db = 0;
   #open = false;
   #sqliteVersion = "";
+  /** 24 bytes in the enclave for sk_run_info (allocated at each boot). */
+  #infoPtr = 0;
   /** @internal */ _x!: SqliteExports;
   /** @internal */ _mem!: GuestMemory;
   /** @internal */ _scratch!: Scratch;
@@ -246,6 +245,11 @@ export class Database {
       if (db !== 0) x.sk_close(db);
       const hint = rc === C.SQLITE_CANTOPEN && !create ? " (the file does not exist or cannot be read; check the path)" : "";
       throw new SqliteError(rc, `cannot open ${this.path}: ${msg}${hint}`);
+    }
+    this.#infoPtr = x.sk_malloc(24);
+    if (this.#infoPtr === 0 || !this._mem.inBounds(this.#infoPtr, 24)) {
+      x.sk_close(db);
+      throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory while opening");
     }
     this.#db = db;
     this.#open = true;
@@ -437,15 +441,29 @@ export class Database {
   }
 
   /**
-   * @internal — `changes` counts rows this statement changed: sqlite3_changes64 keeps reporting the
-   * previous INSERT/UPDATE/DELETE after other statements (DDL, BEGIN), so compare total_changes.
+   * @internal — one ecall for changes, total_changes and the last rowid. `changes` counts rows this
+   * statement changed: sqlite3_changes64 keeps reporting the previous INSERT/UPDATE/DELETE after
+   * other statements (DDL, BEGIN), so it is 0 unless total_changes moved.
    */
   _runResult(totalBefore: number): RunResult {
-    const id = this._x.sk_last_insert_rowid(this.#db);
-    return {
-      changes: this._x.sk_total_changes(this.#db) === totalBefore ? 0 : this._x.sk_changes(this.#db),
-      lastInsertRowid: id >= MIN_SAFE && id <= MAX_SAFE ? Number(id) : id,
-    };
+    const out = this.#infoPtr;
+    this._x.sk_run_info(this.#db, out);
+    const dv = this._mem.dv;
+    const total = dv.getFloat64(out + 8, true);
+    const lo = dv.getUint32(out + 16, true);
+    const hi = dv.getInt32(out + 20, true);
+    // Rowids within +-2^53 are read without a BigInt; larger ones come back as bigint.
+    const lastInsertRowid = hi >= -0x200000 && hi < 0x200000 ? hi * 4294967296 + lo : dv.getBigInt64(out + 16, true);
+    return { changes: total === totalBefore ? 0 : dv.getFloat64(out, true), lastInsertRowid };
+  }
+
+  /**
+   * @internal — what a statement method throws for `e`: our own typed errors as they are; anything
+   * else out of an ecall means the instance faulted, so restart it and report (see _guard).
+   */
+  _fault(e: unknown): Error {
+    if (e instanceof SelkieError && !(e instanceof EnclaveFault)) return e;
+    return this.#recover(e);
   }
 
   /** @internal */
@@ -466,8 +484,7 @@ export class Database {
     try {
       return fn();
     } catch (e) {
-      if (e instanceof SelkieError && !(e instanceof EnclaveFault)) throw e;
-      throw this.#recover(e);
+      throw this._fault(e);
     }
   }
 

@@ -46,6 +46,7 @@ export interface SqliteExports {
   sk_changes(db: I): number;
   sk_total_changes(db: I): number;
   sk_last_insert_rowid(db: I): bigint;
+  sk_run_info(db: I, out: I): void;
   sk_get_autocommit(db: I): I;
   sk_memory_used(): number;
   sk_memory_highwater(reset: I): number;

@@ -116,7 +116,7 @@ export class Statement {
         );
       }
     }
-    x.sk_clear_bindings(h);
+    // Every parameter is bound on every run (the count was checked), so no clear_bindings needed.
     for (let i = 0; i < values.length; i++) {
       const rc = bindValue(x, db._scratch, h, i + 1, values[i] as BindValue);
       if (rc !== SQLITE_OK) throw db._error(rc);
@@ -153,7 +153,7 @@ export class Statement {
 
   /** Runs the statement to completion; returns changes and the last inserted rowid. */
   run(...args: BindArgs): RunResult {
-    return this.db._guard(() => {
+    try {
       const h = this.#start(args);
       const x = this.db._x;
       const before = this.db._totalChanges();
@@ -162,12 +162,14 @@ export class Statement {
       if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
       x.sk_reset(h);
       return this.db._runResult(before);
-    });
+    } catch (e) {
+      throw this.db._fault(e);
+    }
   }
 
   /** Every row, as objects keyed by column name. */
   all(...args: BindArgs): Row[] {
-    return this.db._guard(() => {
+    try {
       const h = this.#start(args);
       const x = this.db._x;
       const rows: Row[] = [];
@@ -177,12 +179,14 @@ export class Statement {
       if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
       x.sk_reset(h);
       return rows;
-    });
+    } catch (e) {
+      throw this.db._fault(e);
+    }
   }
 
   /** The first row, or undefined. */
   get(...args: BindArgs): Row | undefined {
-    return this.db._guard(() => {
+    try {
       const h = this.#start(args);
       const rc = this.db._x.sk_step(h);
       if (rc === SQLITE_ROW) {
@@ -193,7 +197,9 @@ export class Statement {
       if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
       this.db._x.sk_reset(h);
       return undefined;
-    });
+    } catch (e) {
+      throw this.db._fault(e);
+    }
   }
 
   /** Every row as an array of values in column order. */

@@ -225,6 +225,31 @@ export const ENGINES: Record<string, EngineDef> = {
       };
     },
   },
+  "selkie-sealed": {
+    role: "subject",
+    storage: "file",
+    note: "SQLite in Selkie's wasm enclave, sealed store (issue 4): AES-256-GCM blocks, table log, platform counter per commit; journal in enclave memory",
+    async version() {
+      const pj = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as { version: string };
+      return `selkie ${pj.version} (sealed)`;
+    },
+    async open(file) {
+      const { Database, Platform } = await import("../../runtime/index.js");
+      // A fresh platform (root secrets, counter store) beside the database, as a host would have.
+      const dir = path.join(path.dirname(file), "platform");
+      const platform = Platform.exists(dir) ? await Platform.open(dir) : await Platform.create(dir);
+      const db = new Database(file, { platform, statementCache: 64 });
+      return {
+        exec: (sql) => void db.exec(sql),
+        prepare: (sql) => db.prepare(sql) as unknown as BenchStatement,
+        transaction: (fn) => db.transaction(fn),
+        close: () => {
+          db.close();
+          platform.close();
+        },
+      };
+    },
+  },
   "better-sqlite3": {
     role: "baseline",
     storage: "file",

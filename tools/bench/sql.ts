@@ -222,6 +222,7 @@ function main(): void {
   for (const s of subjects) header.push(subjects.length > 1 ? `${s} target` : "target");
 
   const jsonRows: unknown[] = [];
+  let sealedOverhead: number | undefined;
   const fails: Record<string, string[]> = Object.fromEntries(subjects.map((s) => [s, []]));
   const tableRows = ROWS.map((row) => {
     const cells = [row.label(opts), ...engines.map((e) => fmtMs(med[e]![row.id]))];
@@ -275,6 +276,14 @@ function main(): void {
       `* not comparable, left out of the verdict: ${inMemory.join(", ")} keep${inMemory.length > 1 ? "" : "s"} the database in memory - no durability, no fsync, no file I/O at all - while ${fileRows.join(" and ")} are dominated by file I/O (a journal file created, written and deleted per transaction; fsync on the durable row).`,
     );
   }
+  // Issue 4's target: sealing costs at most 15% over the unsealed enclave on the whole mix.
+  if (engines.includes("selkie") && engines.includes("selkie-sealed")) {
+    const per = ROWS.map((r) => `${r.id} ${(med["selkie-sealed"]![r.id]! / med.selkie![r.id]!).toFixed(2)}x`);
+    const total = (e: string) => ROWS.reduce((sum, r) => sum + med[e]![r.id]!, 0);
+    const overhead = total("selkie-sealed") / total("selkie") - 1;
+    sealedOverhead = overhead;
+    out.push(`Sealed vs unsealed enclave, whole mix (sum of medians): ${total("selkie-sealed").toFixed(0)} ms vs ${total("selkie").toFixed(0)} ms = ${(overhead * 100).toFixed(1)}% overhead (target <= 15%): ${overhead <= 0.15 ? "PASS" : "FAIL"}. Per row: ${per.join(", ")}.`);
+  }
   out.push(problems.length === 0 ? `Results verified: every row's check value, the final table hash and integrity_check agree across all engines and runs.` : `RESULTS DIFFER:\n  ${problems.slice(0, 20).join("\n  ")}`);
   const verdict: Record<string, string> = {};
   for (const s of subjects) {
@@ -293,6 +302,7 @@ function main(): void {
     quick: cli.quick,
     opts,
     targets: TARGETS,
+    sealedOverhead,
     engines: Object.fromEntries(
       engines.map((e) => [
         e,
