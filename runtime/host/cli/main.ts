@@ -9,6 +9,7 @@ import { registerSqlCommand } from "./sql-command.js";
 import { registerEnclaveCommands } from "./enclave-commands.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerDbCommands } from "./db-commands.js";
+import { registerServeCommands } from "./serve-commands.js";
 
 const pkg = createRequire(import.meta.url)("../../../../package.json") as { version: string };
 
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerSqlCommand(program, run);
   registerDbCommands(program, run);
   registerEnclaveCommands(program, run);
+  registerServeCommands(program, run);
   return program;
 }
 

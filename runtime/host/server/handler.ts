@@ -1,0 +1,248 @@
+/**
+ * UNTRUSTED (server). Selkie's HTTP API as a web-standard handler: `(Request) => Promise<Response>`.
+ * Mount it in node:http (serve.ts), Hono, or anything that speaks Request/Response.
+ *
+ * Routes (every one needs a token unless marked open):
+ *   GET  /health                                  open; "ok"
+ *   GET  /v2, /v3, /db/NAME/v2, /db/NAME/v3       open; Hrana version probes (clients send no token)
+ *   POST /db/NAME/v2/pipeline, .../v3/pipeline    Hrana over HTTP (JSON) on database NAME
+ *   POST /v2/pipeline, /v3/pipeline               the same, on the database a database token is for
+ *   GET  /metrics                                 admin (or open with metricsPublic)
+ *   /v1/...                                       management API, admin (management.ts)
+ *
+ * With @libsql/client, use `url: "http://HOST:PORT/db/NAME/"` (the trailing slash matters: the
+ * client resolves "v2/pipeline" against the URL) with any token allowed on NAME, or
+ * `url: "http://HOST:PORT"` with a token limited to one database.
+ */
+import type { Platform } from "../../platform/platform.js";
+import { SelkieError } from "../../errors.js";
+import { DatabaseLockedError } from "../process-lock.js";
+import { badRequest, forbidden, HttpError, notFound, unauthorized } from "./errors.js";
+import { fromWebRequest, json, text, toWebResponse, type CoreRequest, type CoreResponse } from "./http.js";
+import { resolveLimits, type Limits } from "./limits.js";
+import { ServerMetrics } from "./metrics.js";
+import { DatabaseRegistry } from "./registry.js";
+import { TokenStore, type Principal } from "./tokens.js";
+import { parsePipeline } from "./hrana/protocol.js";
+import { runPipeline } from "./hrana/pipeline.js";
+import { StreamTable } from "./hrana/streams.js";
+import { management } from "./management.js";
+import * as path from "node:path";
+
+/** The part of pino's interface the server uses (pino loggers fit; so does a no-op). */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface HandlerOptions {
+  /** The server's data directory: `databases/` and `tokens.json` live here. */
+  dir: string;
+  /** The platform whose keys seal every database (opened by the caller, closed by the caller). */
+  platform: Platform;
+  limits?: Partial<Limits>;
+  logger?: Logger;
+  /** Serve /metrics without a token (default false: admin token). */
+  metricsPublic?: boolean;
+  /** EPC size of each database's enclave (default: the SQLite manifest's). */
+  epc?: number | string;
+}
+
+export interface ServerContext {
+  readonly platform: Platform;
+  readonly registry: DatabaseRegistry;
+  readonly tokens: TokenStore;
+  readonly streams: StreamTable;
+  readonly limits: Limits;
+  readonly metrics: ServerMetrics;
+  readonly logger: Logger;
+}
+
+export interface SelkieHandler {
+  (req: Request): Promise<Response>;
+  /** The same handler on the plain request shape (used by serve() for node:http). */
+  handle(req: CoreRequest): Promise<CoreResponse>;
+  /** Refuses new requests (503), waits for in-flight ones (bounded), rolls back open streams, closes databases. */
+  shutdown(opts?: { timeoutMs?: number }): Promise<void>;
+  readonly context: ServerContext;
+  readonly inFlight: number;
+}
+
+const HRANA_DB_RE = /^\/db\/([^/]+)\/(v2|v3)(\/pipeline)?$/;
+const HRANA_ROOT_RE = /^\/(v2|v3)(\/pipeline)?$/;
+
+export function createHandler(opts: HandlerOptions): SelkieHandler {
+  const limits = resolveLimits(opts.limits);
+  const logger = opts.logger ?? quiet;
+  const registry = new DatabaseRegistry({ dir: path.join(opts.dir, "databases"), platform: opts.platform, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) });
+  const tokens = new TokenStore(opts.dir);
+  const streams = new StreamTable(limits.streamIdleMs, limits.maxStreams, (s, rolledBack) =>
+    logger.info({ event: "stream_expired", db: s.host.name, rolledBack }, rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired"),
+  );
+  const metrics = new ServerMetrics({
+    epc: opts.platform.epc,
+    enclavesOpen: () => registry.openCount,
+    streamsOpen: () => streams.size,
+    waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
+  });
+  const ctx: ServerContext = { platform: opts.platform, registry, tokens, streams, limits, metrics, logger };
+  let inFlight = 0;
+  let draining = false;
+  let idle: (() => void) | undefined;
+
+  const authenticate = (req: CoreRequest): Principal => {
+    const h = req.header("authorization");
+    const m = h ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
+    const p = m ? tokens.authenticate(m[1]!) : undefined;
+    if (!p) throw unauthorized();
+    return p;
+  };
+  const requireAdmin = (req: CoreRequest): Principal => {
+    const p = authenticate(req);
+    if (!p.admin) throw forbidden("ADMIN_REQUIRED", "this needs an admin token");
+    return p;
+  };
+
+  async function pipeline(req: CoreRequest, dbName: string | undefined, started: number): Promise<CoreResponse> {
+    const p = authenticate(req);
+    let name = dbName;
+    if (name === undefined) {
+      if (p.db === null) throw badRequest("NO_DATABASE", "an admin token must name the database in the URL: http://HOST:PORT/db/NAME/ (with the trailing slash)");
+      name = p.db;
+    } else if (!p.admin && p.db !== name) {
+      throw forbidden("TOKEN_SCOPE", "this token is not valid for this database");
+    }
+    const body = await req.body(limits.maxBodyBytes);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString("utf8"));
+    } catch (e) {
+      throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
+    }
+    const pl = parsePipeline(parsed, limits.maxSqlBytes);
+    const host = registry.get(name);
+    const resp = await runPipeline({ host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started }, pl);
+    for (const r of resp.results) {
+      if (r.type === "error") metrics.error(r.error.code);
+      else if (r.response.type === "batch") {
+        for (const e of (r.response.result as { step_errors: Array<{ code: string } | null> }).step_errors) if (e) metrics.error(e.code);
+      }
+    }
+    return json(200, resp);
+  }
+
+  /** Dispatch; returns the metrics route label with the response. */
+  async function route(req: CoreRequest, started: number): Promise<[string, CoreResponse]> {
+    const { method, pathname } = req;
+    const only = (allowed: string, label: string, fn: () => Promise<CoreResponse> | CoreResponse): Promise<[string, CoreResponse]> | [string, CoreResponse] => {
+      if (method !== allowed) throw new HttpError(405, "METHOD_NOT_ALLOWED", `${pathname} takes ${allowed}, not ${method}`, { allow: allowed });
+      const r = fn();
+      return r instanceof Promise ? r.then((x) => [label, x]) : [label, r];
+    };
+    let m: RegExpExecArray | null;
+    if ((m = HRANA_DB_RE.exec(pathname))) {
+      const name = decodeSegment(m[1]!);
+      if (m[3]) return only("POST", "hrana_pipeline", () => pipeline(req, name, started));
+      return only("GET", "hrana_version", () => text(200, "Hrana over HTTP (JSON) is supported\n"));
+    }
+    if ((m = HRANA_ROOT_RE.exec(pathname))) {
+      if (m[2]) return only("POST", "hrana_pipeline", () => pipeline(req, undefined, started));
+      return only("GET", "hrana_version", () => text(200, "Hrana over HTTP (JSON) is supported\n"));
+    }
+    if (pathname === "/health") return only("GET", "health", () => text(200, "ok\n"));
+    if (pathname === "/metrics") {
+      return only("GET", "metrics", async () => {
+        if (!opts.metricsPublic) requireAdmin(req);
+        const t = await metrics.text();
+        return { status: 200, headers: { "content-type": t.contentType }, body: t.body };
+      });
+    }
+    if (pathname === "/v1" || pathname.startsWith("/v1/")) {
+      requireAdmin(req);
+      return management(ctx, req, pathname.slice(3).split("/").filter((s) => s !== "").map(decodeSegment));
+    }
+    if (/^\/db\/(v2|v3)(\/pipeline)?$/.test(pathname) || /^\/db\/[^/]+$/.test(pathname)) {
+      throw notFound("NOT_FOUND", "no such route; a database's Hrana URL is http://HOST:PORT/db/NAME/ (with the trailing slash)");
+    }
+    if (/(^|\/)(v3-protobuf|v3\/cursor)(\/|$)/.test(pathname)) {
+      throw notFound("NOT_SUPPORTED", "Hrana's protobuf encoding and cursors are not supported by this server; use the JSON pipeline (v2 or v3)");
+    }
+    throw notFound("NOT_FOUND", `no route for ${method} ${pathname}`);
+  }
+
+  async function handle(req: CoreRequest): Promise<CoreResponse> {
+    const started = Date.now();
+    const t0 = process.hrtime.bigint();
+    let label = "unknown";
+    let res: CoreResponse;
+    inFlight++;
+    try {
+      if (draining) throw new HttpError(503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later", { connection: "close", "retry-after": "1" });
+      [label, res] = await route(req, started);
+    } catch (e) {
+      res = errorResponse(e, req, logger);
+      metrics.error(JSON.parse(res.body as string).code as string);
+    } finally {
+      inFlight--;
+      if (inFlight === 0 && idle) idle();
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    metrics.observe(label, req.method, res.status, seconds);
+    logger.debug({ method: req.method, path: req.pathname, route: label, status: res.status, ms: Math.round(seconds * 1e4) / 10 }, "request");
+    return res;
+  }
+
+  const web = (async (req: Request) => toWebResponse(await handle(fromWebRequest(req)))) as SelkieHandler;
+  Object.defineProperties(web, {
+    handle: { value: handle },
+    context: { value: ctx },
+    inFlight: { get: () => inFlight },
+    shutdown: {
+      value: async (o: { timeoutMs?: number } = {}): Promise<void> => {
+        draining = true;
+        if (inFlight > 0) {
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, o.timeoutMs ?? 10_000);
+            idle = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+        }
+        streams.closeAll();
+        registry.closeAll();
+      },
+    },
+  });
+  return web;
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw badRequest("BAD_PATH", "the URL path has bad percent-encoding");
+  }
+}
+
+/** The JSON error body for anything thrown; unexpected errors are logged and answered with 500. */
+export function errorResponse(e: unknown, req: CoreRequest, logger: Logger): CoreResponse {
+  if (e instanceof HttpError) {
+    if (e.status >= 500) logger.warn({ method: req.method, path: req.pathname, status: e.status, code: e.code }, e.message);
+    return json(e.status, { message: e.message, code: e.code }, e.headers);
+  }
+  if (e instanceof DatabaseLockedError) {
+    return json(409, { message: e.message, code: e.code });
+  }
+  if (e instanceof SelkieError) {
+    // Storage refusals (tampered, rolled back), enclave faults, platform errors: the server's state.
+    logger.error({ method: req.method, path: req.pathname, code: e.code, err: e.message }, "request failed");
+    return json(500, { message: e.message, code: e.code });
+  }
+  logger.error({ method: req.method, path: req.pathname, err: e instanceof Error ? e.stack : String(e) }, "internal error");
+  return json(500, { message: "internal server error (logged on the server)", code: "INTERNAL" });
+}

@@ -1,0 +1,254 @@
+/**
+ * UNTRUSTED (server). Runs Hrana stream requests on one Database through the public SQL API and
+ * builds the spec's result structures (StmtResult, BatchResult, DescribeResult).
+ *
+ * Errors: a statement's own failure (SqliteError, a binding UsageError, an enclave fault...) becomes
+ * a Hrana Error `{message, code}` for that request or batch step, with the code the local API throws
+ * (e.g. SQLITE_CONSTRAINT_UNIQUE). An HttpError (a read-only token writing) aborts the whole HTTP
+ * request instead.
+ */
+import type { Database } from "../../../sql/database.js";
+import type { Statement, Row } from "../../../sql/statement.js";
+import type { SqlValue } from "../../../sql/ecalls.js";
+import { SelkieError } from "../../../errors.js";
+import { forbidden, HttpError } from "../errors.js";
+import type { BatchCond, BatchStep, Stmt } from "./protocol.js";
+import { encodeValue, type HranaValue } from "./values.js";
+import { describeSql, type DescribeResult } from "./describe.js";
+
+export interface StmtResult {
+  cols: Array<{ name: string; decltype: string | null }>;
+  rows: HranaValue[][];
+  affected_row_count: number;
+  last_insert_rowid: string | null;
+}
+
+export interface HranaError {
+  message: string;
+  code: string;
+}
+
+export interface BatchResult {
+  step_results: Array<StmtResult | null>;
+  step_errors: Array<HranaError | null>;
+}
+
+/** What a caller may do and until when. */
+export interface RunOptions {
+  readOnly: boolean;
+  maxRows: number;
+  deadline: number;
+}
+
+/** A statement failed in a way the client should see as a Hrana Error (not an HTTP error). */
+export class StatementError extends SelkieError {}
+
+export function timeoutError(): StatementError {
+  return new StatementError("REQUEST_TIMEOUT", "the request ran past its time limit (selkie serve --request-timeout); the remaining requests of the pipeline were not run");
+}
+
+/** Maps anything a statement threw to a Hrana Error; rethrows HTTP-level errors and bugs. */
+export function toHranaError(e: unknown): HranaError {
+  if (e instanceof HttpError) throw e;
+  if (e instanceof SelkieError) return { message: e.message, code: e.code };
+  throw e;
+}
+
+const RETURNING_RE = /\bRETURNING\b/i;
+
+export class SqlRunner {
+  readonly #cache = new Map<string, Statement>();
+  #changes: Statement | undefined;
+
+  constructor(
+    readonly db: Database,
+    readonly cacheSize = 128,
+  ) {}
+
+  /** A prepared statement for `sql`, from a per-database LRU cache. */
+  prepare(sql: string): Statement {
+    let st = this.#cache.get(sql);
+    if (st && !st.finalized) {
+      this.#cache.delete(sql);
+      this.#cache.set(sql, st);
+      return st;
+    }
+    st = this.db.prepare(sql);
+    this.#cache.set(sql, st);
+    if (this.#cache.size > this.cacheSize) {
+      const [k, old] = this.#cache.entries().next().value as [string, Statement];
+      this.#cache.delete(k);
+      old.finalize();
+    }
+    return st;
+  }
+
+  get autocommit(): boolean {
+    return !this.db.inTransaction;
+  }
+
+  /** Rolls back an open transaction (a stream closed or expired inside one). */
+  rollbackIfOpen(): boolean {
+    if (!this.db.open || !this.db.inTransaction) return false;
+    try {
+      this.db.exec("ROLLBACK");
+    } catch {
+      // SQLite may already have rolled back (e.g. after an I/O error); nothing else to undo.
+    }
+    return true;
+  }
+
+  execute(stmt: Stmt & { sql: string }, opts: RunOptions): StmtResult {
+    if (Date.now() > opts.deadline) throw timeoutError();
+    const st = this.prepare(stmt.sql);
+    if (opts.readOnly && !st.readonly) {
+      throw forbidden("READ_ONLY_TOKEN", "this token is read-only: the statement would write; use a read-write token");
+    }
+    const args = bindArgs(stmt);
+    const names = st.columns();
+    if (names.length === 0) {
+      const r = st.run(...(args as []));
+      return { cols: [], rows: [], affected_row_count: r.changes, last_insert_rowid: String(r.lastInsertRowid) };
+    }
+    if (!st.readonly && RETURNING_RE.test(stmt.sql)) return this.#returning(st, args, stmt.wantRows, opts);
+    const rows = this.#readRows(st, args, opts);
+    return { cols: colsOf(st), rows: stmt.wantRows ? rows : [], affected_row_count: 0, last_insert_rowid: null };
+  }
+
+  /** Rows of a read, stopping at maxRows + 1 and at the deadline (checked every 256 rows). */
+  #readRows(st: Statement, args: unknown[], opts: RunOptions): HranaValue[][] {
+    const names = st.columns();
+    const out: HranaValue[][] = [];
+    if (new Set(names).size !== names.length || names.includes("__proto__")) {
+      // Duplicate names would collapse in row objects: read arrays (no early stop).
+      const all = st.values(...(args as []));
+      if (all.length > opts.maxRows) throw rowsLimit(opts.maxRows);
+      for (const r of all) out.push(r.map(encodeValue));
+      return out;
+    }
+    const objs: Row[] = [];
+    for (const row of st.iterate(...(args as []))) {
+      if (objs.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
+      objs.push(row);
+      if ((objs.length & 255) === 0 && Date.now() > opts.deadline) throw timeoutError();
+    }
+    const final = st.columns(); // valid for the execution that just ran (a re-prepare may change them)
+    for (const row of objs) out.push(final.map((n) => encodeValue(row[n] as SqlValue)));
+    return out;
+  }
+
+  /** INSERT/UPDATE/DELETE ... RETURNING: under a savepoint, so a result over maxRows is rolled back. */
+  #returning(st: Statement, args: unknown[], wantRows: boolean, opts: RunOptions): StmtResult {
+    const sp = "selkie_returning";
+    this.db.exec(`SAVEPOINT ${sp}`);
+    let rows: SqlValue[][];
+    let changes: number;
+    let rowid: number | bigint;
+    try {
+      rows = st.values(...(args as []));
+      if (rows.length > opts.maxRows) throw rowsLimit(opts.maxRows);
+      this.#changes ??= this.db.prepare("SELECT changes() AS c, last_insert_rowid() AS r");
+      const c = this.#changes.get()!;
+      changes = Number(c.c);
+      rowid = c.r as number | bigint;
+    } catch (e) {
+      try {
+        if (this.db.inTransaction) this.db.exec(`ROLLBACK TO ${sp}; RELEASE ${sp}`);
+      } catch {
+        // SQLite already rolled the transaction back.
+      }
+      throw e;
+    }
+    this.db.exec(`RELEASE ${sp}`);
+    return {
+      cols: colsOf(st),
+      rows: wantRows ? rows.map((r) => r.map(encodeValue)) : [],
+      affected_row_count: changes,
+      last_insert_rowid: String(rowid),
+    };
+  }
+
+  batch(steps: Array<BatchStep & { stmt: Stmt & { sql: string }; error?: Error }>, opts: RunOptions): BatchResult {
+    const step_results: BatchResult["step_results"] = [];
+    const step_errors: BatchResult["step_errors"] = [];
+    const holds = (c: BatchCond): boolean => {
+      switch (c.type) {
+        case "ok":
+          return step_results[c.step] != null;
+        case "error":
+          return step_errors[c.step] != null;
+        case "not":
+          return !holds(c.cond);
+        case "and":
+          return c.conds.every(holds);
+        case "or":
+          return c.conds.some(holds);
+        case "is_autocommit":
+          return this.autocommit;
+      }
+    };
+    for (const step of steps) {
+      if (step.condition && !holds(step.condition)) {
+        step_results.push(null);
+        step_errors.push(null);
+        continue;
+      }
+      if (step.error) {
+        step_errors.push(toHranaError(step.error));
+        step_results.push(null);
+        continue;
+      }
+      try {
+        step_results.push(this.execute(step.stmt, opts));
+        step_errors.push(null);
+      } catch (e) {
+        step_errors.push(toHranaError(e));
+        step_results.push(null);
+      }
+    }
+    return { step_results, step_errors };
+  }
+
+  /** Runs every statement of `sql` in order, ignoring rows; stops at the first error. */
+  sequence(sql: string, opts: RunOptions): void {
+    for (const st of this.db.statements(sql)) {
+      if (Date.now() > opts.deadline) throw timeoutError();
+      if (opts.readOnly && !st.readonly) {
+        throw forbidden("READ_ONLY_TOKEN", "this token is read-only: a statement of the sequence would write; use a read-write token");
+      }
+      st.run();
+    }
+  }
+
+  describe(sql: string): DescribeResult {
+    return describeSql(this.db, sql);
+  }
+
+  /** Finalizes cached statements (before the database closes). */
+  clear(): void {
+    for (const st of this.#cache.values()) st.finalize();
+    this.#cache.clear();
+    this.#changes?.finalize();
+    this.#changes = undefined;
+  }
+}
+
+function rowsLimit(max: number): StatementError {
+  return new StatementError("ROWS_LIMIT", `the statement returned more than ${max} rows (selkie serve --max-rows); add a LIMIT or page through the results`);
+}
+
+function colsOf(st: Statement): StmtResult["cols"] {
+  return st.columns().map((name) => ({ name, decltype: null }));
+}
+
+/** Positional values, or one object of named values (null prototype: names like "constructor" are safe). */
+function bindArgs(stmt: Stmt): unknown[] {
+  if (stmt.namedArgs.length === 0) return stmt.args;
+  if (stmt.args.length > 0) {
+    throw new StatementError("MIXED_ARGS", "this server does not take positional and named arguments in one statement; use one kind");
+  }
+  const named: Record<string, SqlValue> = Object.create(null) as Record<string, SqlValue>;
+  // Keys without their prefix: the SQL API matches ":a", "@a" and "$a" parameters by the bare name.
+  for (const a of stmt.namedArgs) named[/^[:@$]/.test(a.name) ? a.name.slice(1) : a.name] = a.value;
+  return [named];
+}

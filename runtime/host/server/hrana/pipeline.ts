@@ -1,0 +1,135 @@
+/**
+ * UNTRUSTED (server). `POST [db/NAME/]v2/pipeline` and `v3/pipeline`: one Hrana pipeline on one
+ * stream (HRANA_3_SPEC "Execute a pipeline of requests").
+ *
+ * Every request of the pipeline is run in order, even after an earlier one failed; each gets an
+ * `ok` or `error` result. Exceptions: a read-only token trying to write aborts the whole HTTP request
+ * with 403 (the stream is closed and its transaction rolled back; reads before it changed nothing),
+ * and once the request's time limit has passed the remaining requests fail with REQUEST_TIMEOUT
+ * (and an open transaction of the stream is rolled back and the stream closed).
+ */
+import type { DbHost } from "../db-host.js";
+import type { Limits } from "../limits.js";
+import { StatementError, timeoutError, toHranaError, type HranaError, type RunOptions } from "./execute.js";
+import type { PipelineRequest, Stmt, StreamRequest } from "./protocol.js";
+import { endStream, MAX_STORED_SQL, type HranaStream, type StreamTable } from "./streams.js";
+
+type StreamResult = { type: "ok"; response: Record<string, unknown> & { type: string } } | { type: "error"; error: HranaError };
+
+export interface PipelineResponse {
+  baton: string | null;
+  base_url: string | null;
+  results: StreamResult[];
+}
+
+export interface PipelineContext {
+  host: DbHost;
+  streams: StreamTable;
+  tokenId: string;
+  readOnly: boolean;
+  limits: Limits;
+  /** When the HTTP request arrived (ms). */
+  started: number;
+}
+
+export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): Promise<PipelineResponse> {
+  const { host, streams, limits } = ctx;
+  const stream = req.baton === null ? streams.open(host, ctx.tokenId) : streams.take(req.baton, host, ctx.tokenId);
+  const deadline = ctx.started + limits.requestTimeoutMs;
+  try {
+    await host.acquire(stream, deadline, limits.maxConcurrentPerDb);
+  } catch (e) {
+    streams.discard(stream);
+    endStream(stream);
+    throw e;
+  }
+  const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline };
+  const results: StreamResult[] = [];
+  let closed = false;
+  let timedOut = false;
+  try {
+    for (const r of req.requests) {
+      if (closed) {
+        results.push({ type: "error", error: { message: "the stream was closed by an earlier request of this pipeline", code: "STREAM_CLOSED" } });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        timedOut = true;
+        results.push({ type: "error", error: toHranaError(timeoutError()) });
+        continue;
+      }
+      try {
+        results.push({ type: "ok", response: runRequest(stream, r, opts) });
+      } catch (e) {
+        results.push({ type: "error", error: toHranaError(e) });
+      }
+      if (r.type === "close") closed = true;
+    }
+  } catch (e) {
+    // A 403 (read-only token writing) or a bug: the stream ends here.
+    streams.discard(stream);
+    endStream(stream);
+    throw e;
+  }
+  if (host.closed) {
+    // The enclave faulted and could not be restarted: the connection is gone, and the stream with it.
+    streams.discard(stream);
+    endStream(stream);
+    return { baton: null, base_url: null, results };
+  }
+  if (closed || (timedOut && !host.runner.autocommit)) {
+    streams.discard(stream);
+    endStream(stream);
+    return { baton: null, base_url: null, results };
+  }
+  if (host.runner.autocommit) host.release(stream);
+  return { baton: streams.park(stream), base_url: null, results };
+}
+
+function sqlOf(stream: HranaStream, ref: { sql?: string; sqlId?: number }): string {
+  if (ref.sql !== undefined) return ref.sql;
+  const s = stream.sqls.get(ref.sqlId!);
+  if (s === undefined) throw new StatementError("SQL_ID_UNKNOWN", `no SQL text is stored under sql_id ${ref.sqlId} on this stream (store_sql first)`);
+  return s;
+}
+
+function withSql(stream: HranaStream, stmt: Stmt): Stmt & { sql: string } {
+  return { ...stmt, sql: sqlOf(stream, stmt) };
+}
+
+function runRequest(stream: HranaStream, r: StreamRequest, opts: RunOptions): Record<string, unknown> & { type: string } {
+  const runner = stream.host.runner;
+  switch (r.type) {
+    case "close":
+      return { type: "close" };
+    case "execute":
+      return { type: "execute", result: runner.execute(withSql(stream, r.stmt), opts) };
+    case "batch": {
+      // An unknown sql_id fails that step only.
+      const steps = r.steps.map((s) => {
+        try {
+          return { ...s, stmt: withSql(stream, s.stmt) };
+        } catch (e) {
+          return { ...s, stmt: { ...s.stmt, sql: "" }, error: e as Error };
+        }
+      });
+      return { type: "batch", result: runner.batch(steps, opts) };
+    }
+    case "sequence":
+      runner.sequence(sqlOf(stream, r), opts);
+      return { type: "sequence" };
+    case "describe":
+      return { type: "describe", result: runner.describe(sqlOf(stream, r)) };
+    case "store_sql":
+      if (stream.sqls.has(r.sqlId)) throw new StatementError("SQL_ID_IN_USE", `sql_id ${r.sqlId} is in use on this stream; close_sql it first`);
+      if (stream.sqls.size >= MAX_STORED_SQL) throw new StatementError("TOO_MANY_SQL", `a stream stores at most ${MAX_STORED_SQL} SQL texts; close_sql some`);
+      stream.sqls.set(r.sqlId, r.sql);
+      return { type: "store_sql" };
+    case "close_sql":
+      stream.sqls.delete(r.sqlId);
+      return { type: "close_sql" };
+    case "get_autocommit":
+      return { type: "get_autocommit", is_autocommit: runner.autocommit };
+  }
+}
+

@@ -1,0 +1,45 @@
+/**
+ * UNTRUSTED (server). Request limits: each has a default, a `selkie serve` flag, and an error with a
+ * clear status and code when exceeded.
+ *
+ *   limit                 default   flag                  when exceeded
+ *   request body          10 MiB    --max-body            413 BODY_TOO_LARGE (nothing executed)
+ *   statement length      1 MiB     --max-sql             400 SQL_TOO_LONG (nothing executed)
+ *   rows returned         100000    --max-rows            the statement fails with ROWS_LIMIT (a write is rolled back)
+ *   request time          30 s      --request-timeout     503 REQUEST_TIMEOUT while queued; later pipeline requests fail with REQUEST_TIMEOUT
+ *   concurrent requests   64        --max-concurrent      503 DB_BUSY (per database, queued + running)
+ *   open streams          1000      --max-streams         503 TOO_MANY_STREAMS (per server)
+ *   stream idle time      10 s      --stream-idle         the stream is closed, an open transaction rolled back; its baton then gets 400 STREAM_EXPIRED
+ *
+ * One statement, once started inside the enclave, runs to its end: the request-time limit is checked
+ * between the requests of a pipeline and between result rows, not inside a single SQLite step.
+ */
+export interface Limits {
+  maxBodyBytes: number;
+  maxSqlBytes: number;
+  maxRows: number;
+  requestTimeoutMs: number;
+  maxConcurrentPerDb: number;
+  maxStreams: number;
+  streamIdleMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxBodyBytes: 10 * 1024 * 1024,
+  maxSqlBytes: 1024 * 1024,
+  maxRows: 100_000,
+  requestTimeoutMs: 30_000,
+  maxConcurrentPerDb: 64,
+  maxStreams: 1000,
+  streamIdleMs: 10_000,
+});
+
+export function resolveLimits(partial: Partial<Limits> = {}): Limits {
+  const out = { ...DEFAULT_LIMITS } as Limits;
+  for (const [k, v] of Object.entries(partial) as [keyof Limits, number | undefined][]) {
+    if (v === undefined) continue;
+    if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`limit ${k} must be a positive integer, got ${String(v)}`);
+    out[k] = v;
+  }
+  return out;
+}

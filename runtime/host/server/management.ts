@@ -1,0 +1,148 @@
+/**
+ * UNTRUSTED (server). The management API under /v1 (admin token; JSON in and out).
+ *
+ *   GET    /v1/databases               {databases: [{name, open, diskBytes}]}
+ *   POST   /v1/databases {name}        201 {name, ...}: creates a sealed database (409 DB_EXISTS)
+ *   GET    /v1/databases/NAME          its files, and when open its enclave (MRENCLAVE, EPC) and store
+ *   DELETE /v1/databases/NAME          closes it (an open transaction is rolled back), removes its
+ *                                      files and revokes the tokens limited to it
+ *   GET    /v1/platform                the platform (id, certificate, EPC budget) and EPC usage
+ *   GET    /v1/platform/epc            EPC usage: budget, committed, peak, per enclave
+ *   POST   /v1/platform/quote {nonce}  a quote of the SQLite enclave binding the nonce (hex, 8..1024 bytes)
+ *   GET    /v1/tokens                  token ids, scopes and databases (never secrets or hashes)
+ *   POST   /v1/tokens {scope, db}      201 {id, token, scope, db}: the secret is shown once
+ *   DELETE /v1/tokens/ID               revokes
+ *   /v1/enclaves, /v1/ecall            501: custom enclaves are not served yet
+ */
+import * as fs from "node:fs";
+import { Enclave } from "../../enclave/enclave.js";
+import { enclaveIdentity } from "../../enclave/identity.js";
+import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
+import { reportDataFor } from "../../platform/report.js";
+import { badRequest, HttpError, notFound } from "./errors.js";
+import { json, type CoreRequest, type CoreResponse } from "./http.js";
+import type { ServerContext } from "./handler.js";
+import { checkDbName } from "./registry.js";
+import type { TokenScope } from "./tokens.js";
+
+const MAX_JSON_BODY = 64 * 1024;
+
+async function readJson(req: CoreRequest): Promise<Record<string, unknown>> {
+  const body = await req.body(MAX_JSON_BODY);
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString("utf8"));
+  } catch (e) {
+    throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw badRequest("BAD_REQUEST", "the request body must be a JSON object");
+  return v as Record<string, unknown>;
+}
+
+function methodNotAllowed(req: CoreRequest, allowed: string[]): HttpError {
+  return new HttpError(405, "METHOD_NOT_ALLOWED", `${req.pathname} takes ${allowed.join(" or ")}, not ${req.method}`, { allow: allowed.join(", ") });
+}
+
+function fileSize(f: string): number {
+  try {
+    return fs.statSync(f).size;
+  } catch {
+    return 0;
+  }
+}
+
+function dbInfo(ctx: ServerContext, name: string): Record<string, unknown> {
+  const file = ctx.registry.fileFor(name);
+  const info: Record<string, unknown> = { name, open: ctx.registry.isOpen(name), diskBytes: fileSize(file) + fileSize(`${file}.log`) };
+  if (ctx.registry.isOpen(name)) {
+    const host = ctx.registry.get(name);
+    info.enclave = host.db.enclave;
+    info.storage = host.db.storage;
+    info.inTransaction = host.db.inTransaction;
+    info.waiting = host.waiting;
+  }
+  return info;
+}
+
+export async function management(ctx: ServerContext, req: CoreRequest, parts: string[]): Promise<[string, CoreResponse]> {
+  const [a, b, c] = parts;
+  const m = req.method;
+  if (a === "databases" && b === undefined) {
+    if (m === "GET") return ["v1_databases", json(200, { databases: ctx.registry.list().map((n) => dbInfo(ctx, n)) })];
+    if (m === "POST") {
+      const body = await readJson(req);
+      if (typeof body.name !== "string") throw badRequest("BAD_REQUEST", "give the new database's name: {\"name\": \"...\"}");
+      const name = checkDbName(body.name);
+      ctx.registry.create(name);
+      ctx.logger.info({ event: "db_created", db: name }, "database created");
+      return ["v1_databases", json(201, dbInfo(ctx, name))];
+    }
+    throw methodNotAllowed(req, ["GET", "POST"]);
+  }
+  if (a === "databases" && b !== undefined && c === undefined) {
+    const name = checkDbName(b);
+    if (m === "GET") {
+      if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
+      return ["v1_database", json(200, dbInfo(ctx, name))];
+    }
+    if (m === "DELETE") {
+      ctx.registry.remove(name);
+      const revoked = ctx.tokens.revokeForDb(name);
+      ctx.logger.info({ event: "db_deleted", db: name, revokedTokens: revoked }, "database deleted");
+      return ["v1_database", json(200, { deleted: name, revokedTokens: revoked })];
+    }
+    throw methodNotAllowed(req, ["GET", "DELETE"]);
+  }
+  if (a === "platform" && b === undefined) {
+    if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
+    return ["v1_platform", json(200, { platform: ctx.platform.toJSON(), epc: ctx.platform.epc.usage(), epcStats: ctx.platform.epc.stats() })];
+  }
+  if (a === "platform" && b === "epc" && c === undefined) {
+    if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
+    return ["v1_platform", json(200, ctx.platform.epc.usage())];
+  }
+  if (a === "platform" && b === "quote" && c === undefined) {
+    if (m !== "POST") throw methodNotAllowed(req, ["POST"]);
+    const body = await readJson(req);
+    if (typeof body.nonce !== "string" || !/^([0-9a-fA-F]{2}){8,1024}$/.test(body.nonce)) {
+      throw badRequest("BAD_NONCE", "give the nonce as hex, 8 to 1024 bytes: {\"nonce\": \"<hex>\"} (use at least 16 random bytes)");
+    }
+    const nonce = Buffer.from(body.nonce, "hex");
+    // The SQLite enclave's identity as EINIT measures it; the platform's quoting service signs a
+    // report of that identity whose data binds the nonce (FORMATS.md). No key leaves the platform.
+    const image = loadSqliteEnclave();
+    const identity = enclaveIdentity(new Enclave({ module: image.module, manifest: image.manifest }));
+    const quote = ctx.platform.servicesFor(identity).quote(reportDataFor(nonce));
+    return [
+      "v1_quote",
+      json(200, { quote: quote.toString("base64"), nonce: body.nonce.toLowerCase(), mrenclave: identity.mrenclave.toString("hex"), mrsigner: identity.mrsigner.toString("hex"), isvSvn: identity.isvSvn }),
+    ];
+  }
+  if (a === "tokens" && b === undefined) {
+    if (m === "GET") return ["v1_tokens", json(200, { tokens: ctx.tokens.list().map(({ hash: _h, ...r }) => r) })];
+    if (m === "POST") {
+      const body = await readJson(req);
+      const scope = body.scope ?? "read-write";
+      if (scope !== "admin" && scope !== "read-write" && scope !== "read-only") throw badRequest("BAD_REQUEST", "scope must be admin, read-write or read-only");
+      let db: string | null = null;
+      if (scope !== "admin") {
+        if (typeof body.db !== "string") throw badRequest("BAD_REQUEST", "a read-write or read-only token needs {\"db\": NAME}");
+        db = checkDbName(body.db);
+      }
+      const { record, token } = ctx.tokens.create(scope as TokenScope, db);
+      ctx.logger.info({ event: "token_created", id: record.id, scope, db }, "token created");
+      return ["v1_tokens", json(201, { id: record.id, token, scope, db })];
+    }
+    throw methodNotAllowed(req, ["GET", "POST"]);
+  }
+  if (a === "tokens" && b !== undefined && c === undefined) {
+    if (m !== "DELETE") throw methodNotAllowed(req, ["DELETE"]);
+    if (!ctx.tokens.revoke(b)) throw notFound("TOKEN_NOT_FOUND", `no token with id ${b}`);
+    ctx.logger.info({ event: "token_revoked", id: b }, "token revoked");
+    return ["v1_tokens", json(200, { revoked: b })];
+  }
+  if (a === "enclaves" || a === "ecall") {
+    throw new HttpError(501, "NOT_IMPLEMENTED", "custom enclaves (upload, ecalls) are not served yet; only SQLite databases are");
+  }
+  throw notFound("NOT_FOUND", `no route for ${m} ${req.pathname}`);
+}

@@ -1,0 +1,71 @@
+/**
+ * UNTRUSTED (server). Prometheus metrics (prom-client, one registry per handler), Selkie-prefixed:
+ *
+ *   selkie_http_requests_total{route,method,status}       counter
+ *   selkie_http_request_duration_seconds{route}           histogram
+ *   selkie_errors_total{code}                             counter: HTTP errors and Hrana statement errors by code
+ *   selkie_enclaves_open                                  gauge: databases open (one enclave each)
+ *   selkie_hrana_streams_open                             gauge
+ *   selkie_epc_committed_bytes / selkie_epc_budget_bytes  gauges, from the platform's EPC manager
+ *   selkie_epc_peak_bytes                                 gauge
+ *   selkie_db_waiting_requests{db}                        gauge: requests queued for a database's lease
+ * plus prom-client's default process metrics (selkie_process_*, selkie_nodejs_*).
+ */
+import * as prom from "prom-client";
+import type { EpcManager } from "../../platform/epc.js";
+
+export interface MetricsSources {
+  epc: EpcManager;
+  enclavesOpen(): number;
+  streamsOpen(): number;
+  waiting(): Array<{ db: string; n: number }>;
+}
+
+export class ServerMetrics {
+  readonly registry = new prom.Registry();
+  readonly requests: prom.Counter<"route" | "method" | "status">;
+  readonly latency: prom.Histogram<"route">;
+  readonly errors: prom.Counter<"code">;
+
+  constructor(src: MetricsSources) {
+    const registers = [this.registry];
+    prom.collectDefaultMetrics({ register: this.registry, prefix: "selkie_" });
+    this.requests = new prom.Counter({ name: "selkie_http_requests_total", help: "HTTP requests by route, method and status", labelNames: ["route", "method", "status"], registers });
+    this.latency = new prom.Histogram({
+      name: "selkie_http_request_duration_seconds",
+      help: "HTTP request latency by route",
+      labelNames: ["route"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.errors = new prom.Counter({ name: "selkie_errors_total", help: "Errors returned to clients, by code", labelNames: ["code"], registers });
+    new prom.Gauge({ name: "selkie_enclaves_open", help: "Enclaves open (one per open database)", registers, collect() { this.set(src.enclavesOpen()); } });
+    new prom.Gauge({ name: "selkie_hrana_streams_open", help: "Hrana streams open", registers, collect() { this.set(src.streamsOpen()); } });
+    new prom.Gauge({ name: "selkie_epc_committed_bytes", help: "EPC bytes committed by enclaves", registers, collect() { this.set(src.epc.usage().committed); } });
+    new prom.Gauge({ name: "selkie_epc_budget_bytes", help: "The platform's EPC budget in bytes", registers, collect() { this.set(src.epc.usage().budget); } });
+    new prom.Gauge({ name: "selkie_epc_peak_bytes", help: "Peak EPC bytes committed", registers, collect() { this.set(src.epc.usage().peak); } });
+    new prom.Gauge({
+      name: "selkie_db_waiting_requests",
+      help: "Requests waiting for a database",
+      labelNames: ["db"],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of src.waiting()) this.set({ db: w.db }, w.n);
+      },
+    });
+  }
+
+  observe(route: string, method: string, status: number, seconds: number): void {
+    this.requests.inc({ route, method, status: String(status) });
+    this.latency.observe({ route }, seconds);
+  }
+
+  error(code: string): void {
+    this.errors.inc({ code });
+  }
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

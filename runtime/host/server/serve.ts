@@ -1,0 +1,105 @@
+/**
+ * UNTRUSTED (server). serve(): the handler on node:http, with graceful shutdown.
+ *
+ * Shutdown order (every acknowledged commit is already durable: a COMMIT returns only after the
+ * sealed store's commit record is on disk): stop accepting connections; answer new requests on
+ * open connections with 503; wait for in-flight requests (bounded); roll back transactions of
+ * streams still open; close every database (its enclave destroyed, its lock released).
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { createHandler, errorResponse, type HandlerOptions, type SelkieHandler } from "./handler.js";
+import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
+
+export interface ServeOptions extends HandlerOptions {
+  port: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  readonly host: string;
+  readonly handler: SelkieHandler;
+  readonly server: http.Server;
+  /** Graceful shutdown; resolves when every database is closed. */
+  close(opts?: { timeoutMs?: number }): Promise<void>;
+}
+
+function coreRequest(req: http.IncomingMessage): CoreRequest {
+  const url = req.url ?? "/";
+  const q = url.indexOf("?");
+  return {
+    method: req.method ?? "GET",
+    pathname: q < 0 ? url : url.slice(0, q),
+    header: (n) => {
+      const v = req.headers[n.toLowerCase()];
+      return Array.isArray(v) ? v.join(", ") : v;
+    },
+    body: (limit) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const declared = Number(req.headers["content-length"] ?? "0");
+        if (declared > limit) return reject(tooLarge(limit));
+        const chunks: Buffer[] = [];
+        let total = 0;
+        let failed = false;
+        req.on("data", (c: Buffer) => {
+          if (failed) return;
+          total += c.length;
+          if (total > limit) {
+            failed = true;
+            req.pause();
+            return reject(tooLarge(limit));
+          }
+          chunks.push(c);
+        });
+        req.on("end", () => failed || resolve(Buffer.concat(chunks, total)));
+        req.on("error", (e) => failed || ((failed = true), reject(e)));
+      }),
+  };
+}
+
+function send(res: http.ServerResponse, r: CoreResponse): void {
+  const body = typeof r.body === "string" ? Buffer.from(r.body, "utf8") : r.body;
+  res.writeHead(r.status, { ...r.headers, "content-length": String(body.length) });
+  res.end(body);
+}
+
+export async function serve(opts: ServeOptions): Promise<RunningServer> {
+  const handler = createHandler(opts);
+  const logger = handler.context.logger;
+  const server = http.createServer({ requestTimeout: handler.context.limits.requestTimeoutMs + 5_000 }, (req, res) => {
+    const core = coreRequest(req);
+    handler.handle(core).then(
+      (r) => send(res, r),
+      (e) => send(res, errorResponse(e, core, logger)),
+    );
+  });
+  const host = opts.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    host,
+    handler,
+    server,
+    close: (o = {}) =>
+      (closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await handler.shutdown(o);
+        server.closeAllConnections();
+        await stopped;
+      })()),
+  };
+}
