@@ -278,11 +278,14 @@ function main(): void {
   }
   // Issue 4's target: sealing costs at most 15% over the unsealed enclave on the whole mix.
   if (engines.includes("selkie") && engines.includes("selkie-sealed")) {
+    // The mix is issue 2's six rows; the sync=OFF row is informational (a sealed store always makes
+    // its commits durable: its counter increment is, and must not run ahead of the data).
+    const mix = ROWS.filter((r) => r.id !== "commit-nosync");
     const per = ROWS.map((r) => `${r.id} ${(med["selkie-sealed"]![r.id]! / med.selkie![r.id]!).toFixed(2)}x`);
-    const total = (e: string) => ROWS.reduce((sum, r) => sum + med[e]![r.id]!, 0);
+    const total = (e: string) => mix.reduce((sum, r) => sum + med[e]![r.id]!, 0);
     const overhead = total("selkie-sealed") / total("selkie") - 1;
     sealedOverhead = overhead;
-    out.push(`Sealed vs unsealed enclave, whole mix (sum of medians): ${total("selkie-sealed").toFixed(0)} ms vs ${total("selkie").toFixed(0)} ms = ${(overhead * 100).toFixed(1)}% overhead (target <= 15%): ${overhead <= 0.15 ? "PASS" : "FAIL"}. Per row: ${per.join(", ")}.`);
+    out.push(`Sealed vs unsealed enclave, mix of the six issue-2 rows (sum of medians): ${total("selkie-sealed").toFixed(0)} ms vs ${total("selkie").toFixed(0)} ms = ${(overhead * 100).toFixed(1)}% overhead (target <= 15%): ${overhead <= 0.15 ? "PASS" : "FAIL"}. Per row: ${per.join(", ")}.`);
   }
   out.push(problems.length === 0 ? `Results verified: every row's check value, the final table hash and integrity_check agree across all engines and runs.` : `RESULTS DIFFER:\n  ${problems.slice(0, 20).join("\n  ")}`);
   const verdict: Record<string, string> = {};
