@@ -25,6 +25,8 @@ export interface FileLayer {
   exists(file: string): boolean;
   /** Atomically replaces `to` with `from` and makes the rename durable (fsyncs the folder). */
   rename(from: string, to: string): void;
+  /** Makes the creation or removal of files in `dir` durable (fsync of the folder). */
+  syncDir(dir: string): void;
 }
 
 class NodeFileHandle implements FileHandle {
@@ -81,6 +83,9 @@ export class NodeFileLayer implements FileLayer {
   rename(from: string, to: string): void {
     fs.renameSync(from, to);
     syncDirectory(path.dirname(to));
+  }
+  syncDir(dir: string): void {
+    syncDirectory(dir);
   }
 }
 

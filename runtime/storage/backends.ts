@@ -115,7 +115,16 @@ export class MemoryFile implements FileBackend {
 
 export class HostFile implements FileBackend {
   readonly caps = 0;
-  constructor(private readonly files: FileLayer, private readonly handle: FileHandle, private readonly onClose: () => void = () => {}) {}
+  /**
+   * @param dirToSync set when this open created the file (a new journal): its first sync also
+   *   fsyncs the folder, so the journal's name survives a power loss, as SQLite's unix VFS does.
+   */
+  constructor(
+    private readonly files: FileLayer,
+    private readonly handle: FileHandle,
+    private readonly onClose: () => void = () => {},
+    private dirToSync: string | undefined = undefined,
+  ) {}
   read(dst: Uint8Array, offset: number): number {
     return this.files.read(this.handle, dst, offset);
   }
@@ -127,6 +136,10 @@ export class HostFile implements FileBackend {
   }
   sync(): void {
     this.files.sync(this.handle);
+    if (this.dirToSync !== undefined) {
+      this.files.syncDir(this.dirToSync);
+      this.dirToSync = undefined;
+    }
   }
   size(): number {
     return this.files.size(this.handle);

@@ -17,6 +17,7 @@
  *   DIRTY --rollback()--> CLEAN;  any --I/O failure the store cannot undo--> BROKEN (reopen)
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { dirname } from "node:path";
 import type { FileHandle, FileLayer } from "../host/files.js";
 import { StorageError } from "./errors.js";
 
@@ -123,6 +124,7 @@ export class PageStore {
     store.#writeSnapshot(logFile, header.length, trust.readCounter(counterId));
     files.sync(slotFile);
     files.sync(logFile);
+    files.syncDir(dirname(path)); // the new files' names are durable too
     return store;
   }
 

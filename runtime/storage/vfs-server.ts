@@ -160,6 +160,7 @@ export class VfsServer {
       return m;
     }
     const hostPath = path.join(this.opts.dir, name);
+    const existed = this.opts.files.exists(hostPath);
     const handle = this.opts.files.open(hostPath, {
       create: (flags & C.SQLITE_OPEN_CREATE) !== 0 && !readonly,
       readonly,
@@ -167,7 +168,7 @@ export class VfsServer {
     });
     const files = this.opts.files;
     const deleteOnClose = (flags & C.SQLITE_OPEN_DELETEONCLOSE) !== 0;
-    return new HostFile(files, handle, deleteOnClose ? () => files.remove(hostPath, false) : undefined);
+    return new HostFile(files, handle, deleteOnClose ? () => files.remove(hostPath, false) : undefined, existed ? undefined : this.opts.dir);
   }
 
   open(pathPtr: number, pathLen: number, flags: number, outPtr: number): number {

@@ -73,6 +73,10 @@ export class FaultyFiles implements FileLayer {
   exists(file: string): boolean {
     return this.real.exists(file);
   }
+  syncDir(dir: string): void {
+    if (this.#hit("sync")) throw errno("EIO");
+    this.real.syncDir(dir);
+  }
   rename(from: string, to: string): void {
     if (this.#hit("write")) throw errno("EIO");
     this.real.rename(from, to);
