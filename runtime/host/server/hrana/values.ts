@@ -9,7 +9,7 @@
  *   {"type":"blob","base64":"..."}          Uint8Array
  *
  * Out: the SQL API hands back numbers for both INTEGER and REAL columns, so an integral number goes
- * out as "integer" and any other as "float" (the same values a local caller sees).
+ * out as "integer" when it is a safe integer and as "float" otherwise (the same values a local caller sees).
  */
 import type { SqlValue } from "../../../sql/ecalls.js";
 import { badRequest } from "../errors.js";
@@ -29,7 +29,7 @@ const B64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 export function encodeValue(v: SqlValue): HranaValue {
   switch (typeof v) {
     case "number":
-      return Number.isInteger(v) ? { type: "integer", value: String(v) } : { type: "float", value: v };
+      return Number.isSafeInteger(v) ? { type: "integer", value: String(v) } : { type: "float", value: v };
     case "bigint":
       return { type: "integer", value: v.toString() };
     case "string":
