@@ -88,3 +88,20 @@ export function norm(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(norm);
   return v;
 }
+
+/** A Hrana value for raw pipeline requests. */
+export function hv(v: null | number | bigint | string | Uint8Array): object {
+  if (v === null) return { type: "null" };
+  if (typeof v === "bigint") return { type: "integer", value: String(v) };
+  if (typeof v === "number") return Number.isInteger(v) ? { type: "integer", value: String(v) } : { type: "float", value: v };
+  if (typeof v === "string") return { type: "text", value: v };
+  return { type: "blob", base64: Buffer.from(v).toString("base64") };
+}
+
+export const exec = (sql: string, args: Array<null | number | bigint | string | Uint8Array> = []): object => ({ type: "execute", stmt: { sql, args: args.map(hv) } });
+
+/** One raw Hrana pipeline request. */
+export async function pipeline(s: { url: string }, token: string | undefined, requests: unknown[], o: { db?: string; baton?: string | null; v?: "v2" | "v3" } = {}) {
+  const path = o.db === "" ? `/${o.v ?? "v2"}/pipeline` : `/db/${o.db ?? "app"}/${o.v ?? "v2"}/pipeline`;
+  return api(s, token, "POST", path, { baton: o.baton ?? null, requests });
+}
