@@ -144,7 +144,7 @@ export class PageStore {
       const logBytes = readAll(files, logFile);
       const header = decodeHeader(logBytes, `${path}.log`);
       // The header's clear fields (dbId, counter id) are the AAD of the sealed key: changing them fails here.
-      const key = trust.unsealDataKey(header.sealedKey, Buffer.concat([AAD_DATAKEY, headerPrefix(header.dbId, header.counterId)]));
+      const key = unsealKey(trust, header, `${path}.log`);
       const store = new PageStore(files, slotFile, logFile, key, header, trust, readonly);
       store.#replay(logBytes, path);
       store.#slotCount = Math.max(store.#slotCount, Math.floor(files.size(slotFile) / SLOT));
@@ -642,6 +642,35 @@ function decodeHeader(b: Buffer, file: string): Header {
   if (keyLen > 4096 || o + keyLen > b.length) bad("truncated header");
   const sealedKey = Buffer.from(b.subarray(o, o + keyLen));
   return { dbId, counterId, sealedKey, bytes: o + keyLen };
+}
+
+/** Unseals the data key, turning the platform's refusal into what it means for this database. */
+function unsealKey(trust: StoreTrust, header: Header, file: string): Buffer {
+  try {
+    return trust.unsealDataKey(header.sealedKey, Buffer.concat([AAD_DATAKEY, headerPrefix(header.dbId, header.counterId)]));
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? "";
+    if (code === "SEAL_OTHER_PLATFORM") {
+      throw new StorageError(
+        "STORAGE_WRONG_PLATFORM",
+        `${file}: the database was sealed on another platform, whose keys this one does not have (or the sealed key's header was changed). Open it with the platform that created it (--platform DIR or $SELKIE_HOME), or move it with a migration`,
+        file,
+        { cause: e },
+      );
+    }
+    if (code === "SEAL_WRONG_ENCLAVE" || code === "SEAL_WRONG_SIGNER" || code === "SEAL_ENCLAVE_TOO_OLD" || code === "SEAL_DEBUG_MISMATCH" || code === "SEAL_WRONG_PRODUCT") {
+      throw new StorageError(
+        "STORAGE_WRONG_ENCLAVE",
+        `${file}: the database's key is sealed to another SQLite enclave build (${code}), or the sealed key's header was changed; only the enclave that created it can open it. Export it with the Selkie version that created it (selkie db export) and import it here, or restore it from a sealed backup`,
+        file,
+        { cause: e },
+      );
+    }
+    if (code.startsWith("SEAL_")) {
+      throw new StorageError("STORAGE_TAMPERED", `${file}: the database's sealed key or header was changed (${code}); restore the database from a sealed backup`, file, { cause: e });
+    }
+    throw e;
+  }
 }
 
 function readAll(files: FileLayer, h: FileHandle): Buffer {
