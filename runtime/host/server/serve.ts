@@ -41,21 +41,31 @@ function coreRequest(req: http.IncomingMessage): CoreRequest {
       new Promise<Buffer>((resolve, reject) => {
         const declared = Number(req.headers["content-length"] ?? "0");
         if (declared > limit) return reject(tooLarge(limit));
+        // Past the limit the rest is read and dropped (up to a hard cap), so the client, still
+        // sending, can read the 413 instead of failing on a reset connection.
+        const cap = limit * 4 + 1024 * 1024;
         const chunks: Buffer[] = [];
         let total = 0;
-        let failed = false;
+        let done = false;
         req.on("data", (c: Buffer) => {
-          if (failed) return;
+          if (done) return;
           total += c.length;
-          if (total > limit) {
-            failed = true;
+          if (total > cap) {
+            done = true;
             req.pause();
             return reject(tooLarge(limit));
           }
-          chunks.push(c);
+          if (total <= limit) chunks.push(c);
         });
-        req.on("end", () => failed || resolve(Buffer.concat(chunks, total)));
-        req.on("error", (e) => failed || ((failed = true), reject(e)));
+        req.on("end", () => {
+          if (done) return;
+          done = true;
+          if (total > limit) reject(tooLarge(limit));
+          else resolve(Buffer.concat(chunks, total));
+        });
+        req.on("error", (e) => {
+          if (!done) (done = true), reject(e);
+        });
       }),
   };
 }
