@@ -10,6 +10,7 @@ import { registerEnclaveCommands } from "./enclave-commands.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerDbCommands } from "./db-commands.js";
 import { registerServeCommands } from "./serve-commands.js";
+import { registerPlatformCommands } from "./platform-commands.js";
 
 const pkg = createRequire(import.meta.url)("../../../../package.json") as { version: string };
 
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerDbCommands(program, run);
   registerEnclaveCommands(program, run);
   registerServeCommands(program, run);
+  registerPlatformCommands(program, run);
   return program;
 }
 
