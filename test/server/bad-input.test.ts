@@ -286,10 +286,12 @@ describe("selkie serve refuses bad input and keeps serving", () => {
 
 describe("selkie serve request time limit", () => {
   it("a request waiting past --request-timeout gets 503 REQUEST_TIMEOUT", async () => {
-    const s = await startServer({ args: ["--request-timeout", "300", "--stream-idle", "5000"] });
+    const s = await startServer({ args: ["--request-timeout", "1000", "--stream-idle", "8000"] });
     try {
       await createDb(s, "app");
-      const a = await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), exec("BEGIN"), exec("INSERT INTO t VALUES (1)")]);
+      assert.equal((await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), { type: "close" }])).json.results[0].type, "ok");
+      const a = await pipeline(s, s.adminToken, [exec("BEGIN"), exec("INSERT INTO t VALUES (1)")]);
+      assert.ok(a.json.baton, a.text);
       const r = await pipeline(s, s.adminToken, [exec("SELECT count(*) FROM t")]);
       assert.equal(r.status, 503);
       assert.equal(r.json.code, "REQUEST_TIMEOUT");

@@ -10,6 +10,10 @@
  *   GET  /metrics                                 admin (or open with metricsPublic)
  *   /v1/...                                       management API, admin (management.ts)
  *
+ * Shutdown (shutdown()): new requests get 503 SHUTTING_DOWN, except pipelines continuing a stream
+ * that is already open, so a client inside an interactive transaction can still commit it; then,
+ * bounded by a timeout, in-flight requests finish, open transactions are rolled back, databases close.
+ *
  * With @libsql/client, use `url: "http://HOST:PORT/db/NAME/"` (the trailing slash matters: the
  * client resolves "v2/pipeline" against the URL) with any token allowed on NAME, or
  * `url: "http://HOST:PORT"` with a token limited to one database.
@@ -70,6 +74,8 @@ export interface SelkieHandler {
   shutdown(opts?: { timeoutMs?: number }): Promise<void>;
   readonly context: ServerContext;
   readonly inFlight: number;
+  /** True once shutdown() began. */
+  readonly draining: boolean;
 }
 
 const HRANA_DB_RE = /^\/db\/([^/]+)\/(v2|v3)(\/pipeline)?$/;
@@ -92,7 +98,6 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   const ctx: ServerContext = { platform: opts.platform, registry, tokens, streams, limits, metrics, logger };
   let inFlight = 0;
   let draining = false;
-  let idle: (() => void) | undefined;
 
   const authenticate = (req: CoreRequest): Principal => {
     const h = req.header("authorization");
@@ -124,6 +129,8 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
       throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
     }
     const pl = parsePipeline(parsed, limits.maxSqlBytes);
+    // Draining: streams already open may finish (commit their transactions); new ones may not.
+    if (draining && pl.baton === null) throw shuttingDown();
     const host = registry.get(name);
     const resp = await runPipeline({ host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started }, pl);
     for (const r of resp.results) {
@@ -144,6 +151,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
       return r instanceof Promise ? r.then((x) => [label, x]) : [label, r];
     };
     let m: RegExpExecArray | null;
+    if (draining && !pathname.endsWith("/pipeline")) throw shuttingDown();
     if ((m = HRANA_DB_RE.exec(pathname))) {
       const name = decodeSegment(m[1]!);
       if (m[3]) return only("POST", "hrana_pipeline", () => pipeline(req, name, started));
@@ -181,14 +189,12 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     let res: CoreResponse;
     inFlight++;
     try {
-      if (draining) throw new HttpError(503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later", { connection: "close", "retry-after": "1" });
       [label, res] = await route(req, started);
     } catch (e) {
       res = errorResponse(e, req, logger);
       metrics.error(JSON.parse(res.body as string).code as string);
     } finally {
       inFlight--;
-      if (inFlight === 0 && idle) idle();
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     metrics.observe(label, req.method, res.status, seconds);
@@ -201,17 +207,22 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     handle: { value: handle },
     context: { value: ctx },
     inFlight: { get: () => inFlight },
+    draining: { get: () => draining },
     shutdown: {
       value: async (o: { timeoutMs?: number } = {}): Promise<void> => {
         draining = true;
-        if (inFlight > 0) {
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, o.timeoutMs ?? 10_000);
-            idle = () => {
-              clearTimeout(t);
-              resolve();
-            };
-          });
+        // Wait (bounded) for in-flight requests, and briefly for streams inside a transaction to
+        // come back and end it; after that grace their transactions are rolled back, so requests
+        // queued behind a client that went away can finish.
+        const start = Date.now();
+        const timeout = o.timeoutMs ?? 10_000;
+        const grace = Math.min(timeout, 2_000);
+        for (;;) {
+          const elapsed = Date.now() - start;
+          if (elapsed >= timeout) break;
+          if (elapsed >= grace && streams.holdingLease() > 0) streams.closeAll();
+          if (inFlight === 0 && streams.holdingLease() === 0) break;
+          await new Promise((r) => setTimeout(r, 10));
         }
         streams.closeAll();
         registry.closeAll();
@@ -219,6 +230,10 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     },
   });
   return web;
+}
+
+function shuttingDown(): HttpError {
+  return new HttpError(503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later", { connection: "close", "retry-after": "1" });
 }
 
 function decodeSegment(s: string): string {

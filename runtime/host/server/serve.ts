@@ -2,9 +2,10 @@
  * UNTRUSTED (server). serve(): the handler on node:http, with graceful shutdown.
  *
  * Shutdown order (every acknowledged commit is already durable: a COMMIT returns only after the
- * sealed store's commit record is on disk): stop accepting connections; answer new requests on
- * open connections with 503; wait for in-flight requests (bounded); roll back transactions of
- * streams still open; close every database (its enclave destroyed, its lock released).
+ * sealed store's commit record is on disk): answer new work with 503 SHUTTING_DOWN and
+ * "connection: close" (streams already open may still commit); wait for in-flight requests
+ * (bounded); roll back transactions of streams still open; close every database (its enclave
+ * destroyed, its lock released); close the listener and the remaining connections.
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -70,9 +71,9 @@ function coreRequest(req: http.IncomingMessage): CoreRequest {
   };
 }
 
-function send(res: http.ServerResponse, r: CoreResponse): void {
+function send(res: http.ServerResponse, r: CoreResponse, closing: boolean): void {
   const body = typeof r.body === "string" ? Buffer.from(r.body, "utf8") : r.body;
-  res.writeHead(r.status, { ...r.headers, "content-length": String(body.length) });
+  res.writeHead(r.status, { ...r.headers, "content-length": String(body.length), ...(closing ? { connection: "close" } : {}) });
   res.end(body);
 }
 
@@ -82,8 +83,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const server = http.createServer({ requestTimeout: handler.context.limits.requestTimeoutMs + 5_000 }, (req, res) => {
     const core = coreRequest(req);
     handler.handle(core).then(
-      (r) => send(res, r),
-      (e) => send(res, errorResponse(e, core, logger)),
+      (r) => send(res, r, handler.draining),
+      (e) => send(res, errorResponse(e, core, logger), handler.draining),
     );
   });
   const host = opts.host ?? "127.0.0.1";
@@ -105,9 +106,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     server,
     close: (o = {}) =>
       (closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
+        // The listener stays open while draining: closing it would also cut idle keep-alive
+        // connections that a client may be sending on this very moment. New work gets 503 and
+        // every response says "connection: close"; then the listener and connections close.
         await handler.shutdown(o);
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await stopped;
       })()),

@@ -88,6 +88,13 @@ export class StreamTable {
     this.onExpire(s, endStream(s));
   }
 
+  /** Parked streams that hold their database's lease (inside a transaction). */
+  holdingLease(): number {
+    let n = 0;
+    for (const s of this.#parked.values()) if (s.host.owns(s)) n++;
+    return n;
+  }
+
   /** Ends every parked stream, rolling back open transactions (shutdown). */
   closeAll(): void {
     for (const s of [...this.#parked.values()]) {
