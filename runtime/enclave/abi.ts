@@ -2,7 +2,10 @@
  * Selkie enclave ABI v1: the numeric facts of enclaves/ABI.md in one table.
  * Values here are fixed by the spec, never derived from declaration order.
  */
+/** The measured ABI number (part of MRENCLAVE, ABI §5): bumped only by an incompatible change. */
 export const ABI_VERSION = 1;
+/** Additive revisions of version 1 (ABI.md heading): 2 added selkie:sys.memory_grow_pre/_post. */
+export const ABI_REVISION = 2;
 
 export const NS_SYS = "selkie:sys";
 export const NS_FS = "selkie:fs";
@@ -17,6 +20,9 @@ export const OCALLS: Readonly<Record<string, Readonly<Record<string, Sig>>>> = {
     random: sig(["i32", "i32"], ["i32"]),
     clock_ms: sig([], ["f64"]),
     log: sig(["i32", "i32", "i32"]),
+    // Growth hooks that load-time instrumentation wraps around every memory.grow (ABI §2.1).
+    memory_grow_pre: sig(["i32", "i32"], ["i32"]),
+    memory_grow_post: sig(["i32", "i32"], ["i32"]),
   },
   [NS_FS]: {
     open: sig(["i32", "i32", "i32", "i32"], ["i32"]),
@@ -35,6 +41,9 @@ export const OCALLS: Readonly<Record<string, Readonly<Record<string, Sig>>>> = {
     access: sig(["i32", "i32", "i32"], ["i32"]),
   },
 };
+
+/** Names (in selkie:sys) of the hooks instrument.ts wraps around each memory.grow. */
+export const GROW_HOOKS = { pre: "memory_grow_pre", post: "memory_grow_post" } as const;
 
 /** The memory import every enclave must declare. */
 export const MEMORY_IMPORT = { module: NS_SYS, name: "memory" } as const;

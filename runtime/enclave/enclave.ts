@@ -8,9 +8,15 @@
  *  1. Ecalls run only in RUNNING (callers check `exports` through `requireRunning`).
  *  2. A trapped instance is never used again: fault() drops it and its memory; restart() builds a
  *     fresh instance and memory from the same checked module. Nothing of the old memory is trusted.
- *  3. Memory grows only through the selkie:sys.epc_grow ocall, which asks the EPC meter first; the
- *     memory's maximum is the manifest's EPC size, so even a module that runs memory.grow itself
- *     cannot pass the cap.
+ *  3. Every growth asks the EPC meter first: growth through the selkie:sys.epc_grow ocall, and every
+ *     memory.grow of a module loaded with loadEnclaveModule, whose instrumentation wraps each one in
+ *     the selkie:sys.memory_grow_pre/_post hooks (a refused pre-hook makes the grow return -1).
+ *     Each ocall first reconciles the meter with the memory's actual size: a charge whose grow
+ *     failed is refunded when the meter takes refunds (else it stays charged until release), so
+ *     the meter never counts less than is committed, and a guest calling the hooks on its own can
+ *     at most use up its own cap. The memory's maximum is the manifest's EPC size, so even an
+ *     uninstrumented module (checkModule alone) that runs memory.grow itself cannot pass the cap;
+ *     its unhooked growth is charged (after the fact) at its next ocall.
  *  4. A permission the enclave lacks is answered with an error code inside the enclave, and the
  *     denial (naming the grant that would allow it) is recorded for the caller to surface.
  */
@@ -24,6 +30,8 @@ import { GuestMemory } from "./memory.js";
 const SQLITE_OK = 0;
 const SQLITE_PERM = 3;
 const SQLITE_MISUSE = 21;
+/** What memory_grow_pre returns to refuse: an impossible delta, so memory.grow yields -1. */
+const GROW_REFUSED = -1;
 
 /** What the EPC manager hands an admitted enclave (compatible with the platform's EpcLease). */
 export interface EpcMeter {
@@ -117,7 +125,7 @@ export class Enclave {
     try {
       const memory = new WebAssembly.Memory({ initial: this.module.minPages, maximum: maxPages });
       const mem = new GuestMemory(memory);
-      const imports: WebAssembly.Imports = { [NS_SYS]: { memory, ...this.#sysOcalls(mem, meter) } };
+      const imports: WebAssembly.Imports = { [NS_SYS]: { memory, ...this.#sysOcalls(mem, meter, maxPages) } };
       for (const [ns, fns] of Object.entries(this.opts.services ?? {})) imports[ns] = fns;
       if (this.module.ocalls.some((o) => o.startsWith(`${NS_FS}.`)) && !imports[NS_FS]) {
         throw new EnclaveStateError("ENCLAVE_NO_STORAGE", `enclave "${this.manifest.name}" imports file ocalls but was launched without storage`);
@@ -167,21 +175,59 @@ export class Enclave {
     this.#memory = undefined;
   }
 
-  #sysOcalls(mem: GuestMemory, meter: EpcMeter): Record<string, (...a: number[]) => number | void> {
+  #sysOcalls(mem: GuestMemory, meter: EpcMeter, maxPages: number): Record<string, (...a: number[]) => number | void> {
+    // Bytes the meter has been charged for (admission charged the initial size).
+    let accounted = mem.memory.buffer.byteLength;
+    /** Brings the meter in line with the memory's real size (invariant 3). */
+    const reconcile = (): void => {
+      const actual = mem.memory.buffer.byteLength;
+      this.peakBytes = Math.max(this.peakBytes, actual);
+      if (actual > accounted) {
+        // Growth that bypassed the hooks (an uninstrumented module): record it; it cannot be refused now.
+        meter.grow(actual - accounted);
+        accounted = actual;
+      } else if (actual < accounted) {
+        // Charged but not grown (a failed grow, or a pre-hook called without a grow): give it back
+        // when the meter takes refunds (a negative delta); otherwise it stays charged until release,
+        // which over-counts but never lets the enclave pass its cap.
+        try {
+          if (meter.grow(actual - accounted)) accounted = actual;
+        } catch {
+          // this meter does not take refunds
+        }
+      }
+    };
     return {
       epc_grow: (delta: number): number => {
         if (!Number.isInteger(delta) || delta < 0) return -1;
+        reconcile();
         const old = mem.memory.buffer.byteLength / WASM_PAGE;
         if (delta === 0) return old;
-        if (!meter.grow(delta * WASM_PAGE)) return -1;
+        if (old + delta > maxPages || !meter.grow(delta * WASM_PAGE)) return -1;
+        accounted += delta * WASM_PAGE;
         try {
           const prev = mem.memory.grow(delta);
           this.peakBytes = Math.max(this.peakBytes, (prev + delta) * WASM_PAGE);
           return prev;
         } catch {
-          meter.grow(-delta * WASM_PAGE); // give back what the meter granted
+          reconcile(); // give back what the meter granted
           return -1;
         }
+      },
+      // memory_grow_post(id, memory.grow(memory_grow_pre(id, delta))), ABI §2.1. The pre-hook returns
+      // the delta to grow by, or GROW_REFUSED (-1 as i32 = 2^32-1 pages: the grow fails with -1).
+      memory_grow_pre: (_site: number, delta: number): number => {
+        reconcile();
+        const pages = delta >>> 0;
+        if (pages === 0) return 0;
+        const cur = mem.memory.buffer.byteLength / WASM_PAGE;
+        if (cur + pages > maxPages || !meter.grow(pages * WASM_PAGE)) return GROW_REFUSED;
+        accounted += pages * WASM_PAGE;
+        return pages;
+      },
+      memory_grow_post: (_site: number, result: number): number => {
+        reconcile(); // settles a failed grow (refund) and records the new peak
+        return result;
       },
       random: (ptr: number, len: number): number => {
         if (!this.#allowed("random")) return SQLITE_PERM;

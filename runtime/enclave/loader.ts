@@ -10,16 +10,24 @@
  *    exports a memory (ENCLAVE_EXPORTS_MEMORY), uses shared or 64-bit memory (ENCLAVE_BAD_MEMORY),
  *    or has a start function (ENCLAVE_HAS_START: code would run before the runtime is ready);
  *  - missing required ecalls (ENCLAVE_MISSING_EXPORT).
+ *
+ * Two entry points: `checkModule` (synchronous) checks and compiles the bytes exactly as given;
+ * `loadEnclaveModule` (async) first instruments them (instrument.ts: every mutable global exported,
+ * every memory.grow metered), then checks the instrumented bytes with `checkModule`. Both measure
+ * the ORIGINAL bytes: `CheckedModule.sha256` is the hash MRENCLAVE takes (ABI §5).
  */
 import { EnclaveLoadError, ManifestError } from "../errors.js";
 import { MEMORY_IMPORT, OCALLS, WASM_PAGE } from "./abi.js";
 import { formatBytes, type Manifest } from "./manifest.js";
+import { instrumentModule, type InstrumentOptions } from "./instrument.js";
 import { measureEnclave, sha256 } from "./measure.js";
 import { parseWasm, WasmParseError, type FuncType } from "./wasm-sections.js";
 
 export interface CheckedModule {
   readonly module: WebAssembly.Module;
+  /** SHA-256 of the module as shipped: the hash MRENCLAVE measures (ABI §5). */
   readonly sha256: Buffer;
+  /** Size of the module as shipped. */
   readonly byteLength: number;
   /** Memory the module needs at instantiation, in 64 KiB pages. */
   readonly minPages: number;
@@ -28,7 +36,21 @@ export interface CheckedModule {
   readonly exports: ReadonlySet<string>;
   /** The ocalls this module imports, as "ns.name". */
   readonly ocalls: readonly string[];
+  /** Names of every exported global (mutable or not: `instrumentation.globals` lists exactly the mutable ones). */
   readonly mutableGlobalExports: readonly string[];
+  /**
+   * Set by loadEnclaveModule: the export name of every mutable, non-imported global (what a
+   * snapshot must save besides memory) and what instrumentation did to the bytes.
+   */
+  readonly instrumentation?: {
+    readonly globals: readonly string[];
+    readonly changed: boolean;
+    /** SHA-256 and size of the bytes actually compiled. */
+    readonly sha256: Buffer;
+    readonly byteLength: number;
+    readonly exportedGlobals: number;
+    readonly growSites: number;
+  };
 }
 
 const cache = new Map<string, CheckedModule>();
@@ -115,6 +137,41 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
   requireExports(checked, requiredExports);
   cache.set(key, checked);
   return checked;
+}
+
+export interface LoadOptions extends InstrumentOptions {
+  /** Ecalls the module must export (ENCLAVE_MISSING_EXPORT otherwise). */
+  requiredExports?: readonly string[];
+}
+
+const loaded = new WeakMap<CheckedModule, CheckedModule>();
+
+/**
+ * Instruments a module (instrument.ts), then checks and compiles the result with checkModule.
+ * The returned module is measured over the original bytes; its `instrumentation` names the
+ * globals a snapshot must save. Cached by module hash (memory, and `cacheDir` on disk).
+ */
+export async function loadEnclaveModule(bytes: Uint8Array, opts: LoadOptions = {}): Promise<CheckedModule> {
+  const { requiredExports = [], ...instrumentOpts } = opts;
+  const inst = await instrumentModule(bytes, instrumentOpts);
+  const checked = checkModule(inst.bytes, requiredExports);
+  const hit = loaded.get(checked);
+  if (hit && hit.sha256.equals(inst.sourceSha256)) return hit;
+  const out: CheckedModule = {
+    ...checked,
+    sha256: inst.sourceSha256,
+    byteLength: bytes.byteLength,
+    instrumentation: {
+      globals: inst.globals,
+      changed: inst.changed,
+      sha256: inst.sha256,
+      byteLength: inst.bytes.byteLength,
+      exportedGlobals: inst.exportedGlobals,
+      growSites: inst.growSites,
+    },
+  };
+  loaded.set(checked, out);
+  return out;
 }
 
 function requireExports(m: CheckedModule, names: readonly string[]): void {

@@ -1,6 +1,8 @@
 /**
  * Reads the parts of a WebAssembly binary the loader must check before anything runs: function
- * types, imports (with their signatures and memory limits) and exports.
+ * types, imports (with their signatures and memory limits) and exports; and, for the load-time
+ * instrumenter (instrument.ts), the globals and the memory.grow instructions, so that a module with
+ * nothing to instrument never pays for loading binaryen.
  *
  * Written here rather than taken from a library: Node 20's WebAssembly.Module.imports() reports
  * neither function signatures nor memory limits (the type-reflection proposal is not shipped), and
@@ -160,5 +162,222 @@ function readExports(s: Reader, out: WasmSummary): void {
     const kind = EXPORT_KINDS[s.byte()];
     if (!kind) throw new WasmParseError(`export ${name} has an unknown kind`);
     out.exports.push({ name, kind, index: s.u32() });
+  }
+}
+
+// ---- globals and code (used by the load-time instrumenter, runtime/enclave/instrument.ts) ------
+
+export interface WasmGlobal {
+  /** Index in the module's global index space (imported globals come first). */
+  index: number;
+  type: ValType;
+  mutable: boolean;
+  imported: boolean;
+}
+
+/** Yields each section's id and a reader bounded to its contents. */
+function* sections(bytes: Uint8Array): Generator<{ id: number; s: Reader; start: number }> {
+  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
+    throw new WasmParseError("not a WebAssembly module (missing \\0asm magic)");
+  }
+  if (bytes[4] !== 1 || bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
+    throw new WasmParseError("unsupported WebAssembly binary version (expected 1, a core module)");
+  }
+  const r = new Reader(bytes);
+  r.pos = 8;
+  while (r.pos < bytes.length) {
+    const start = r.pos;
+    const id = r.byte();
+    const size = r.u32();
+    const s = new Reader(bytes, r.pos + size);
+    if (s.end > bytes.length) throw new WasmParseError(`section ${id} runs past the end of the module`);
+    s.pos = r.pos;
+    yield { id, s, start };
+    r.pos = s.end;
+  }
+}
+
+export interface SectionSpan {
+  id: number;
+  /** Offset of the section's id byte. */
+  start: number;
+  /** Offset of its contents (after the size; for a custom section, after its name). */
+  contentStart: number;
+  end: number;
+  /** A custom section's name. */
+  name?: string;
+}
+
+/** The module's sections in order, with their byte ranges. */
+export function listSections(bytes: Uint8Array): SectionSpan[] {
+  const out: SectionSpan[] = [];
+  for (const { id, s, start } of sections(bytes)) {
+    if (id === 0) {
+      const name = s.name();
+      out.push({ id, start, contentStart: s.pos, end: s.end, name });
+    } else {
+      out.push({ id, start, contentStart: s.pos, end: s.end });
+    }
+  }
+  return out;
+}
+
+/** Every global of the module (imported and defined), in index order. */
+export function parseGlobals(bytes: Uint8Array): WasmGlobal[] {
+  const out: WasmGlobal[] = [];
+  const summary: WasmSummary = { types: [], imports: [], exports: [], hasStart: false };
+  for (const { id, s } of sections(bytes)) {
+    if (id === 1) readTypes(s, summary);
+    else if (id === 2) {
+      readImports(s, summary);
+      for (const imp of summary.imports) {
+        if (imp.desc.kind === "global") out.push({ index: out.length, type: imp.desc.type, mutable: imp.desc.mutable, imported: true });
+      }
+    } else if (id === 6) {
+      for (let n = s.u32(); n > 0; n--) {
+        const type = s.valtype();
+        const mut = s.byte();
+        if (mut > 1) throw new WasmParseError("a global has an unknown mutability flag");
+        if (!skipConstExpr(s)) throw new WasmParseError("a global's initializer uses an instruction this parser does not know");
+        out.push({ index: out.length, type, mutable: mut === 1, imported: false });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Counts the memory.grow instructions in the code section by decoding every instruction of every
+ * function body. Returns undefined when a body holds an instruction this decoder does not know
+ * (a proposal Node 20 does not ship): callers must then assume growth may happen anywhere.
+ */
+export function countMemoryGrow(bytes: Uint8Array): number | undefined {
+  let grows = 0;
+  for (const { id, s } of sections(bytes)) {
+    if (id !== 10) continue;
+    for (let n = s.u32(); n > 0; n--) {
+      const size = s.u32();
+      const end = s.pos + size;
+      if (end > s.end) throw new WasmParseError("a function body runs past the end of the code section");
+      const b = new Reader(s.b, end);
+      b.pos = s.pos;
+      for (let k = b.u32(); k > 0; k--) {
+        b.u32();
+        if (!VALTYPES[b.byte()]) return undefined;
+      }
+      // The common instructions are decoded inline (a 1 MB module takes ~10 ms); the rest through
+      // skipImmediates. A LEB running past the body leaves pos > end, caught below.
+      const u8 = s.b;
+      let pos = b.pos;
+      while (pos < end) {
+        const op = u8[pos++]!;
+        if (op >= 0x45 && op <= 0xc4) continue; // numeric: no immediates
+        if ((op >= 0x20 && op <= 0x24) || op === 0x41 || op === 0x42 || op === 0x0c || op === 0x0d || op === 0x10) {
+          while (pos < end && u8[pos++]! & 0x80); // one LEB: local/global index, const, label, function
+          continue;
+        }
+        if (op >= 0x28 && op <= 0x3e) {
+          const align = u8[pos]!;
+          while (pos < end && u8[pos++]! & 0x80);
+          if (align & 0x40) while (pos < end && u8[pos++]! & 0x80);
+          while (pos < end && u8[pos++]! & 0x80);
+          continue;
+        }
+        if (op === 0x40) {
+          grows++;
+          while (pos < end && u8[pos++]! & 0x80);
+          continue;
+        }
+        b.pos = pos;
+        if (!skipImmediates(b, op)) return undefined;
+        pos = b.pos;
+      }
+      if (pos !== end) throw new WasmParseError("an instruction runs past the end of its function body");
+      s.pos = end;
+    }
+  }
+  return grows;
+}
+
+/** Skips a LEB128 number of any width (signed or unsigned, up to 64 bits). */
+function skipLeb(r: Reader): void {
+  for (let i = 0; i < 10; i++) if ((r.byte() & 0x80) === 0) return;
+  throw new WasmParseError("LEB128 too long");
+}
+
+function skipMemarg(r: Reader): void {
+  const align = r.u32();
+  if (align & 0x40) r.u32(); // multi-memory: explicit memory index
+  skipLeb(r); // offset (u64 for memory64)
+}
+
+function skipBlockType(r: Reader): void {
+  const b = r.b[r.pos];
+  if (b === 0x40 || (b !== undefined && VALTYPES[b])) r.pos++;
+  else skipLeb(r); // s33 type index
+}
+
+/**
+ * Skips the immediates of the instruction whose opcode byte `op` was just read. Returns false for
+ * an opcode outside MVP + sign-ext, non-trapping float-to-int, bulk memory, reference types,
+ * multi-value, SIMD, extended-const, tail calls, threads and legacy exceptions.
+ */
+function skipImmediates(r: Reader, op: number): boolean {
+  if (op >= 0x45 && op <= 0xc4) return true; // numeric and sign-extension: no immediates
+  if (op >= 0x28 && op <= 0x3e) return skipMemarg(r), true; // loads and stores
+  switch (op) {
+    case 0x00: case 0x01: case 0x05: case 0x0b: case 0x0f: case 0x19: case 0x1a: case 0x1b: case 0xd1:
+      return true;
+    case 0x02: case 0x03: case 0x04: case 0x06:
+      return skipBlockType(r), true;
+    case 0x07: case 0x08: case 0x09: case 0x0c: case 0x0d: case 0x10: case 0x12: case 0x18:
+    case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25: case 0x26: case 0x3f: case 0xd2:
+      return r.u32(), true;
+    case 0x0e:
+      for (let n = r.u32() + 1; n > 0; n--) r.u32();
+      return true;
+    case 0x11: case 0x13:
+      return r.u32(), r.u32(), true;
+    case 0x1c:
+      for (let n = r.u32(); n > 0; n--) if (!VALTYPES[r.byte()]) return false;
+      return true;
+    case 0x41: case 0x42: case 0xd0:
+      return skipLeb(r), true;
+    case 0x43:
+      return r.bytes(4), true;
+    case 0x44:
+      return r.bytes(8), true;
+    case 0xfc: {
+      const sub = r.u32();
+      if (sub <= 7) return true;
+      if (sub === 8 || sub === 10 || sub === 12 || sub === 14) return r.u32(), r.u32(), true;
+      if (sub === 9 || sub === 11 || sub === 13 || (sub >= 15 && sub <= 17)) return r.u32(), true;
+      return false;
+    }
+    case 0xfd: {
+      const sub = r.u32();
+      if (sub <= 11 || sub === 92 || sub === 93) return skipMemarg(r), true;
+      if (sub === 12 || sub === 13) return r.bytes(16), true;
+      if (sub >= 21 && sub <= 34) return r.byte(), true;
+      if (sub >= 84 && sub <= 91) return skipMemarg(r), r.byte(), true;
+      return sub <= 0x113; // the rest of SIMD (and relaxed SIMD) has no immediates
+    }
+    case 0xfe: {
+      const sub = r.u32();
+      if (sub === 0x03) return r.byte(), true;
+      if (sub <= 0x4e) return skipMemarg(r), true;
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+/** Skips a constant expression (a global initializer) up to and including its `end`. */
+function skipConstExpr(r: Reader): boolean {
+  for (;;) {
+    const op = r.byte();
+    if (op === 0x0b) return true;
+    if (op === 0x40 || !skipImmediates(r, op)) return false;
   }
 }
