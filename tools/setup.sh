@@ -40,8 +40,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-# 4. The SQLite enclave module (cached: rebuilt only when its inputs change)
+# 4. The enclave modules: SQLite and the AssemblyScript example (cached: rebuilt only when their inputs change)
 node tools/build-wasm.mjs
+node tools/build-as.mjs   # the AssemblyScript example enclave (enclaves/counter-as/)
 
 # 5. TypeScript -> dist/ (incremental)
 if [ ! -f dist/.build-stamp ] || [ -n "$(find runtime test tools examples tsconfig.json package.json -newer dist/.build-stamp \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
