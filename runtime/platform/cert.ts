@@ -74,8 +74,12 @@ export function signCertificate(fields: CertificateFields, issuerKey: KeyObject)
 }
 
 export function parseCertificate(input: Uint8Array): CertParseResult {
-  if (input.length < 5) return { ok: false, reason: "malformed", message: `certificate is ${input.length} bytes` };
-  const b = Buffer.from(input); // own copy: the caller's buffer may change
+  return parseCertificateView(Buffer.from(input)); // own copy: the caller's buffer may change
+}
+
+/** As parseCertificate, but the result views `b` (for callers that already own a private copy). */
+export function parseCertificateView(b: Buffer): CertParseResult {
+  if (b.length < 5) return { ok: false, reason: "malformed", message: `certificate is ${b.length} bytes` };
   if (!b.subarray(0, 4).equals(CERT_MAGIC)) return { ok: false, reason: "malformed", message: "not a Selkie certificate (bad magic)" };
   if (b[4] !== CERT_VERSION) return { ok: false, reason: "version", message: `certificate format version ${b[4]} is not supported (this runtime reads ${CERT_VERSION})` };
   if (b.length !== CERT_LEN) return { ok: false, reason: "malformed", message: `certificate is ${b.length} bytes, expected ${CERT_LEN}` };

@@ -5,7 +5,7 @@
  * in 0..65535. `checkIdentity` copies the buffers, so a caller mutating its own buffers later cannot
  * change an identity the platform holds. MRENCLAVE itself is computed by runtime/enclave (ABI.md §5).
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { PlatformError } from "./errors.js";
 
 export interface EnclaveIdentity {
@@ -74,12 +74,17 @@ export function identityToJSON(id: EnclaveIdentity): {
 
 /** `SHA-256(TAG(purpose) || parts...)` with the FORMATS.md domain tag convention. */
 export function taggedHash(purpose: string, ...parts: Uint8Array[]): Buffer {
-  const h = createHash("sha256").update(tag(purpose));
-  for (const p of parts) h.update(p);
-  return h.digest();
+  return hash("sha256", Buffer.concat([tag(purpose), ...parts]), "buffer");
 }
 
-/** `selkie/<purpose>/v1` followed by one zero byte. */
+const tags = new Map<string, Buffer>();
+
+/** `selkie/<purpose>/v1` followed by one zero byte (cached; callers must not modify it). */
 export function tag(purpose: string): Buffer {
-  return Buffer.from(`selkie/${purpose}/v1\0`, "latin1");
+  let t = tags.get(purpose);
+  if (t === undefined) {
+    t = Buffer.from(`selkie/${purpose}/v1\0`, "latin1");
+    tags.set(purpose, t);
+  }
+  return t;
 }

@@ -6,12 +6,12 @@
  * verifies (Platform.quote); `parseQuote` checks shape only and trusts nothing (verify.ts decides).
  */
 import type { KeyObject } from "node:crypto";
-import { CERT_LEN, parseCertificate, type Certificate } from "./cert.js";
+import { CERT_LEN, parseCertificateView, type Certificate } from "./cert.js";
 import { ed25519Sign } from "./ed25519.js";
 import { QuoteError } from "./errors.js";
 import { tag, taggedHash, type EnclaveIdentity, type TargetInfo } from "./identity.js";
 import { RUNTIME_VERSION } from "./keys.js";
-import { parseReportBody, REPORT_BODY_LEN, type ReportBody } from "./report.js";
+import { parseReportBodyView, REPORT_BODY_LEN, type ReportBody } from "./report.js";
 
 export const QUOTE_MAGIC = Buffer.from("SKQT", "latin1");
 export const QUOTE_VERSION = 1;
@@ -63,7 +63,7 @@ function malformed(msg: string): never {
   throw new QuoteError("QUOTE_MALFORMED", msg);
 }
 
-/** Shape checks only; throws QUOTE_MALFORMED or QUOTE_VERSION_UNSUPPORTED. Copies its input. */
+/** Shape checks only; throws QUOTE_MALFORMED or QUOTE_VERSION_UNSUPPORTED. Copies its input once; the result views the copy. */
 export function parseQuote(input: Uint8Array): ParsedQuote {
   if (!(input instanceof Uint8Array)) malformed("quote must be bytes");
   if (input.length < 5) malformed(`quote is truncated (${input.length} bytes)`);
@@ -75,11 +75,11 @@ export function parseQuote(input: Uint8Array): ParsedQuote {
   const n = q[COUNT_OFF] ?? 0;
   if (n < 1 || n > QUOTE_MAX_CERTS) malformed(`quote has ${n} certificates (1..${QUOTE_MAX_CERTS} allowed)`);
   if (q.length !== quoteLength(n)) malformed(`quote is ${q.length} bytes, expected ${quoteLength(n)} for ${n} certificate(s)`);
-  const rb = parseReportBody(q.subarray(BODY_OFF, COUNT_OFF));
+  const rb = parseReportBodyView(q.subarray(BODY_OFF, COUNT_OFF));
   if (!rb.ok) throw new QuoteError(rb.reason === "version" ? "QUOTE_VERSION_UNSUPPORTED" : "QUOTE_MALFORMED", `quoted report: ${rb.message}`);
   const certs: Certificate[] = [];
   for (let i = 0; i < n; i++) {
-    const p = parseCertificate(q.subarray(CERTS_OFF + i * CERT_LEN, CERTS_OFF + (i + 1) * CERT_LEN));
+    const p = parseCertificateView(q.subarray(CERTS_OFF + i * CERT_LEN, CERTS_OFF + (i + 1) * CERT_LEN));
     if (!p.ok) throw new QuoteError(p.reason === "version" ? "QUOTE_VERSION_UNSUPPORTED" : "QUOTE_MALFORMED", `certificate ${i}: ${p.message}`);
     certs.push(p.cert);
   }

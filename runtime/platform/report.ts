@@ -81,8 +81,12 @@ export type BodyParseResult = { ok: true; body: ReportBody } | { ok: false; reas
 
 /** Parses exactly REPORT_BODY_LEN bytes (copies them). Shape checks only. */
 export function parseReportBody(input: Uint8Array): BodyParseResult {
-  if (input.length < 5) return { ok: false, reason: "malformed", message: "report body truncated" };
-  const b = Buffer.from(input);
+  return parseReportBodyView(Buffer.from(input));
+}
+
+/** As parseReportBody, but the result views `b` (for callers that already own a private copy). */
+export function parseReportBodyView(b: Buffer): BodyParseResult {
+  if (b.length < 5) return { ok: false, reason: "malformed", message: "report body truncated" };
   if (!b.subarray(0, 4).equals(REPORT_MAGIC)) return { ok: false, reason: "malformed", message: "not a report body (bad magic)" };
   if (b[4] !== REPORT_VERSION) return { ok: false, reason: "version", message: `report format version ${b[4]} is not supported (this runtime reads ${REPORT_VERSION})` };
   if (b.length !== REPORT_BODY_LEN) return { ok: false, reason: "malformed", message: `report body is ${b.length} bytes, expected ${REPORT_BODY_LEN}` };
