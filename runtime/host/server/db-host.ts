@@ -11,10 +11,29 @@
  *  - it is released when the stream commits, rolls back, closes, or expires (idle: rolled back).
  * Waiters are bounded (limits.maxConcurrentPerDb: 503 DB_BUSY) and time out at their request's
  * deadline (503 REQUEST_TIMEOUT).
+ *
+ * Group commit (group()): one-shot autocommit pipelines (the `execute` + `close` that
+ * @libsql/client sends for client.execute) queue as jobs; one lease holder runs every job queued so
+ * far inside one transaction and commits once, then answers them all. A commit costs fsyncs, so N
+ * concurrent writers share one. Semantics are those of autocommit: a failing statement is rolled
+ * back alone (SQLite's statement journal) while the others keep their effects. No job is answered
+ * before the COMMIT returned; if it fails, or SQLite rolls the whole transaction back, every job of
+ * the group fails (none was acknowledged). Jobs must not use transaction control or statements that
+ * cannot run in a transaction (see pipeline.ts, groupable()).
  */
 import type { Database } from "../../sql/database.js";
 import { HttpError } from "./errors.js";
 import { SqlRunner } from "./hrana/execute.js";
+
+interface Job {
+  run: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  deadline: number;
+}
+
+/** The most jobs one group commit takes. */
+const MAX_GROUP = 256;
 
 interface Waiter {
   owner: object;
@@ -28,6 +47,11 @@ export class DbHost {
   #owner: object | undefined;
   readonly #waiters: Waiter[] = [];
   #closed = false;
+  #jobs: Job[] = [];
+  #flushing = false;
+  #flushWaiting = false;
+  /** Group commits run, and the jobs they carried (metrics). */
+  readonly groupStats = { groups: 0, jobs: 0 };
 
   constructor(
     readonly name: string,
@@ -40,9 +64,110 @@ export class DbHost {
     return this.#closed || !this.db.open;
   }
 
-  /** Requests waiting for the lease. */
+  /** Requests waiting for the lease (or in the next group commit). */
   get waiting(): number {
-    return this.#waiters.length;
+    // The group flusher's own place in the queue stands for its jobs, which are counted instead.
+    return this.#waiters.length - (this.#flushWaiting ? 1 : 0) + this.#jobs.length;
+  }
+
+  /** Runs `run` in the next group commit (see the file comment); resolves after the COMMIT. */
+  group<T>(run: () => T, deadline: number, maxWaiting: number): Promise<T> {
+    if (this.#closed) return Promise.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));
+    if (this.waiting >= maxWaiting) {
+      return Promise.reject(new HttpError(503, "DB_BUSY", `database ${this.name} has ${maxWaiting} requests waiting already (selkie serve --max-concurrent); retry later`, { "retry-after": "1" }));
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#jobs.push({ run, resolve: resolve as (v: unknown) => void, reject, deadline });
+      if (!this.#flushing) {
+        this.#flushing = true;
+        // After the I/O phase: requests that arrived while the last commit held the thread join this group.
+        setImmediate(() => void this.#flush());
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const owner = {};
+    try {
+      this.#flushWaiting = this.#owner !== undefined || this.#waiters.length > 0;
+      await this.acquire(owner, Math.max(...this.#jobs.map((j) => j.deadline)), Infinity);
+      this.#flushWaiting = false;
+    } catch (e) {
+      this.#flushWaiting = false;
+      for (const j of this.#jobs.splice(0)) j.reject(e);
+      this.#flushing = false;
+      return;
+    }
+    try {
+      while (this.#jobs.length > 0 && !this.closed) {
+        const jobs = this.#jobs.splice(0, MAX_GROUP);
+        this.#runGroup(jobs);
+      }
+    } finally {
+      this.#flushing = false;
+      for (const j of this.#jobs.splice(0)) j.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));
+      this.release(owner);
+    }
+  }
+
+  #runGroup(jobs: Job[]): void {
+    const now = Date.now();
+    const live: Job[] = [];
+    for (const j of jobs) {
+      if (now > j.deadline) j.reject(new HttpError(503, "REQUEST_TIMEOUT", `timed out waiting for database ${this.name} (selkie serve --request-timeout)`, { "retry-after": "1" }));
+      else live.push(j);
+    }
+    if (live.length === 0) return;
+    const db = this.db;
+    const grouped = live.length > 1 && !db.inTransaction;
+    if (!grouped) {
+      for (const j of live) this.#settle(j);
+      return;
+    }
+    try {
+      db.exec("BEGIN");
+    } catch {
+      for (const j of live) this.#settle(j);
+      return;
+    }
+    const done: Array<{ job: Job; ok: boolean; value: unknown }> = [];
+    let broken = false;
+    for (const job of live) {
+      try {
+        done.push({ job, ok: true, value: job.run() });
+      } catch (e) {
+        done.push({ job, ok: false, value: e });
+      }
+      if (!db.open || !db.inTransaction) {
+        broken = true; // SQLite rolled the whole transaction back (I/O error, enclave restart...)
+        break;
+      }
+    }
+    let commitError: unknown;
+    if (!broken) {
+      try {
+        db.exec("COMMIT");
+      } catch (e) {
+        commitError = e;
+      }
+    }
+    if (broken || commitError !== undefined) {
+      this.runner.rollbackIfOpen();
+      const err = new HttpError(500, "GROUP_COMMIT_FAILED", `the commit of this request (grouped with ${live.length - 1} others) failed and was rolled back${commitError instanceof Error ? `: ${commitError.message}` : ""}; nothing was applied, retry`);
+      for (const j of live) j.reject(err);
+      return;
+    }
+    this.groupStats.groups++;
+    this.groupStats.jobs += live.length;
+    for (const d of done) (d.ok ? d.job.resolve : d.job.reject)(d.value);
+  }
+
+  #settle(j: Job): void {
+    try {
+      j.resolve(j.run());
+    } catch (e) {
+      j.reject(e);
+    }
   }
 
   owns(owner: object): boolean {
@@ -90,6 +215,7 @@ export class DbHost {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const j of this.#jobs.splice(0)) j.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));
     for (const w of this.#waiters.splice(0)) {
       clearTimeout(w.timer);
       w.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));

@@ -94,6 +94,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     enclavesOpen: () => registry.openCount,
     streamsOpen: () => streams.size,
     waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
+    groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
   });
   const ctx: ServerContext = { platform: opts.platform, registry, tokens, streams, limits, metrics, logger };
   let inFlight = 0;

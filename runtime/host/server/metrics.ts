@@ -9,6 +9,7 @@
  *   selkie_epc_committed_bytes / selkie_epc_budget_bytes  gauges, from the platform's EPC manager
  *   selkie_epc_peak_bytes                                 gauge
  *   selkie_db_waiting_requests{db}                        gauge: requests queued for a database's lease
+ *   selkie_group_commits / selkie_group_commit_requests   gauges: group commits run by the open databases, requests they carried
  * plus prom-client's default process metrics (selkie_process_*, selkie_nodejs_*).
  */
 import * as prom from "prom-client";
@@ -19,6 +20,7 @@ export interface MetricsSources {
   enclavesOpen(): number;
   streamsOpen(): number;
   waiting(): Array<{ db: string; n: number }>;
+  groupCommits(): { groups: number; jobs: number };
 }
 
 export class ServerMetrics {
@@ -44,6 +46,8 @@ export class ServerMetrics {
     new prom.Gauge({ name: "selkie_epc_committed_bytes", help: "EPC bytes committed by enclaves", registers, collect() { this.set(src.epc.usage().committed); } });
     new prom.Gauge({ name: "selkie_epc_budget_bytes", help: "The platform's EPC budget in bytes", registers, collect() { this.set(src.epc.usage().budget); } });
     new prom.Gauge({ name: "selkie_epc_peak_bytes", help: "Peak EPC bytes committed", registers, collect() { this.set(src.epc.usage().peak); } });
+    new prom.Gauge({ name: "selkie_group_commits", help: "Group commits run by the open databases", registers, collect() { this.set(src.groupCommits().groups); } });
+    new prom.Gauge({ name: "selkie_group_commit_requests", help: "Requests carried by group commits of the open databases", registers, collect() { this.set(src.groupCommits().jobs); } });
     new prom.Gauge({
       name: "selkie_db_waiting_requests",
       help: "Requests waiting for a database",

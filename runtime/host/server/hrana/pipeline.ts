@@ -7,11 +7,15 @@
  * with 403 (the stream is closed and its transaction rolled back; reads before it changed nothing),
  * and once the request's time limit has passed the remaining requests fail with REQUEST_TIMEOUT
  * (and an open transaction of the stream is rolled back and the stream closed).
+ *
+ * One-shot autocommit pipelines (execute..., close) go through the database's group commit
+ * (db-host.ts): same results, one COMMIT shared by the writers that arrived together.
  */
 import type { DbHost } from "../db-host.js";
 import type { Limits } from "../limits.js";
 import { StatementError, timeoutError, toHranaError, type HranaError, type RunOptions } from "./execute.js";
 import type { PipelineRequest, Stmt, StreamRequest } from "./protocol.js";
+import { stripComments } from "../../../sql/statement.js";
 import { endStream, MAX_STORED_SQL, type HranaStream, type StreamTable } from "./streams.js";
 
 type StreamResult = { type: "ok"; response: Record<string, unknown> & { type: string } } | { type: "error"; error: HranaError };
@@ -32,8 +36,45 @@ export interface PipelineContext {
   started: number;
 }
 
+/** Statements that control transactions or cannot run inside one: never group-committed. */
+const UNGROUPABLE_RE = /^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|VACUUM|PRAGMA|ATTACH|DETACH)\b/i;
+
+/** A one-shot autocommit pipeline (execute... then close, no baton) that a group commit may run. */
+function groupable(req: PipelineRequest): boolean {
+  const rs = req.requests;
+  if (req.baton !== null || rs.length < 2 || rs[rs.length - 1]!.type !== "close") return false;
+  for (let i = 0; i < rs.length - 1; i++) {
+    const r = rs[i]!;
+    if (r.type !== "execute" || r.stmt.sql === undefined) return false;
+    const sql = stripComments(r.stmt.sql);
+    // OR ROLLBACK would roll the whole group back: such statements run alone.
+    if (UNGROUPABLE_RE.test(sql) || /\bROLLBACK\b/i.test(sql)) return false;
+  }
+  return true;
+}
+
 export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): Promise<PipelineResponse> {
   const { host, streams, limits } = ctx;
+  if (groupable(req)) {
+    const deadline = ctx.started + limits.requestTimeoutMs;
+    const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline };
+    const results = await host.group(() => {
+      const out: StreamResult[] = [];
+      for (const r of req.requests) {
+        if (r.type !== "execute") {
+          out.push({ type: "ok", response: { type: "close" } });
+          continue;
+        }
+        try {
+          out.push({ type: "ok", response: { type: "execute", result: host.runner.execute(r.stmt as Stmt & { sql: string }, opts) } });
+        } catch (e) {
+          out.push({ type: "error", error: toHranaError(e) });
+        }
+      }
+      return out;
+    }, deadline, limits.maxConcurrentPerDb);
+    return { baton: null, base_url: null, results };
+  }
   const stream = req.baton === null ? streams.open(host, ctx.tokenId) : streams.take(req.baton, host, ctx.tokenId);
   const deadline = ctx.started + limits.requestTimeoutMs;
   try {
