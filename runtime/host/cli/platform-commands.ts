@@ -92,9 +92,9 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     .command("init")
     .summary("create an emulated SGX platform (root secrets, attestation key, certificate)")
     .description(
-      "Creates a platform: its root secrets (the emulated fuses), a random platform id, an Ed25519 attestation\n" +
-        "key and a certificate for that key issued by a provisioning CA. Files are created 0600 in a 0700 directory.\n" +
-        "Without --ca, a development CA is created in DIR/dev-ca: quotes it certifies are marked dev and verifiers\n" +
+      "Creates a platform: its root secrets (the emulated fuses), a random platform id, an Ed25519 attestation " +
+        "key and a certificate for that key issued by a provisioning CA. Files are created 0600 in a 0700 directory.\n\n" +
+        "Without --ca, a development CA is created in DIR/dev-ca: quotes it certifies are marked dev and verifiers " +
         "refuse them unless given --allow-dev. Refuses to overwrite an existing platform.",
     )
     .option("--dir <dir>", DIR_HELP)
@@ -141,18 +141,20 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     .command("ca")
     .summary("manage a provisioning CA for a fleet of platforms")
     .description(
-      "A provisioning CA stands in for Intel's: it certifies platforms' attestation keys, and verifiers trust its\n" +
+      "A provisioning CA stands in for Intel's: it certifies platforms' attestation keys, and verifiers trust its " +
         "certificate (CADIR/ca.cert). Keep CADIR/ca.key offline and private.\n\n" +
         "Flows:\n" +
-        "  same host:   selkie ca init --dir CADIR; selkie init --ca CADIR\n" +
-        "  re-certify:  selkie ca issue --ca CADIR --platform PLATFORMDIR\n" +
-        "  remote:      copy the edge host's platform.json to the CA host;\n" +
-        "               selkie ca issue --ca CADIR --request platform.json --out platform.cert;\n" +
-        "               copy platform.cert back; selkie ca install platform.cert [--dir PLATFORMDIR]",
+        "  same host:   selkie ca init --dir CA; selkie init --ca CA\n" +
+        "  re-certify:  selkie ca issue --ca CA --platform PLATFORMDIR\n" +
+        "  remote:      copy the edge host's platform.json to the CA host, then\n" +
+        "                 selkie ca issue --ca CA --request platform.json --out p.cert\n" +
+        "               copy p.cert back to the edge host, then\n" +
+        "                 selkie ca install p.cert [--dir PLATFORMDIR]",
     );
 
   ca.command("init")
-    .description("Creates a CA: an Ed25519 key (ca.key, 0600) and its self-signed certificate (ca.cert, 0644) in DIR (0700).\nRefuses to overwrite an existing CA.")
+    .summary("create a CA (key + self-signed certificate)")
+    .description("Creates a CA: an Ed25519 key (ca.key, 0600) and its self-signed certificate (ca.cert, 0644) in DIR (0700). Refuses to overwrite an existing CA.")
     .requiredOption("--dir <cadir>", "directory for the CA (created if missing)")
     .option("--days <n>", `validity of the CA certificate in days (default ${DEFAULT_CA_DAYS})`, intOption(1, 36500))
     .option("--dev", "make a development CA: everything it certifies is marked dev (verifiers refuse without --allow-dev)")
@@ -169,9 +171,10 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     });
 
   ca.command("issue")
+    .summary("certify a platform's attestation key")
     .description(
-      "Issues a platform certificate for a platform's attestation key.\n" +
-        "With --platform DIR, certifies the platform in DIR and installs the certificate there (replacing its current one).\n" +
+      "Issues a platform certificate for a platform's attestation key.\n\n" +
+        "With --platform DIR, certifies the platform in DIR and installs the certificate there (replacing its current one). " +
         "With --request FILE (a platform's platform.json) and --out FILE, writes the certificate for `selkie ca install`.",
     )
     .requiredOption("--ca <cadir>", "the CA directory (from `selkie ca init`)")
@@ -214,7 +217,8 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     });
 
   ca.command("install")
-    .description("Installs a platform certificate (from `selkie ca issue --request`) into a platform, after checking it certifies\nthat platform's id and attestation key.")
+    .summary("install an issued certificate into a platform")
+    .description("Installs a platform certificate (from `selkie ca issue --request`) into a platform, after checking it certifies that platform's id and attestation key.")
     .argument("<certfile>", "the certificate file")
     .option("--dir <dir>", DIR_HELP)
     .action(async (file: string, opts: { dir?: string }) => {
@@ -230,19 +234,23 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     .command("quote")
     .summary("produce a quote of the platform's quoting identity for a verifier's nonce")
     .description(
-      "Produces a quote (report + platform certificate, signed by the attestation key) bound to NONCE.\n" +
-        "The CLI runs no user enclave, so it attests the platform's built-in quoting identity\n" +
-        `(mrenclave ${QUOTING_IDENTITY.mrenclave.toString("hex")},\n mrsigner  ${QUOTING_IDENTITY.mrsigner.toString("hex")});\n` +
-        "quotes of enclaves come from the runtime. It never quotes a measurement given on the command line: that\n" +
-        "would let a host forge attestations.\n" +
-        "Report data = SHA-256(tag || NONCE) || the X25519 public key given with --pubkey (or zeros); see\n" +
+      "Produces a quote (report + platform certificate, signed by the attestation key) bound to NONCE.\n\n" +
+        "The CLI runs no user enclave, so it attests the platform's built-in quoting identity (below); quotes of " +
+        "enclaves come from the runtime (selkie serve). It never quotes a measurement given on the command line: that " +
+        "would let a host forge attestations.\n\n" +
+        "Report data = SHA-256(tag || NONCE) || the X25519 public key given with --pubkey (or zeros); see " +
         "runtime/platform/FORMATS.md §6.1.",
     )
     .requiredOption("--nonce <nonce>", "the verifier's nonce, as text (8..1024 bytes; use 32 random hex digits)")
     .option("--dir <dir>", DIR_HELP)
     .option("--out <file>", "write the binary quote to FILE (default: print it as base64)")
     .option("--pubkey <hex>", "an X25519 public key (64 hex digits) to bind into the report data", hex32)
-    .addHelpText("after", "\nExample:\n  selkie quote --nonce 5f0c8a3e9d1b47c2a6e0f4b8d2c61a97 --out q.bin\n")
+    .addHelpText(
+      "after",
+      `\nQuoting identity:\n  mrenclave ${QUOTING_IDENTITY.mrenclave.toString("hex")}\n  mrsigner  ${QUOTING_IDENTITY.mrsigner.toString("hex")}\n` +
+        "\nExample:\n  selkie quote --nonce 5f0c8a3e9d1b47c2a6e0f4b8d2c61a97 --out q.bin\n" +
+        "  selkie verify-quote q.bin --ca ~/.selkie/dev-ca/ca.cert --nonce 5f0c8a3e9d1b47c2a6e0f4b8d2c61a97 --allow-dev\n",
+    )
     .action(async (opts: { nonce: string; dir?: string; out?: string; pubkey?: string }) => {
       await run(async () => {
         let reportData: Buffer;
@@ -276,10 +284,11 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     .command("verify-quote")
     .summary("verify a quote: CA chain, signatures, validity, nonce, measurement, version, debug")
     .description(
-      "Verifies a quote file (binary, or the base64 `selkie quote` prints; - reads stdin) against a trusted CA\n" +
-        "certificate and the nonce you sent. Checks, in order: format, CA chain, certificate signatures and\n" +
-        "validity, quote signature, development CA, nonce, MRENCLAVE/MRSIGNER/ISVPRODID, ISVSVN and runtime\n" +
-        "version minimums, debug flag. Prints the first check that failed and exits with its code.",
+      "Verifies a quote file (binary, or the base64 `selkie quote` prints; - reads stdin) against a trusted CA " +
+        "certificate and the nonce you sent.\n\n" +
+        "Checks, in order: format, CA chain, certificate signatures and validity, quote signature, development CA, " +
+        "nonce, MRENCLAVE/MRSIGNER/ISVPRODID, ISVSVN and runtime version minimums, debug flag. Prints the first " +
+        "check that failed and exits with its code. Without --mrenclave/--mrsigner the measurement is not checked.",
     )
     .argument("<file>", "the quote")
     .requiredOption("--ca <cafile>", "the trusted CA certificate (ca.cert of `selkie ca init`, or DIR/dev-ca/ca.cert)")
