@@ -5,7 +5,7 @@
  * a creation time. Checking a token hashes it and compares that hash with every stored one using
  * crypto.timingSafeEqual, without stopping at a match, so the time taken says nothing about which
  * tokens exist. The file is re-read when it changes on disk, so `selkie token create|revoke` takes
- * effect on a running server.
+ * effect on a running server (within 250 ms).
  *
  * Scopes: "admin" (management API, metrics, every database read-write); "read-write" or "read-only"
  * on one database (SQL over HTTP to that database only; read-only refuses any statement that is not
@@ -47,14 +47,18 @@ export class TokenStore {
   #records: TokenRecord[] = [];
   #hashes: Buffer[] = [];
   #stamp = "";
+  #checkedAt = 0;
 
   constructor(dir: string) {
     this.file = path.join(path.resolve(dir), TOKENS_FILE);
     this.#reload(true);
   }
 
-  /** Re-reads the file when its size or mtime changed. */
+  /** Re-reads the file when its size or mtime changed (looked at most every 250 ms). */
   #reload(force = false): void {
+    const now = Date.now();
+    if (!force && now - this.#checkedAt < 250) return;
+    this.#checkedAt = now;
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(this.file);

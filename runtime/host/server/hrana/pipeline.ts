@@ -53,6 +53,16 @@ function groupable(req: PipelineRequest): boolean {
   return true;
 }
 
+/** True when every statement of a groupable pipeline prepares and is read-only. */
+function readsOnly(host: DbHost, req: PipelineRequest): boolean {
+  if (host.closed) return false;
+  try {
+    return req.requests.every((r) => r.type !== "execute" || host.runner.prepare(r.stmt.sql!).readonly);
+  } catch {
+    return false;
+  }
+}
+
 export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): Promise<PipelineResponse> {
   const { host, streams, limits } = ctx;
   if (groupable(req)) {
@@ -72,7 +82,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
         }
       }
       return out;
-    }, deadline, limits.maxConcurrentPerDb);
+    }, deadline, limits.maxConcurrentPerDb, readsOnly(host, req));
     return { baton: null, base_url: null, results };
   }
   const stream = req.baton === null ? streams.open(host, ctx.tokenId) : streams.take(req.baton, host, ctx.tokenId);
