@@ -113,8 +113,16 @@ export class MemoryFile implements FileBackend {
   close(): void {}
 }
 
+/**
+ * Sizes of the plain host files open in this process, by path. The process lock (host/process-lock)
+ * guarantees no other process changes them, so SQLite's size query at every transaction need not
+ * be an fstat; every connection's writes and truncates update the one shared entry.
+ */
+const hostSizes = new Map<string, { size: number; refs: number }>();
+
 export class HostFile implements FileBackend {
   readonly caps = 0;
+  readonly #size: { size: number; refs: number };
   /**
    * @param dirToSync set when this open created the file (a new journal): its first sync also
    *   fsyncs the folder, so the journal's name survives a power loss, as SQLite's unix VFS does.
@@ -124,15 +132,30 @@ export class HostFile implements FileBackend {
     private readonly handle: FileHandle,
     private readonly onClose: () => void = () => {},
     private dirToSync: string | undefined = undefined,
-  ) {}
+  ) {
+    let entry = hostSizes.get(handle.path);
+    if (!entry) {
+      entry = { size: files.size(handle), refs: 0 };
+      hostSizes.set(handle.path, entry);
+    }
+    entry.refs++;
+    this.#size = entry;
+  }
   read(dst: Uint8Array, offset: number): number {
     return this.files.read(this.handle, dst, offset);
   }
   write(src: Uint8Array, offset: number): void {
-    this.files.write(this.handle, src, offset);
+    try {
+      this.files.write(this.handle, src, offset);
+    } catch (e) {
+      this.#size.size = this.files.size(this.handle); // a failed write may still have extended the file
+      throw e;
+    }
+    if (offset + src.length > this.#size.size) this.#size.size = offset + src.length;
   }
   truncate(size: number): void {
     this.files.truncate(this.handle, size);
+    this.#size.size = size;
   }
   sync(): void {
     this.files.sync(this.handle);
@@ -142,13 +165,14 @@ export class HostFile implements FileBackend {
     }
   }
   size(): number {
-    return this.files.size(this.handle);
+    return this.#size.size;
   }
   control(): boolean {
     return false;
   }
   endWrite(): void {}
   close(): void {
+    if (--this.#size.refs === 0) hostSizes.delete(this.handle.path);
     try {
       this.files.close(this.handle);
     } finally {

@@ -25,6 +25,13 @@ import type { PageStore } from "./page-store.js";
 
 const MAX_FILES = 64;
 
+/**
+ * Whether a plain database's journal exists, by host path, as this process last saw or made it.
+ * SQLite asks at the start of every transaction (the hot-journal check); the process lock keeps
+ * other processes out, so after one look at the disk the answer is ours to track.
+ */
+const journalSeen = new Map<string, boolean>();
+
 interface OpenFile {
   name: string;
   backend: FileBackend;
@@ -166,6 +173,7 @@ export class VfsServer {
       readonly,
       exclusive: (flags & C.SQLITE_OPEN_EXCLUSIVE) !== 0,
     });
+    if (name !== this.opts.dbName) journalSeen.set(hostPath, true);
     const files = this.opts.files;
     const deleteOnClose = (flags & C.SQLITE_OPEN_DELETEONCLOSE) !== 0;
     return new HostFile(files, handle, deleteOnClose ? () => files.remove(hostPath, false) : undefined, existed ? undefined : this.opts.dir);
@@ -309,8 +317,11 @@ export class VfsServer {
       if (name === this.opts.dbName) return C.SQLITE_IOERR_DELETE; // the store is never deleted by SQLite
       return this.#memFiles.delete(name) ? C.SQLITE_OK : C.SQLITE_IOERR_DELETE_NOENT;
     }
+    const hostPath = path.join(this.opts.dir, name);
+    journalSeen.delete(hostPath); // look again next time, whatever happens here
     try {
-      this.opts.files.remove(path.join(this.opts.dir, name), syncDir !== 0);
+      this.opts.files.remove(hostPath, syncDir !== 0);
+      journalSeen.set(hostPath, false);
       return C.SQLITE_OK;
     } catch (e) {
       return this.#fail(e, C.SQLITE_IOERR_DELETE);
@@ -321,8 +332,13 @@ export class VfsServer {
     const name = this.#guestName(pathPtr, pathLen);
     if (typeof name === "number") return name === C.SQLITE_CANTOPEN ? 0 : -name;
     if (this.sealed) return name === this.opts.dbName || this.#memFiles.has(name) ? 1 : 0;
+    const hostPath = path.join(this.opts.dir, name);
+    const seen = name === this.opts.dbName ? undefined : journalSeen.get(hostPath);
+    if (seen !== undefined) return seen ? 1 : 0;
     try {
-      return this.opts.files.exists(path.join(this.opts.dir, name)) ? 1 : 0;
+      const exists = this.opts.files.exists(hostPath);
+      if (name !== this.opts.dbName) journalSeen.set(hostPath, exists);
+      return exists ? 1 : 0;
     } catch (e) {
       return -this.#fail(e, C.SQLITE_IOERR);
     }
