@@ -304,3 +304,25 @@ describe("selkie serve request time limit", () => {
     }
   });
 });
+
+describe("selkie serve EPC budget", () => {
+  it("refuses to open a database beyond the platform's EPC budget with 503, leaving nothing behind", async () => {
+    const s = await startServer({ args: ["--epc", "2MiB"] });
+    try {
+      await createDb(s, "a");
+      const r = await api(s, s.adminToken, "POST", "/v1/databases", { name: "b" });
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json.code, "EPC_ADMISSION_REFUSED");
+      assert.match(r.json.message, /free of 2\.0 MiB/);
+      const list = await api(s, s.adminToken, "GET", "/v1/databases");
+      assert.deepEqual(list.json.databases.map((d: { name: string }) => d.name), ["a"]);
+      const epc = await api(s, s.adminToken, "GET", "/v1/platform/epc");
+      assert.equal(epc.json.budget, 2 * 1024 * 1024);
+      assert.ok(epc.json.committed <= epc.json.budget);
+      assert.equal((await api(s, s.adminToken, "DELETE", "/v1/databases/a")).status, 200);
+      await createDb(s, "b"); // a's enclave gave its EPC back
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+});

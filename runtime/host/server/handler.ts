@@ -251,6 +251,11 @@ export function errorResponse(e: unknown, req: CoreRequest, logger: Logger): Cor
     if (e.status >= 500) logger.warn({ method: req.method, path: req.pathname, status: e.status, code: e.code }, e.message);
     return json(e.status, { message: e.message, code: e.code }, e.headers);
   }
+  if (e instanceof SelkieError && e.code === "EPC_ADMISSION_REFUSED") {
+    // The platform's EPC budget is full: opening another database's enclave must wait.
+    logger.warn({ method: req.method, path: req.pathname, code: e.code }, e.message);
+    return json(503, { message: e.message, code: e.code }, { "retry-after": "5" });
+  }
   if (e instanceof DatabaseLockedError) {
     return json(409, { message: e.message, code: e.code });
   }

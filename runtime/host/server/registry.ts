@@ -82,7 +82,14 @@ export class DatabaseRegistry {
   /** Creates database `name` (409 when it exists) and keeps it open. */
   create(name: string): DbHost {
     if (this.exists(name)) throw new HttpError(409, "DB_EXISTS", `database ${name} exists already`);
-    return this.#openHost(name, true);
+    try {
+      return this.#openHost(name, true);
+    } catch (e) {
+      // Refused (EPC full, ...): leave no half-created files behind.
+      const f = this.fileFor(name);
+      for (const p of [f, `${f}.log`]) fs.rmSync(p, { force: true });
+      throw e;
+    }
   }
 
   #openHost(name: string, create: boolean): DbHost {

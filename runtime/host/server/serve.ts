@@ -11,6 +11,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { createHandler, errorResponse, type HandlerOptions, type SelkieHandler } from "./handler.js";
 import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
+import { HttpError } from "./errors.js";
 
 export interface ServeOptions extends HandlerOptions {
   port: number;
@@ -66,6 +67,10 @@ function coreRequest(req: http.IncomingMessage): CoreRequest {
         });
         req.on("error", (e) => {
           if (!done) (done = true), reject(e);
+        });
+        req.on("close", () => {
+          // The client went away before the body ended: nothing runs for this request.
+          if (!done) (done = true), reject(new HttpError(400, "ABORTED", "the request body ended early: the client closed the connection"));
         });
       }),
   };

@@ -111,8 +111,12 @@ export class SqlRunner {
       return { cols: [], rows: [], affected_row_count: r.changes, last_insert_rowid: String(r.lastInsertRowid) };
     }
     if (!st.readonly && RETURNING_RE.test(stmt.sql)) return this.#returning(st, args, stmt.wantRows, opts);
+    if (!stmt.wantRows) {
+      st.run(...(args as []));
+      return { cols: colsOf(st), rows: [], affected_row_count: 0, last_insert_rowid: null };
+    }
     const rows = this.#readRows(st, args, opts);
-    return { cols: colsOf(st), rows: stmt.wantRows ? rows : [], affected_row_count: 0, last_insert_rowid: null };
+    return { cols: colsOf(st), rows, affected_row_count: 0, last_insert_rowid: null };
   }
 
   /** Rows of a read, stopping at maxRows + 1 and at the deadline (checked every 256 rows). */
