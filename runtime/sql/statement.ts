@@ -91,6 +91,28 @@ export class Statement {
     });
   }
 
+  /** Parameter names in order (":a", "@b", "$c", "?2"), null for a nameless "?". */
+  parameters(): (string | null)[] {
+    return this.db._guard(() => {
+      this.#ensure();
+      return this.#params.map((p) => p ?? null);
+    });
+  }
+
+  /** Declared types of the result columns ("INTEGER", "TEXT"...), null for expressions. */
+  columnTypes(): (string | null)[] {
+    return this.db._guard(() => {
+      const h = this.#ensure();
+      const x = this.db._x;
+      const out: (string | null)[] = [];
+      for (let i = 0, n = x.sk_column_count(h); i < n; i++) {
+        const d = x.sk_column_decltype(h, i);
+        out.push(d === 0 ? null : this.db._mem.cstring(d, 4096));
+      }
+      return out;
+    });
+  }
+
   #bind(h: number, args: unknown[]): void {
     const db = this.db;
     const x = db._x;

@@ -190,3 +190,15 @@ test("SQL functions that need clock and randomness work with the manifest's gran
   assert.equal(r.r, 16);
   db.close();
 });
+
+test("a statement describes its parameters and its columns' declared types", () => {
+  const db = openDb(path.join(tempDir(), "d.db"));
+  db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL)");
+  const st = db.prepare("SELECT id, name, score * 2 AS s FROM t WHERE id > ? AND name = :n");
+  assert.deepEqual(st.parameters(), [null, ":n"]);
+  assert.deepEqual(st.columns(), ["id", "name", "s"]);
+  assert.deepEqual(st.columnTypes(), ["INTEGER", "TEXT", null]);
+  assert.equal(st.readonly, true);
+  assert.equal(db.prepare("INSERT INTO t(name) VALUES (?)").readonly, false);
+  db.close();
+});
