@@ -52,6 +52,8 @@ export interface EnclaveOptions {
   manifest: Manifest;
   /** Ocall namespaces served by trusted runtime code besides selkie:sys (e.g. selkie:fs). */
   services?: Record<string, Record<string, (...args: number[]) => number>>;
+  /** MRSIGNER from a verified SIGSTRUCT (sigstruct.ts); absent for unsigned enclaves. */
+  mrsigner?: Buffer;
   /** Operator grants; the effective set is the manifest's permissions that are also granted. */
   grants?: ReadonlySet<Permission>;
   epc?: EpcAdmit;

@@ -2,9 +2,10 @@
  * The identity an enclave presents to the platform (what EINIT establishes): its measurement, its
  * signer, and its version.
  *
- * Enclave manifests are not signed yet (SIGSTRUCT comes later), so every enclave reports the same
- * fixed "unsigned" MRSIGNER. Anything bound to an enclave's own data therefore uses policy
- * MRENCLAVE (see runtime/storage/trust.ts).
+ * A signed enclave (ABI §6, sigstruct.ts) reports the MRSIGNER of its verified signature; every
+ * unsigned enclave (the built-in SQLite enclave among them) reports the same fixed "unsigned"
+ * MRSIGNER. Anything bound to an unsigned enclave's own data therefore uses policy MRENCLAVE (see
+ * runtime/storage/trust.ts).
  */
 import { createHash } from "node:crypto";
 import type { EnclaveIdentity } from "../platform/identity.js";
@@ -15,7 +16,7 @@ export const UNSIGNED_MRSIGNER = createHash("sha256").update("selkie/unsigned-si
 export function enclaveIdentity(e: Enclave): EnclaveIdentity {
   return {
     mrenclave: e.mrenclave,
-    mrsigner: UNSIGNED_MRSIGNER,
+    mrsigner: e.opts.mrsigner ?? UNSIGNED_MRSIGNER,
     isvProdId: 0,
     isvSvn: e.manifest.version,
     debug: e.manifest.debug,

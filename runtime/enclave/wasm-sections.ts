@@ -24,7 +24,14 @@ export type ImportDesc =
 
 export interface WasmImport { module: string; name: string; desc: ImportDesc }
 export interface WasmExport { name: string; kind: "function" | "table" | "memory" | "global" | "tag"; index: number }
-export interface WasmSummary { types: FuncType[]; imports: WasmImport[]; exports: WasmExport[]; hasStart: boolean }
+export interface WasmSummary {
+  types: FuncType[];
+  imports: WasmImport[];
+  exports: WasmExport[];
+  hasStart: boolean;
+  /** Type index of each function the module defines (the function section), in order. */
+  funcs: number[];
+}
 
 export class WasmParseError extends Error {}
 
@@ -98,7 +105,7 @@ export function parseWasm(bytes: Uint8Array): WasmSummary {
   }
   const r = new Reader(bytes);
   r.pos = 8;
-  const out: WasmSummary = { types: [], imports: [], exports: [], hasStart: false };
+  const out: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [] };
   while (r.pos < bytes.length) {
     const id = r.byte();
     const size = r.u32();
@@ -107,9 +114,22 @@ export function parseWasm(bytes: Uint8Array): WasmSummary {
     s.pos = r.pos;
     if (id === 1) readTypes(s, out);
     else if (id === 2) readImports(s, out);
+    else if (id === 3) for (let n = s.u32(); n > 0; n--) out.funcs.push(s.u32());
     else if (id === 7) readExports(s, out);
     else if (id === 8) out.hasStart = true;
     r.pos = s.end;
+  }
+  return out;
+}
+
+/** The signature of every exported function, by export name. */
+export function exportedFunctionTypes(summary: WasmSummary): Map<string, FuncType> {
+  const importedFuncs = summary.imports.filter((i) => i.desc.kind === "function") as Array<WasmImport & { desc: { kind: "function"; type: FuncType } }>;
+  const out = new Map<string, FuncType>();
+  for (const e of summary.exports) {
+    if (e.kind !== "function") continue;
+    const t = e.index < importedFuncs.length ? importedFuncs[e.index]!.desc.type : summary.types[summary.funcs[e.index - importedFuncs.length] ?? -1];
+    if (t) out.set(e.name, t);
   }
   return out;
 }
@@ -225,7 +245,7 @@ export function listSections(bytes: Uint8Array): SectionSpan[] {
 /** Every global of the module (imported and defined), in index order. */
 export function parseGlobals(bytes: Uint8Array): WasmGlobal[] {
   const out: WasmGlobal[] = [];
-  const summary: WasmSummary = { types: [], imports: [], exports: [], hasStart: false };
+  const summary: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [] };
   for (const { id, s } of sections(bytes)) {
     if (id === 1) readTypes(s, summary);
     else if (id === 2) {
