@@ -218,7 +218,8 @@ describe("selkie serve refuses bad input and keeps serving", () => {
     refused(await api(s, tok, "POST", "/v1/tokens", { scope: "root" }), 400, "BAD_REQUEST");
     refused(await api(s, tok, "DELETE", "/v1/tokens/tok_nothing"), 404, "TOKEN_NOT_FOUND");
     refused(await api(s, tok, "POST", "/v1/platform/quote", { nonce: "abc" }), 400, "BAD_NONCE");
-    refused(await api(s, tok, "POST", "/v1/enclaves", {}), 501, "NOT_IMPLEMENTED");
+    refused(await api(s, tok, "POST", "/v1/enclaves", {}), 400, "BAD_MODULE");
+    refused(await api(s, tok, "POST", "/v1/enclaves/nothing/ecall/f", { args: [] }), 404, "ENCLAVE_NOT_FOUND");
     const list = await api(s, tok, "GET", "/v1/databases");
     assert.deepEqual(list.json.databases.map((d: { name: string }) => d.name), ["app", "other"]);
     await intact();

@@ -8,7 +8,8 @@
  *   POST /db/NAME/v2/pipeline, .../v3/pipeline    Hrana over HTTP (JSON) on database NAME
  *   POST /v2/pipeline, /v3/pipeline               the same, on the database a database token is for
  *   GET  /metrics                                 admin (or open with metricsPublic)
- *   /v1/...                                       management API, admin (management.ts)
+ *   /v1/...                                       management API, admin (management.ts), including
+ *                                                 custom enclaves and their ecalls
  *
  * Shutdown (shutdown()): new requests get 503 SHUTTING_DOWN, except pipelines continuing a stream
  * that is already open, so a client inside an interactive transaction can still commit it; then,
@@ -31,6 +32,8 @@ import { parsePipeline } from "./hrana/protocol.js";
 import { runPipeline } from "./hrana/pipeline.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
+import { EnclaveRegistry } from "./enclave-registry.js";
+import type { Permission } from "../../enclave/abi.js";
 import * as path from "node:path";
 
 /** The part of pino's interface the server uses (pino loggers fit; so does a no-op). */
@@ -54,11 +57,18 @@ export interface HandlerOptions {
   metricsPublic?: boolean;
   /** EPC size of each database's enclave (default: the SQLite manifest's). */
   epc?: number | string;
+  /**
+   * Permissions the operator grants custom enclaves (deny by default): an enclave gets those its
+   * signed manifest requests and that are listed here (`selkie serve --allow-clock` ...).
+   */
+  grants?: Iterable<Permission>;
 }
 
 export interface ServerContext {
   readonly platform: Platform;
   readonly registry: DatabaseRegistry;
+  /** Custom enclaves (uploaded modules with signed manifests), under `<dir>/enclaves/`. */
+  readonly enclaves: EnclaveRegistry;
   readonly tokens: TokenStore;
   readonly streams: StreamTable;
   readonly limits: Limits;
@@ -86,6 +96,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   const logger = opts.logger ?? quiet;
   const registry = new DatabaseRegistry({ dir: path.join(opts.dir, "databases"), platform: opts.platform, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) });
   const tokens = new TokenStore(opts.dir);
+  const enclaves = new EnclaveRegistry({ dir: path.join(opts.dir, "enclaves"), platform: opts.platform, grants: new Set(opts.grants ?? []), logger });
   const streams = new StreamTable(limits.streamIdleMs, limits.maxStreams, (s, rolledBack) =>
     logger.info({ event: "stream_expired", db: s.host.name, rolledBack }, rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired"),
   );
@@ -96,7 +107,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
     groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
   });
-  const ctx: ServerContext = { platform: opts.platform, registry, tokens, streams, limits, metrics, logger };
+  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger };
   let inFlight = 0;
   let draining = false;
 
@@ -226,6 +237,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
           await new Promise((r) => setTimeout(r, 10));
         }
         streams.closeAll();
+        enclaves.closeAll();
         registry.closeAll();
       },
     },

@@ -12,7 +12,24 @@
  *   GET    /v1/tokens                  token ids, scopes and databases (never secrets or hashes)
  *   POST   /v1/tokens {scope, db}      201 {id, token, scope, db}: the secret is shown once
  *   DELETE /v1/tokens/ID               revokes
- *   /v1/enclaves, /v1/ecall            501: custom enclaves are not served yet
+ *
+ * Custom enclaves (enclave-registry.ts; module, manifest and SIGSTRUCT as in enclaves/ABI.md §4, §6):
+ *   GET    /v1/enclaves                {enclaves: [info], grants}
+ *   POST   /v1/enclaves                {manifest: {...}, module: "<base64 wasm>", signature: {...}}
+ *                                      201 info. Verified first, each refusal a 400 with its own code:
+ *                                      MANIFEST_* (manifest), ENCLAVE_* (module vs the ABI, e.g.
+ *                                      ENCLAVE_FORBIDDEN_IMPORT naming the import),
+ *                                      ENCLAVE_EPC_EXCEEDS_BUDGET, SIG_* (signature); 409 ENCLAVE_EXISTS
+ *   GET    /v1/enclaves/NAME           info: MRENCLAVE, MRSIGNER, EPC, permissions requested and
+ *                                      granted, state, ecalls with their signatures
+ *   DELETE /v1/enclaves/NAME           stops its instance (EPC released) and removes its files
+ *   POST   /v1/enclaves/NAME/ecall/FN  {args: [...]} (or a bare list): numbers as FN's signature
+ *                                      requires (i32, f32/f64 numbers; i64 a safe integer or a
+ *                                      decimal string), else 400 BAD_ECALL_ARGS. 200 {result,
+ *                                      results, denied?}: i64 results as decimal strings; `denied`
+ *                                      names the grant a refused ocall needed. A trap: 500
+ *                                      ENCLAVE_TRAP (the instance restarts); EPC full: 503
+ *                                      EPC_ADMISSION_REFUSED.
  */
 import * as fs from "node:fs";
 import { Enclave } from "../../enclave/enclave.js";
@@ -37,6 +54,69 @@ async function readJson(req: CoreRequest): Promise<Record<string, unknown>> {
   }
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw badRequest("BAD_REQUEST", "the request body must be a JSON object");
   return v as Record<string, unknown>;
+}
+
+/** JSON bodies of uploads carry the module: bounded by the server's body limit, not MAX_JSON_BODY. */
+async function readJsonUpTo(req: CoreRequest, limit: number): Promise<unknown> {
+  const body = await req.body(limit);
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch (e) {
+    throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+async function enclaveRoutes(ctx: ServerContext, req: CoreRequest, parts: string[]): Promise<[string, CoreResponse]> {
+  const [, name, op, func, extra] = parts;
+  const m = req.method;
+  const reg = ctx.enclaves;
+  if (name === undefined) {
+    if (m === "GET") {
+      const list = [];
+      for (const n of reg.list()) {
+        try {
+          list.push((await reg.get(n)).info());
+        } catch (e) {
+          list.push({ name: n, error: (e as Error).message });
+        }
+      }
+      return ["v1_enclaves", json(200, { enclaves: list, grants: [...reg.grants].sort() })];
+    }
+    if (m === "POST") {
+      const body = await readJsonUpTo(req, ctx.limits.maxBodyBytes);
+      if (body === null || typeof body !== "object" || Array.isArray(body)) throw badRequest("BAD_REQUEST", "the request body must be a JSON object");
+      const b = body as Record<string, unknown>;
+      for (const k of Object.keys(b)) {
+        if (k !== "manifest" && k !== "module" && k !== "signature") throw badRequest("BAD_REQUEST", `unknown key ${JSON.stringify(k)}; give {"manifest": {...}, "module": "<base64>", "signature": {...}}`);
+      }
+      if (typeof b.module !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(b.module) || b.module.length === 0) {
+        throw badRequest("BAD_MODULE", "module must be the enclave's WebAssembly module in base64");
+      }
+      if (b.manifest === undefined) throw badRequest("MANIFEST_MALFORMED", "give the manifest: {\"manifest\": {...}}");
+      if (b.signature === undefined) throw badRequest("SIG_MISSING", "give the signature (selkie enclave sign): {\"signature\": {...}}; unsigned enclaves are not accepted");
+      const h = await reg.upload(b.manifest, Buffer.from(b.module, "base64"), b.signature);
+      ctx.logger.info({ event: "enclave_uploaded", enclave: h.name, mrenclave: h.enclave.mrenclave.toString("hex"), mrsigner: h.mrsigner.toString("hex") }, "enclave uploaded");
+      return ["v1_enclaves", json(201, h.info())];
+    }
+    throw methodNotAllowed(req, ["GET", "POST"]);
+  }
+  if (op === undefined) {
+    if (m === "GET") return ["v1_enclave", json(200, (await reg.get(name)).info())];
+    if (m === "DELETE") {
+      reg.remove(name);
+      ctx.logger.info({ event: "enclave_deleted", enclave: name }, "enclave deleted");
+      return ["v1_enclave", json(200, { deleted: name })];
+    }
+    throw methodNotAllowed(req, ["GET", "DELETE"]);
+  }
+  if (op === "ecall" && func !== undefined && extra === undefined) {
+    if (m !== "POST") throw methodNotAllowed(req, ["POST"]);
+    const body = await readJsonUpTo(req, MAX_JSON_BODY);
+    const args = Array.isArray(body) ? body : body !== null && typeof body === "object" ? ((body as Record<string, unknown>).args ?? []) : body;
+    const r = await reg.ecall(name, func, args);
+    return ["v1_ecall", json(200, r, r.denied ? { "x-selkie-denied": r.denied.replace(/[^\x20-\x7e]/g, "?") } : {})];
+  }
+  throw notFound("NOT_FOUND", `no route for ${m} ${req.pathname}`);
 }
 
 function methodNotAllowed(req: CoreRequest, allowed: string[]): HttpError {
@@ -141,8 +221,6 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
     ctx.logger.info({ event: "token_revoked", id: b }, "token revoked");
     return ["v1_tokens", json(200, { revoked: b })];
   }
-  if (a === "enclaves" || a === "ecall") {
-    throw new HttpError(501, "NOT_IMPLEMENTED", "custom enclaves (upload, ecalls) are not served yet; only SQLite databases are");
-  }
+  if (a === "enclaves") return enclaveRoutes(ctx, req, parts);
   throw notFound("NOT_FOUND", `no route for ${m} ${req.pathname}`);
 }

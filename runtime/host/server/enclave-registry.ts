@@ -1,0 +1,313 @@
+/**
+ * UNTRUSTED (server). Custom enclaves a server hosts: `<dir>/enclaves/NAME/` holds `module.wasm`,
+ * `manifest.json` and `signature.json` (the SIGSTRUCT, enclaves/ABI.md §6), as uploaded.
+ *
+ * An upload is verified before anything is stored: the module against the ABI (loadEnclaveModule:
+ * forbidden imports are refused, naming them), the manifest (strict) and that it fits the module,
+ * its EPC cap against the platform's budget, and the signature over name, version and the MRENCLAVE
+ * computed here. Every load from disk (first use after a restart) verifies again.
+ *
+ * Each enclave runs as one instance, started on its first ecall and admitted through the platform's
+ * EPC manager (503 EPC_ADMISSION_REFUSED when the budget is full). A trap drops the instance and
+ * starts a fresh one (Enclave invariant 2); the call answers 500 ENCLAVE_TRAP. Permissions are the
+ * manifest's requests that the operator granted (`selkie serve --allow-…`); a denied ocall fails
+ * inside the enclave and the response names the grant that would allow it.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Platform } from "../../platform/platform.js";
+import { Enclave } from "../../enclave/enclave.js";
+import { checkManifestFits, loadEnclaveModule, measure, type CheckedModule } from "../../enclave/loader.js";
+import { formatBytes, parseManifest, type Manifest } from "../../enclave/manifest.js";
+import { verifyEnclaveSignature } from "../../enclave/sigstruct.js";
+import { exportedFunctionTypes, parseWasm, type FuncType } from "../../enclave/wasm-sections.js";
+import { WASM_PAGE, type Permission } from "../../enclave/abi.js";
+import { EnclaveFault, EnclaveLoadError, ManifestError, SelkieError } from "../../errors.js";
+import { SigstructError } from "../../enclave/sigstruct.js";
+import { badRequest, HttpError, notFound } from "./errors.js";
+
+export const ENCLAVE_NAME_RE = /^[a-z0-9._-]{1,64}$/;
+
+export function checkEnclaveName(name: string): string {
+  if (!ENCLAVE_NAME_RE.test(name) || name === "." || name === ".." || name.startsWith(".")) {
+    throw badRequest("BAD_ENCLAVE_NAME", `enclave names are 1-64 characters of a-z 0-9 . _ - (not starting with '.'); got ${JSON.stringify(name.slice(0, 80))}`);
+  }
+  return name;
+}
+
+interface Log {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface EnclaveRegistryOptions {
+  dir: string;
+  platform: Platform;
+  /** What the operator grants (deny by default). */
+  grants: ReadonlySet<Permission>;
+  logger: Log;
+}
+
+export type EcallValue = number | string;
+
+export interface EcallResult {
+  /** The single result (undefined for none), i64 as a decimal string. */
+  result: EcallValue | null;
+  results: EcallValue[];
+  /** A permission denied during the call, naming the grant that would allow it. */
+  denied?: string;
+}
+
+class Hosted {
+  calls = 0;
+  traps = 0;
+  readonly enclave: Enclave;
+  constructor(
+    readonly name: string,
+    readonly manifest: Manifest,
+    readonly module: CheckedModule,
+    readonly mrsigner: Buffer,
+    readonly publicKey: Buffer,
+    readonly ecalls: Map<string, FuncType>,
+    readonly uploadedAt: string,
+    opts: EnclaveRegistryOptions,
+    seq: () => number,
+  ) {
+    this.enclave = new Enclave({
+      module,
+      manifest,
+      mrsigner,
+      grants: opts.grants,
+      epc: (initial, max, label) => opts.platform.epc.admit(`enclave:${label}#${seq()}`, `enclave:${label}`, initial, max),
+      onLog: (code, message) => opts.logger.info({ event: "enclave_log", enclave: name, code }, message),
+    });
+  }
+
+  info(): Record<string, unknown> {
+    const e = this.enclave;
+    return {
+      name: this.name,
+      version: this.manifest.version,
+      mrenclave: e.mrenclave.toString("hex"),
+      mrsigner: this.mrsigner.toString("hex"),
+      publicKey: this.publicKey.toString("base64"),
+      moduleSha256: this.module.sha256.toString("hex"),
+      moduleBytes: this.module.byteLength,
+      epcBytes: this.manifest.epc,
+      initialBytes: this.module.minPages * WASM_PAGE,
+      committedBytes: e.committedBytes,
+      permissions: this.manifest.permissions,
+      granted: [...e.permissions],
+      debug: this.manifest.debug,
+      state: e.state,
+      calls: this.calls,
+      traps: this.traps,
+      ecalls: [...this.ecalls].map(([n, t]) => ({ name: n, params: t.params, results: t.results })),
+      uploadedAt: this.uploadedAt,
+    };
+  }
+}
+
+const FILES = { module: "module.wasm", manifest: "manifest.json", signature: "signature.json", meta: "uploaded.json" } as const;
+
+/** Turns verification refusals into 400s carrying their own code. */
+function asBadRequest(e: unknown): never {
+  if (e instanceof EnclaveLoadError || e instanceof ManifestError || e instanceof SigstructError) throw badRequest(e.code, e.message);
+  throw e;
+}
+
+export class EnclaveRegistry {
+  readonly dir: string;
+  readonly #opts: EnclaveRegistryOptions;
+  readonly #loaded = new Map<string, Hosted>();
+  readonly #busy = new Set<string>();
+  #seq = 0;
+
+  constructor(opts: EnclaveRegistryOptions) {
+    this.#opts = opts;
+    this.dir = path.resolve(opts.dir);
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  get grants(): ReadonlySet<Permission> {
+    return this.#opts.grants;
+  }
+
+  exists(name: string): boolean {
+    return fs.existsSync(path.join(this.dir, checkEnclaveName(name), FILES.manifest));
+  }
+
+  list(): string[] {
+    return fs
+      .readdirSync(this.dir)
+      .filter((n) => ENCLAVE_NAME_RE.test(n) && !n.startsWith(".") && fs.existsSync(path.join(this.dir, n, FILES.manifest)))
+      .sort();
+  }
+
+  hosted(): Hosted[] {
+    return [...this.#loaded.values()];
+  }
+
+  /** Verifies module, manifest and signature; the verified enclave (not yet started). */
+  async #verify(manifestRaw: unknown, bytes: Uint8Array, signatureRaw: unknown, uploadedAt: string): Promise<Hosted> {
+    try {
+      const manifest = parseManifest(manifestRaw, "manifest");
+      const module = await loadEnclaveModule(bytes);
+      checkManifestFits(module, manifest);
+      const budget = this.#opts.platform.epc.budget;
+      if (manifest.epc > budget) {
+        throw badRequest(
+          "ENCLAVE_EPC_EXCEEDS_BUDGET",
+          `manifest "${manifest.name}" declares epc ${formatBytes(manifest.epc)}, more than this platform's whole EPC budget (${formatBytes(budget)}); lower epc`,
+        );
+      }
+      const mrenclave = measure(module, manifest);
+      const { mrsigner, publicKey } = verifyEnclaveSignature(signatureRaw, manifest, mrenclave);
+      const ecalls = new Map([...exportedFunctionTypes(parseWasm(bytes))].filter(([n]) => n !== "_initialize" && !n.startsWith("__selkie_")));
+      return new Hosted(manifest.name, manifest, module, mrsigner, publicKey, ecalls, uploadedAt, this.#opts, () => ++this.#seq);
+    } catch (e) {
+      asBadRequest(e);
+    }
+  }
+
+  /** Verifies and stores an upload (409 ENCLAVE_EXISTS when the name is taken). */
+  async upload(manifestRaw: unknown, bytes: Uint8Array, signatureRaw: unknown): Promise<Hosted> {
+    const uploadedAt = new Date().toISOString();
+    const h = await this.#verify(manifestRaw, bytes, signatureRaw, uploadedAt);
+    const name = checkEnclaveName(h.name);
+    if (this.#busy.has(name) || this.exists(name)) {
+      throw new HttpError(409, "ENCLAVE_EXISTS", `enclave ${name} exists already; DELETE /v1/enclaves/${name} first to replace it`);
+    }
+    this.#busy.add(name);
+    try {
+      const tmp = path.join(this.dir, `.tmp-${name}-${randomBytes(6).toString("hex")}`);
+      fs.mkdirSync(tmp, { mode: 0o700 });
+      try {
+        fs.writeFileSync(path.join(tmp, FILES.module), bytes);
+        fs.writeFileSync(path.join(tmp, FILES.manifest), JSON.stringify(manifestRaw, null, 2));
+        fs.writeFileSync(path.join(tmp, FILES.signature), JSON.stringify(signatureRaw, null, 2));
+        fs.writeFileSync(path.join(tmp, FILES.meta), JSON.stringify({ uploadedAt }));
+        fs.renameSync(tmp, path.join(this.dir, name));
+      } catch (e) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        throw e;
+      }
+      this.#loaded.set(name, h);
+      return h;
+    } finally {
+      this.#busy.delete(name);
+    }
+  }
+
+  /** The enclave `name`, verified again from disk on first use (404 when absent). */
+  async get(name: string): Promise<Hosted> {
+    checkEnclaveName(name);
+    const hit = this.#loaded.get(name);
+    if (hit) return hit;
+    if (!this.exists(name)) throw notFound("ENCLAVE_NOT_FOUND", `no enclave named ${name}; upload it with POST /v1/enclaves`);
+    const d = path.join(this.dir, name);
+    const read = (f: string): unknown => JSON.parse(fs.readFileSync(path.join(d, f), "utf8"));
+    let uploadedAt = "";
+    try {
+      uploadedAt = String((read(FILES.meta) as { uploadedAt?: string }).uploadedAt ?? "");
+    } catch {
+      // optional
+    }
+    let h: Hosted;
+    try {
+      h = await this.#verify(read(FILES.manifest), fs.readFileSync(path.join(d, FILES.module)), read(FILES.signature), uploadedAt);
+    } catch (e) {
+      throw new SelkieError("ENCLAVE_STORE_INVALID", `stored enclave ${name} no longer verifies: ${(e as Error).message}`);
+    }
+    const again = this.#loaded.get(name);
+    if (again) return again;
+    this.#loaded.set(name, h);
+    return h;
+  }
+
+  remove(name: string): void {
+    if (!this.exists(name)) throw notFound("ENCLAVE_NOT_FOUND", `no enclave named ${name}`);
+    this.#loaded.get(name)?.enclave.close();
+    this.#loaded.delete(name);
+    fs.rmSync(path.join(this.dir, name), { recursive: true, force: true });
+  }
+
+  /** Calls `func` with `args` (checked against its signature; 400 otherwise). */
+  async ecall(name: string, func: string, args: unknown): Promise<EcallResult> {
+    const h = await this.get(name);
+    const type = h.ecalls.get(func);
+    if (!type) {
+      throw notFound("ECALL_NOT_FOUND", `enclave ${name} has no ecall ${JSON.stringify(func)}; its ecalls: ${[...h.ecalls.keys()].join(", ") || "none"}`);
+    }
+    const values = convertArgs(func, type, args);
+    const odd = type.results.find((t) => !["i32", "i64", "f32", "f64"].includes(t));
+    if (odd) throw badRequest("ECALL_UNSUPPORTED_TYPE", `${func} returns a ${odd}, which the generic ecall endpoint cannot return (only i32, i64, f32, f64)`);
+    const e = h.enclave;
+    if (e.state !== "running") e.start(); // first use, or a restart that failed earlier: EPC admission
+    const fn = e.exports[func] as (...a: unknown[]) => unknown;
+    e.takeDenial();
+    h.calls++;
+    let out: unknown;
+    try {
+      out = fn(...values);
+    } catch (err) {
+      h.traps++;
+      e.fault();
+      let restarted = "a fresh instance was started";
+      try {
+        e.start();
+      } catch (re) {
+        restarted = `restarting it failed (${(re as Error).message}); the next call tries again`;
+      }
+      this.#opts.logger.warn({ event: "enclave_trap", enclave: name, ecall: func, err: (err as Error).message }, "an enclave trapped; its instance was dropped");
+      throw new EnclaveFault("ENCLAVE_TRAP", `enclave ${name} trapped in ecall ${func}: ${(err as Error).message}; the instance was dropped and ${restarted}`);
+    }
+    const denied = e.takeDenial();
+    if (denied) this.#opts.logger.warn({ event: "permission_denied", enclave: name, ecall: func }, denied);
+    const raw = type.results.length === 0 ? [] : type.results.length === 1 ? [out] : (out as unknown[]);
+    const results = raw.map((v) => (typeof v === "bigint" ? v.toString() : typeof v === "number" && !Number.isFinite(v) ? String(v) : (v as EcallValue)));
+    return { result: results.length === 1 ? results[0]! : null, results, ...(denied ? { denied } : {}) };
+  }
+
+  closeAll(): void {
+    for (const h of this.#loaded.values()) h.enclave.close();
+    this.#loaded.clear();
+  }
+}
+
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
+/** JSON args -> wasm values, exactly as the export's signature requires. */
+export function convertArgs(func: string, type: FuncType, args: unknown): unknown[] {
+  if (!Array.isArray(args)) throw badRequest("BAD_ECALL_ARGS", `give the arguments as a list: {"args": [...]} (${func} takes ${type.params.length})`);
+  if (args.length !== type.params.length) {
+    throw badRequest("BAD_ECALL_ARGS", `${func} takes ${type.params.length} argument(s) (${type.params.join(", ") || "none"}), got ${args.length}`);
+  }
+  return type.params.map((t, i) => {
+    const v = args[i];
+    const bad = (want: string): never => {
+      throw badRequest("BAD_ECALL_ARGS", `argument ${i} of ${func} is ${t}: want ${want}, got ${JSON.stringify(v)?.slice(0, 40) ?? typeof v}`);
+    };
+    switch (t) {
+      case "i32":
+        if (typeof v !== "number" || !Number.isInteger(v) || v < -(2 ** 31) || v > 2 ** 31 - 1) bad("an integer from -2^31 to 2^31-1");
+        return v;
+      case "i64": {
+        let b: bigint | undefined;
+        if (typeof v === "number" && Number.isSafeInteger(v)) b = BigInt(v);
+        else if (typeof v === "string" && /^-?\d{1,20}$/.test(v)) b = BigInt(v);
+        if (b === undefined || b < I64_MIN || b > I64_MAX) bad("an integer (a safe-integer number, or a decimal string) within the signed 64-bit range");
+        return b;
+      }
+      case "f32":
+      case "f64":
+        if (typeof v !== "number" || !Number.isFinite(v)) bad("a finite number");
+        return v;
+      default:
+        throw badRequest("ECALL_UNSUPPORTED_TYPE", `${func} takes a ${t} argument, which the generic ecall endpoint cannot pass (only i32, i64, f32, f64)`);
+    }
+  });
+}
