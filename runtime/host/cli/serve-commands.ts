@@ -16,6 +16,7 @@ import { DEFAULT_LIMITS, type Limits } from "../server/limits.js";
 import { checkDbName } from "../server/registry.js";
 import { HttpError } from "../server/errors.js";
 import { UsageError } from "../../errors.js";
+import type { Permission } from "../../enclave/abi.js";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 
 type Run = (fn: () => Promise<number> | number) => Promise<void>;
@@ -53,6 +54,9 @@ interface ServeFlags {
   maxStreams?: number;
   streamIdle?: number;
   metricsPublic?: boolean;
+  allowClock?: boolean;
+  allowRandom?: boolean;
+  allowNet?: boolean;
   logLevel: string;
   shutdownTimeout: number;
 }
@@ -65,7 +69,9 @@ export function registerServeCommands(program: Command, run: Run): void {
       "Hosts the sealed databases in DIR/databases behind an HTTP API: SQL over HTTP that @libsql/client\n" +
         "speaks (url http://HOST:PORT/db/NAME/), the management API under /v1, Prometheus /metrics.\n" +
         "Nothing is open without a token: on first start an admin token is created and printed once\n" +
-        "(see `selkie token`). Logs are NDJSON on stdout; SIGINT/SIGTERM shut down gracefully.",
+        "(see `selkie token`). Logs are NDJSON on stdout; SIGINT/SIGTERM shut down gracefully.\n" +
+        "Custom enclaves (POST /v1/enclaves, signed with `selkie enclave sign`) get only the permissions\n" +
+        "their signed manifest requests and the --allow-… flags grant; nothing is granted by default.",
     )
     .requiredOption("--dir <dir>", "the server's directory (platform/, databases/, tokens.json); created when missing")
     .addOption(new Option("--port <port>", "TCP port (0: any free port)").argParser(port).default(7700))
@@ -81,6 +87,9 @@ export function registerServeCommands(program: Command, run: Run): void {
     .addOption(new Option("--max-streams <n>", `open Hrana streams (default ${DEFAULT_LIMITS.maxStreams})`).argParser(positiveInt("--max-streams")))
     .addOption(new Option("--stream-idle <ms>", `idle time before a stream expires (default ${DEFAULT_LIMITS.streamIdleMs})`).argParser(positiveInt("--stream-idle")))
     .option("--metrics-public", "serve /metrics without a token")
+    .option("--allow-clock", "custom enclaves whose signed manifest requests \"clock\" may read the wall clock (denied by default)")
+    .option("--allow-random", "custom enclaves whose signed manifest requests \"random\" may get randomness (denied by default)")
+    .option("--allow-net", "custom enclaves whose signed manifest requests \"net\" may use the network (denied by default)")
     .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"))
     .addOption(new Option("--shutdown-timeout <ms>", "how long shutdown waits for in-flight requests").argParser(positiveInt("--shutdown-timeout")).default(10_000))
     .action(async (flags: ServeFlags) => {
@@ -169,6 +178,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     ...(f.maxStreams !== undefined ? { maxStreams: f.maxStreams } : {}),
     ...(f.streamIdle !== undefined ? { streamIdleMs: f.streamIdle } : {}),
   };
+  const grants: Permission[] = [...(f.allowClock ? ["clock" as const] : []), ...(f.allowRandom ? ["random" as const] : []), ...(f.allowNet ? ["net" as const] : [])];
   const tokens = new TokenStore(dir);
   let firstAdmin: string | undefined;
   if (!tokens.hasAdmin()) firstAdmin = tokens.create("admin", null).token;
@@ -182,13 +192,14 @@ async function serveCommand(f: ServeFlags): Promise<number> {
       limits,
       logger,
       metricsPublic: f.metricsPublic === true,
+      grants,
       ...(f.dbEpc !== undefined ? { epc: f.dbEpc } : {}),
     });
   } catch (e) {
     platform.close();
     throw e;
   }
-  logger.info({ event: "listening", url: server.url, dir, platform: platform.platformId, epcBudget: platform.epcBytes }, "selkie serve is listening");
+  logger.info({ event: "listening", url: server.url, dir, platform: platform.platformId, epcBudget: platform.epcBytes, grants }, "selkie serve is listening");
   const lines = [
     `selkie: listening on ${server.url} (data in ${dir})`,
     firstAdmin

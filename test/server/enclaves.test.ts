@@ -1,0 +1,250 @@
+/**
+ * Custom enclaves on a spawned `selkie serve`: upload the AssemblyScript counter enclave signed with
+ * a fresh key (`selkie enclave keygen` / `sign`), call its ecalls, and check that every bad case
+ * (forged or changed manifest or signature, a forbidden import, bad arguments, a denied permission,
+ * a trap, EPC refusals) is refused or reported with a code while the server keeps serving.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createHash, createPrivateKey } from "node:crypto";
+import { cli, ROOT, tempDir, wat } from "../helpers.js";
+import { parseManifest } from "../../runtime/enclave/manifest.js";
+import { measureEnclave, sha256 } from "../../runtime/enclave/measure.js";
+import { generateSigningKey, signEnclave } from "../../runtime/enclave/sigstruct.js";
+import { api, startServer, type ServerProc } from "./harness.js";
+
+const COUNTER_DIR = path.join(ROOT, "enclaves", "counter-as");
+const counterManifest = JSON.parse(fs.readFileSync(path.join(COUNTER_DIR, "manifest.json"), "utf8")) as Record<string, unknown>;
+const counterModule = fs.readFileSync(path.join(COUNTER_DIR, "build", "counter.wasm"));
+const MEM = (pages = 1) => `(import "selkie:sys" "memory" (memory ${pages}))`;
+
+const key = generateSigningKey();
+const pk = createPrivateKey(key.pem);
+
+/** A signature over (manifest, module) as `selkie enclave sign` makes it. */
+function sign(manifest: Record<string, unknown>, module: Uint8Array): object {
+  const m = parseManifest(manifest);
+  return signEnclave(m, measureEnclave(sha256(module), m), pk);
+}
+
+const upload = (s: ServerProc, tok: string, manifest: unknown, module: Uint8Array, signature: unknown) =>
+  api(s, tok, "POST", "/v1/enclaves", { manifest, module: Buffer.from(module).toString("base64"), signature });
+
+describe("custom enclaves on selkie serve", () => {
+  let s: ServerProc;
+  let tok: string;
+  let total = 0n;
+
+  const ecall = (name: string, fn: string, args: unknown[] = []) => api(s, tok, "POST", `/v1/enclaves/${name}/ecall/${fn}`, { args });
+  const refused = (r: { status: number; json: any; text: string }, status: number, code: string, mention?: string): void => {
+    assert.equal(r.status, status, r.text);
+    assert.equal(r.json?.code, code, r.text);
+    if (mention) assert.ok(String(r.json.message).includes(mention), `"${r.json.message}" should mention ${mention}`);
+  };
+  /** The server still answers, and the counter enclave still holds its state. */
+  const intact = async (): Promise<void> => {
+    const r = await ecall("counter-as", "add", [0]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.result, String(total));
+    assert.equal(s.proc.exitCode, null);
+  };
+
+  before(async () => {
+    s = await startServer();
+    tok = s.adminToken!;
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it("selkie enclave keygen and sign produce a signature the server accepts; ecalls answer", async () => {
+    const work = tempDir("selkie-sign-");
+    const keyFile = path.join(work, "dev.pem");
+    let r = cli(["enclave", "keygen", "--out", keyFile]);
+    assert.equal(r.status, 0, r.stderr);
+    const mrsigner = /mrsigner\s+([0-9a-f]{64})/.exec(r.stdout)![1];
+    assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
+    const sigFile = path.join(work, "counter.sig.json");
+    r = cli(["enclave", "sign", path.join(COUNTER_DIR, "manifest.json"), "--key", keyFile, "--out", sigFile]);
+    assert.equal(r.status, 0, r.stderr);
+    const signature = JSON.parse(fs.readFileSync(sigFile, "utf8"));
+    assert.equal(createHash("sha256").update(Buffer.from(signature.publicKey, "base64")).digest("hex"), mrsigner);
+
+    refused(await api(s, undefined, "POST", "/v1/enclaves", { manifest: counterManifest, module: counterModule.toString("base64"), signature }), 401, "UNAUTHORIZED");
+    const up = await upload(s, tok, counterManifest, counterModule, signature);
+    assert.equal(up.status, 201, up.text);
+    assert.equal(up.json.name, "counter-as");
+    assert.equal(up.json.mrsigner, mrsigner);
+    assert.deepEqual(up.json.granted, []);
+    assert.deepEqual(up.json.ecalls.find((e: any) => e.name === "add"), { name: "add", params: ["i32"], results: ["i64"] });
+    refused(await upload(s, tok, counterManifest, counterModule, signature), 409, "ENCLAVE_EXISTS");
+
+    for (const n of [5, 7, -2]) {
+      total += BigInt(n);
+      const a = await ecall("counter-as", "add", [n]);
+      assert.equal(a.status, 200, a.text);
+      assert.equal(a.json.result, String(total));
+    }
+    for (const [i, x] of [3, 4, 10].entries()) assert.equal((await ecall("counter-as", "push", [x])).json.result, i + 1);
+    assert.equal((await ecall("counter-as", "sum")).json.result, "17");
+    assert.equal((await ecall("counter-as", "count")).json.result, 3);
+    // A bare list works too.
+    const bare = await api(s, tok, "POST", "/v1/enclaves/counter-as/ecall/count", []);
+    assert.equal(bare.json.result, 3);
+
+    const list = await api(s, tok, "GET", "/v1/enclaves");
+    assert.deepEqual(list.json.enclaves.map((e: any) => e.name), ["counter-as"]);
+    const info = await api(s, tok, "GET", "/v1/enclaves/counter-as");
+    assert.equal(info.json.state, "running");
+    assert.ok(info.json.committedBytes > 0);
+    const epc = await api(s, tok, "GET", "/v1/platform/epc");
+    assert.ok(JSON.stringify(epc.json).includes("enclave:counter-as"), "the instance holds an EPC lease");
+    await intact();
+  });
+
+  it("refuses bad ecall arguments and unknown ecalls with 4xx", async () => {
+    refused(await ecall("counter-as", "add", ["x"]), 400, "BAD_ECALL_ARGS", "i32");
+    refused(await ecall("counter-as", "add", [1.5]), 400, "BAD_ECALL_ARGS");
+    refused(await ecall("counter-as", "add", [2 ** 31]), 400, "BAD_ECALL_ARGS");
+    refused(await ecall("counter-as", "add", [1, 2]), 400, "BAD_ECALL_ARGS", "1 argument");
+    refused(await ecall("counter-as", "add", [null]), 400, "BAD_ECALL_ARGS");
+    refused(await api(s, tok, "POST", "/v1/enclaves/counter-as/ecall/add", "{not json"), 400, "BAD_JSON");
+    refused(await api(s, tok, "POST", "/v1/enclaves/counter-as/ecall/add", { args: 5 }), 400, "BAD_ECALL_ARGS");
+    refused(await ecall("counter-as", "nope"), 404, "ECALL_NOT_FOUND", "add");
+    refused(await ecall("counter-as", "_initialize"), 404, "ECALL_NOT_FOUND");
+    refused(await ecall("no-such", "add", [1]), 404, "ENCLAVE_NOT_FOUND");
+    refused(await api(s, tok, "GET", "/v1/enclaves/counter-as/ecall/add"), 405, "METHOD_NOT_ALLOWED");
+    await intact();
+  });
+
+  it("refuses a forged or changed manifest, module or signature with 400 and a code", async () => {
+    const good = sign(counterManifest, counterModule) as Record<string, unknown>;
+    const renamed = { ...counterManifest, name: "counter-x" };
+    const cases: Array<[string, unknown, Uint8Array, unknown, string]> = [
+      ["version changed", { ...counterManifest, version: 2 }, counterModule, good, "SIG_VERSION_MISMATCH"],
+      ["name changed", renamed, counterModule, good, "SIG_NAME_MISMATCH"],
+      ["permissions widened", { ...counterManifest, name: "counter-x", permissions: ["clock"] }, counterModule, { ...good, name: "counter-x" }, "SIG_MRENCLAVE_MISMATCH"],
+      ["epc changed", { ...counterManifest, name: "counter-x", epc: "32MiB" }, counterModule, { ...good, name: "counter-x" }, "SIG_MRENCLAVE_MISMATCH"],
+      ["module changed", renamed, Buffer.concat([counterModule, Buffer.from([0, 3, 1, 0x78, 0])]), { ...good, name: "counter-x" }, "SIG_MRENCLAVE_MISMATCH"],
+      ["fields rewritten to match", renamed, counterModule, { ...good, name: "counter-x" , mrenclave: (sign(renamed, counterModule) as any).mrenclave }, "SIG_BAD_SIGNATURE"],
+      ["another key", renamed, counterModule, { ...(sign(renamed, counterModule) as object), publicKey: generateSigningKey().publicKey.toString("base64") }, "SIG_BAD_SIGNATURE"],
+      ["signature malformed", renamed, counterModule, { ...good, signature: "AAAA" }, "SIG_MALFORMED"],
+      ["manifest unknown key", { ...renamed, allow: "all" }, counterModule, good, "MANIFEST_UNKNOWN_KEY"],
+      ["not wasm", renamed, Buffer.from("hello world"), good, "ENCLAVE_NOT_WASM"],
+    ];
+    for (const [what, manifest, module, signature, code] of cases) {
+      const r = await upload(s, tok, manifest, module, signature);
+      assert.equal(r.status, 400, `${what}: ${r.text}`);
+      assert.equal(r.json.code, code, `${what}: ${r.text}`);
+      await intact();
+    }
+    refused(await api(s, tok, "POST", "/v1/enclaves", { manifest: renamed, module: counterModule.toString("base64") }), 400, "SIG_MISSING");
+    refused(await api(s, tok, "POST", "/v1/enclaves", { manifest: renamed, module: "%%%", signature: good }), 400, "BAD_MODULE");
+    refused(await api(s, tok, "POST", "/v1/enclaves", "[1,"), 400, "BAD_JSON");
+    assert.equal((await api(s, tok, "GET", "/v1/enclaves/counter-x")).status, 404, "nothing refused was stored");
+    await intact();
+  });
+
+  it("refuses a module with a forbidden import, naming it", async () => {
+    const bytes = await wat(`(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) ${MEM()} (func (export "f") (result i32) i32.const 1))`);
+    const manifest = { format: 1, name: "sneaky", version: 1, epc: "1MiB", permissions: [] };
+    refused(await upload(s, tok, manifest, bytes, sign(manifest, bytes)), 400, "ENCLAVE_FORBIDDEN_IMPORT", "wasi_snapshot_preview1.fd_write");
+    await intact();
+  });
+
+  it("a denied permission fails inside the enclave and the response names the grant", async () => {
+    const bytes = await wat(`(module
+      (import "selkie:sys" "clock_ms" (func $clock (result f64)))
+      (import "selkie:sys" "random" (func $random (param i32 i32) (result i32)))
+      ${MEM()}
+      (func (export "now") (result f64) call $clock)
+      (func (export "rnd") (result i32) (call $random (i32.const 0) (i32.const 16))))`);
+    const manifest = { format: 1, name: "clocky", version: 1, epc: "1MiB", permissions: ["clock"] };
+    const up = await upload(s, tok, manifest, bytes, sign(manifest, bytes));
+    assert.equal(up.status, 201, up.text);
+    assert.deepEqual(up.json.permissions, ["clock"]);
+    assert.deepEqual(up.json.granted, []);
+    const now = await ecall("clocky", "now");
+    assert.equal(now.status, 200, now.text);
+    assert.equal(now.json.result, -1, "the ocall failed inside the enclave");
+    assert.match(now.json.denied, /--allow-clock/);
+    assert.match(now.headers.get("x-selkie-denied") ?? "", /--allow-clock/);
+    const rnd = await ecall("clocky", "rnd");
+    assert.equal(rnd.json.result, 3, "SQLITE_PERM inside the enclave");
+    assert.match(rnd.json.denied, /signed manifest must request "random"/);
+    assert.match(s.stdout(), /permission_denied/);
+    await intact();
+
+    // The same enclave on a server whose operator grants the clock (but not randomness).
+    const s2 = await startServer({ args: ["--allow-clock"] });
+    try {
+      const r = await upload(s2, s2.adminToken!, manifest, bytes, sign(manifest, bytes));
+      assert.deepEqual(r.json.granted, ["clock"]);
+      const n = await api(s2, s2.adminToken!, "POST", "/v1/enclaves/clocky/ecall/now", { args: [] });
+      assert.ok(Math.abs(n.json.result - Date.now()) < 60_000, n.text);
+      assert.equal(n.json.denied, undefined);
+      const x = await api(s2, s2.adminToken!, "POST", "/v1/enclaves/clocky/ecall/rnd", { args: [] });
+      assert.match(x.json.denied, /random/);
+    } finally {
+      await s2.stop();
+    }
+  });
+
+  it("a trap answers 500 ENCLAVE_TRAP and the instance restarts fresh", async () => {
+    const bytes = await wat(`(module ${MEM()}
+      (global $n (mut i32) (i32.const 0))
+      (func (export "inc") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n))
+      (func (export "wide") (param i64 f64) (result i64) (i64.add (local.get 0) (i64.trunc_f64_s (local.get 1))))
+      (func (export "boom") unreachable))`);
+    const manifest = { format: 1, name: "trappy", version: 1, epc: "1MiB", permissions: [] };
+    assert.equal((await upload(s, tok, manifest, bytes, sign(manifest, bytes))).status, 201);
+    assert.equal((await ecall("trappy", "inc")).json.result, 1);
+    assert.equal((await ecall("trappy", "inc")).json.result, 2);
+    const w = await ecall("trappy", "wide", ["9007199254740993", 2]);
+    assert.equal(w.json.result, "9007199254740995", "i64 in and out as decimal strings");
+    refused(await ecall("trappy", "wide", ["9223372036854775808", 0]), 400, "BAD_ECALL_ARGS");
+    refused(await ecall("trappy", "boom"), 500, "ENCLAVE_TRAP", "unreachable");
+    assert.equal((await ecall("trappy", "inc")).json.result, 1, "a fresh instance");
+    const info = await api(s, tok, "GET", "/v1/enclaves/trappy");
+    assert.equal(info.json.traps, 1);
+    assert.equal(info.json.state, "running");
+    await intact();
+  });
+
+  it("EPC: a manifest over the budget is refused at upload; a full budget refuses admission with 503", async () => {
+    const small = await wat(`(module ${MEM()} (func (export "f") (result i32) i32.const 1))`);
+    const huge = { format: 1, name: "huge", version: 1, epc: "1GiB", permissions: [] };
+    refused(await upload(s, tok, huge, small, sign(huge, small)), 400, "ENCLAVE_EPC_EXCEEDS_BUDGET");
+    await intact();
+
+    // Two enclaves of 50 MiB at start each: the default 93.5 MiB budget admits one at a time.
+    const big = await wat(`(module ${MEM(800)} (func (export "f") (result i32) i32.const 42))`);
+    for (const name of ["big-a", "big-b"]) {
+      const m = { format: 1, name, version: 1, epc: "64MiB", permissions: [] };
+      assert.equal((await upload(s, tok, m, big, sign(m, big))).status, 201);
+    }
+    assert.equal((await ecall("big-a", "f")).json.result, 42);
+    refused(await ecall("big-b", "f"), 503, "EPC_ADMISSION_REFUSED");
+    await intact();
+    const del = await api(s, tok, "DELETE", "/v1/enclaves/big-a");
+    assert.equal(del.status, 200, del.text);
+    refused(await api(s, tok, "GET", "/v1/enclaves/big-a"), 404, "ENCLAVE_NOT_FOUND");
+    assert.equal((await ecall("big-b", "f")).json.result, 42, "admitted once the EPC was released");
+    assert.equal((await api(s, tok, "DELETE", "/v1/enclaves/big-b")).status, 200);
+    await intact();
+  });
+
+  it("stored enclaves survive a restart (verified again on first use)", async () => {
+    await s.stop();
+    s = await startServer({ dir: s.dir });
+    const r = await ecall("counter-as", "add", [1]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.result, "1", "a fresh instance: enclave state is not persisted");
+    total = 1n;
+    const list = await api(s, tok, "GET", "/v1/enclaves");
+    assert.deepEqual(list.json.enclaves.map((e: any) => e.name), ["clocky", "counter-as", "trappy"]);
+    await intact();
+  });
+});
