@@ -11,6 +11,7 @@ import { registerDemoCommand } from "./demo-command.js";
 import { registerDbCommands } from "./db-commands.js";
 import { registerServeCommands } from "./serve-commands.js";
 import { registerPlatformCommands } from "./platform-commands.js";
+import { registerPsCommand } from "./ps-command.js";
 
 const pkg = createRequire(import.meta.url)("../../../../package.json") as { version: string };
 
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerEnclaveCommands(program, run);
   registerServeCommands(program, run);
   registerPlatformCommands(program, run);
+  registerPsCommand(program, run);
   return program;
 }
 

@@ -1,0 +1,157 @@
+/**
+ * UNTRUSTED (UI). `selkie ps --server URL --token T [--json]`: what a running `selkie serve` hosts.
+ *
+ * Read-only, through the server's /v1 management API (an admin token): GET /v1/databases (each
+ * database, and when open its enclave: MRENCLAVE, EPC cap, committed and peak bytes), GET
+ * /v1/enclaves (custom enclaves; a server without them answers 404 and the list is empty) and GET
+ * /v1/platform/epc (the platform's EPC budget, committed, peak, free, and every lease).
+ */
+import { Command, Option } from "commander";
+import { SelkieError, UsageError } from "../../errors.js";
+import { EXIT_OK } from "./exit-codes.js";
+
+type Run = (fn: () => Promise<number> | number) => Promise<void>;
+
+export interface PsRow {
+  kind: "database" | "enclave";
+  name: string;
+  /** database: "open", "open, in transaction", "closed"; enclave: its lifecycle state. */
+  state: string;
+  mrenclave: string | null;
+  committedBytes: number | null;
+  peakBytes: number | null;
+  epcBytes: number | null;
+  diskBytes: number | null;
+}
+
+export interface PsReport {
+  server: string;
+  epc: { budget: number; committed: number; peak: number; free: number };
+  rows: PsRow[];
+}
+
+/** A failure talking to the server (unreachable, refused token, unexpected answer): exit code 6. */
+export class ServerRequestError extends SelkieError {}
+
+const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+
+async function getJson(base: string, token: string, path: string, optional = false): Promise<any> {
+  let res: Response;
+  try {
+    res = await fetch(base + path, { headers: { authorization: `Bearer ${token}`, accept: "application/json" }, signal: AbortSignal.timeout(15_000) });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new ServerRequestError("SERVER_UNREACHABLE", `cannot reach ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+  }
+  const text = await res.text();
+  if (optional && (res.status === 404 || res.status === 501)) return undefined;
+  if (res.status === 401) throw new ServerRequestError("SERVER_UNAUTHORIZED", `${base} refused the token (401): \`selkie ps\` needs an admin token`);
+  if (res.status === 403) throw new ServerRequestError("SERVER_FORBIDDEN", `${base} refused the token for GET ${path} (403): \`selkie ps\` needs an admin token`);
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new ServerRequestError("SERVER_BAD_RESPONSE", `GET ${path} answered ${res.status} with a body that is not JSON (is ${base} a selkie server?)`);
+  }
+  if (!res.ok) throw new ServerRequestError("SERVER_ERROR", `GET ${path} failed with ${res.status}${body?.code ? ` ${body.code}` : ""}: ${body?.message ?? text}`);
+  return body;
+}
+
+/** Collects what the server at `server` hosts. */
+export async function psReport(server: string, token: string): Promise<PsReport> {
+  let base: string;
+  try {
+    const u = new URL(server);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("not http(s)");
+    base = u.origin;
+  } catch {
+    throw new UsageError("BAD_URL", `--server must be the server's http(s) URL, e.g. http://127.0.0.1:7700 (got ${JSON.stringify(server)})`);
+  }
+  const [dbs, encs, epc] = await Promise.all([getJson(base, token, "/v1/databases"), getJson(base, token, "/v1/enclaves", true), getJson(base, token, "/v1/platform/epc")]);
+  const leases: Array<{ label?: unknown; peak?: unknown }> = Array.isArray(epc?.enclaves) ? epc.enclaves : [];
+  const rows: PsRow[] = [];
+  for (const d of Array.isArray(dbs?.databases) ? dbs.databases : []) {
+    const e = d?.enclave;
+    rows.push({
+      kind: "database",
+      name: String(d?.name),
+      state: d?.open ? (d.inTransaction ? "open, in transaction" : "open") : "closed",
+      mrenclave: str(e?.mrenclave),
+      committedBytes: num(e?.committedBytes),
+      peakBytes: num(e?.peakBytes),
+      epcBytes: num(e?.epcBytes),
+      diskBytes: num(d?.diskBytes),
+    });
+  }
+  for (const e of Array.isArray(encs?.enclaves) ? encs.enclaves : []) {
+    const name = String(e?.name);
+    // A custom enclave's info has no peak: its EPC leases (labelled "enclave:NAME") do.
+    const peaks = leases.filter((l) => l.label === `enclave:${name}`).map((l) => num(l.peak) ?? 0);
+    rows.push({
+      kind: "enclave",
+      name,
+      state: str(e?.state) ?? "unknown",
+      mrenclave: str(e?.mrenclave),
+      committedBytes: num(e?.committedBytes),
+      peakBytes: num(e?.peakBytes) ?? (peaks.length ? Math.max(...peaks) : null),
+      epcBytes: num(e?.epcBytes),
+      diskBytes: num(e?.moduleBytes),
+    });
+  }
+  return { server: base, epc: { budget: num(epc?.budget) ?? 0, committed: num(epc?.committed) ?? 0, peak: num(epc?.peak) ?? 0, free: num(epc?.free) ?? 0 }, rows };
+}
+
+/** Bytes for people: 1536 -> "1.5KiB". */
+export function humanBytes(n: number | null): string {
+  if (n === null) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) (v /= 1024), i++;
+  return i === 0 ? `${v}B` : `${Number(v.toFixed(1))}${units[i]}`;
+}
+
+export function formatPs(r: PsReport): string {
+  const head = ["KIND", "NAME", "STATE", "MRENCLAVE", "COMMITTED", "PEAK", "EPC CAP", "DISK"];
+  const lines = r.rows.map((x) => [x.kind, x.name, x.state, x.mrenclave ? x.mrenclave.slice(0, 16) : "-", humanBytes(x.committedBytes), humanBytes(x.peakBytes), humanBytes(x.epcBytes), humanBytes(x.diskBytes)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const pct = r.epc.budget > 0 ? ` (${((100 * r.epc.committed) / r.epc.budget).toFixed(1)}%)` : "";
+  const out = [`server ${r.server}`, `EPC: ${humanBytes(r.epc.committed)} committed of ${humanBytes(r.epc.budget)} budget${pct}, peak ${humanBytes(r.epc.peak)}, free ${humanBytes(r.epc.free)}`, ""];
+  if (r.rows.length === 0) out.push("no databases or enclaves");
+  else out.push(fmt(head), ...lines.map(fmt));
+  return out.join("\n") + "\n";
+}
+
+export function registerPsCommand(program: Command, run: Run): void {
+  program
+    .command("ps")
+    .summary("list the databases and enclaves a running `selkie serve` hosts")
+    .description(
+      "Lists the databases and custom enclaves a running `selkie serve` hosts, with their state, identity" +
+        "(MRENCLAVE, the first 16 hex digits; --json has all 64) and memory (EPC committed, peak and cap), and" +
+        "the platform's EPC budget and committed bytes. Read-only: it uses the server's /v1 management API" +
+        "(GET /v1/databases, /v1/enclaves, /v1/platform/epc) and needs an admin token. A database that has" +
+        "not been used since the server started is \"closed\" (it opens on first use) and has no enclave yet.",
+    )
+    .requiredOption("--server <url>", "the server's URL, as `selkie serve` printed it, e.g. http://127.0.0.1:7700")
+    .addOption(new Option("--token <token>", "an admin token").env("SELKIE_TOKEN"))
+    .option("--json", "JSON output: {server, epc: {budget, committed, peak, free}, rows: [{kind, name, state, mrenclave, committedBytes, peakBytes, epcBytes, diskBytes}]} (bytes as numbers, null when unknown)")
+    .addHelpText(
+      "after",
+      "\nColumns: KIND (database or enclave), NAME, STATE (database: open, open, in transaction, closed;\n" +
+        "enclave: created, running, faulted, closed), MRENCLAVE, COMMITTED and PEAK (EPC bytes of its\n" +
+        "enclave), EPC CAP (the most its enclave may commit), DISK (a database's files; an enclave's module).\n" +
+        "\nExamples:\n  selkie ps --server http://127.0.0.1:7700 --token $TOKEN\n  SELKIE_TOKEN=$TOKEN selkie ps --server http://127.0.0.1:7700 --json\n" +
+        "\nExit codes: 0 listed; 2 wrong usage (no token, bad URL); 6 the server could not be reached or refused\n(SERVER_UNREACHABLE, SERVER_UNAUTHORIZED, SERVER_FORBIDDEN, SERVER_ERROR, SERVER_BAD_RESPONSE).",
+    )
+    .action((o: { server: string; token?: string; json?: boolean }) =>
+      run(async () => {
+        if (!o.token) throw new UsageError("NO_TOKEN", "give an admin token: --token T (or SELKIE_TOKEN); `selkie serve` prints one on first start, `selkie token create --admin --dir DIR` makes another");
+        const r = await psReport(o.server, o.token);
+        process.stdout.write(o.json ? JSON.stringify(r, null, 2) + "\n" : formatPs(r));
+        return EXIT_OK;
+      }),
+    );
+}

@@ -1,0 +1,125 @@
+/**
+ * `selkie ps` against a spawned `selkie serve`: databases closed and open (MRENCLAVE, EPC committed,
+ * peak, cap), the platform's EPC budget and committed, table and JSON output; a wrong token, an
+ * unreachable server and a missing token fail with their exit codes.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createClient } from "@libsql/client";
+import { CLI, ROOT } from "../helpers.js";
+import { api, createDb, startServer, type ServerProc } from "./harness.js";
+
+/** Runs the CLI as a child process without blocking this test process. */
+function selkie(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, SELKIE_TOKEN: "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    p.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+describe("selkie ps", () => {
+  let s: ServerProc;
+  before(async () => {
+    s = await startServer();
+    await createDb(s, "alpha");
+    await createDb(s, "beta");
+  });
+  after(async () => {
+    assert.equal(await s.stop(), 0);
+  });
+
+  it("lists databases with state, MRENCLAVE and memory, and the platform's EPC (JSON)", async () => {
+    // alpha gets used (open, with an enclave); beta is only created (open or closed, as the server chose)
+    const c = createClient({ url: `${s.url}/db/alpha/`, authToken: s.adminToken! });
+    await c.execute("CREATE TABLE t(x)");
+    await c.execute({ sql: "INSERT INTO t VALUES (?)", args: ["hello"] });
+    c.close();
+
+    const r = await selkie(["ps", "--server", s.url, "--token", s.adminToken!, "--json"]);
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { server: string; epc: { budget: number; committed: number; peak: number; free: number }; rows: Array<Record<string, any>> };
+    assert.equal(out.server, s.url);
+    const epc = (await api(s, s.adminToken, "GET", "/v1/platform/epc")).json;
+    assert.equal(out.epc.budget, epc.budget);
+    assert.ok(out.epc.budget > 0);
+    assert.ok(out.epc.committed > 0 && out.epc.committed <= out.epc.budget);
+    assert.equal(out.epc.committed, epc.committed);
+
+    const alpha = out.rows.find((x) => x.name === "alpha")!;
+    const info = (await api(s, s.adminToken, "GET", "/v1/databases/alpha")).json;
+    assert.equal(alpha.kind, "database");
+    assert.equal(alpha.state, "open");
+    assert.match(alpha.mrenclave, /^[0-9a-f]{64}$/);
+    assert.equal(alpha.mrenclave, info.enclave.mrenclave);
+    assert.ok(alpha.committedBytes > 0);
+    assert.ok(alpha.peakBytes >= alpha.committedBytes);
+    assert.equal(alpha.epcBytes, info.enclave.epcBytes);
+    assert.ok(alpha.diskBytes > 0);
+
+    const beta = out.rows.find((x) => x.name === "beta")!;
+    assert.equal(beta.kind, "database");
+    assert.ok(beta.state === "open" || beta.state === "closed");
+    if (beta.state === "closed") {
+      assert.equal(beta.mrenclave, null);
+      assert.equal(beta.committedBytes, null);
+    }
+    assert.deepEqual(out.rows.filter((x) => x.kind === "database").map((x) => x.name).sort(), ["alpha", "beta"]);
+  });
+
+  it("prints a table with the EPC summary", async () => {
+    const r = await selkie(["ps", "--server", `${s.url}/`], { SELKIE_TOKEN: s.adminToken! });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^server http:\/\/127\.0\.0\.1:\d+\n/);
+    assert.match(r.stdout, /EPC: \S+ committed of \S+ budget \(\d+\.\d%\), peak \S+, free \S+\n/);
+    assert.match(r.stdout, /KIND\s+NAME\s+STATE\s+MRENCLAVE\s+COMMITTED\s+PEAK\s+EPC CAP\s+DISK/);
+    assert.match(r.stdout, /\ndatabase\s+alpha\s+open\s+[0-9a-f]{16}\s+\d+(\.\d)?[KMG]iB\s+\d/);
+  });
+
+  it("fails clearly: wrong token, no token, bad URL, unreachable server", async () => {
+    const wrong = await selkie(["ps", "--server", s.url, "--token", "sk_wrong"]);
+    assert.equal(wrong.status, 6);
+    assert.match(wrong.stderr, /SERVER_UNAUTHORIZED.*refused the token \(401\)/);
+    assert.equal(wrong.stdout, "");
+
+    const none = await selkie(["ps", "--server", s.url]);
+    assert.equal(none.status, 2);
+    assert.match(none.stderr, /NO_TOKEN/);
+
+    const bad = await selkie(["ps", "--server", "not a url", "--token", "x"]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /BAD_URL/);
+
+    const missing = await selkie(["ps", "--token", "x"]);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /--server/);
+
+    // A port that was just free: nothing listens there.
+    const net = await import("node:net");
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as import("node:net").AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const down = await selkie(["ps", "--server", `http://127.0.0.1:${port}`, "--token", "x"]);
+    assert.equal(down.status, 6);
+    assert.match(down.stderr, /SERVER_UNREACHABLE.*ECONNREFUSED/);
+  });
+
+  it("has complete --help", async () => {
+    const r = await selkie(["ps", "--help"]);
+    assert.equal(r.status, 0);
+    for (const w of ["--server <url>", "--token <token>", "SELKIE_TOKEN", "--json", "MRENCLAVE", "EPC", "Exit codes"]) assert.ok(r.stdout.includes(w), w);
+    const top = await selkie(["--help"]);
+    assert.match(top.stdout, /ps \[options\]\s+list the databases and enclaves a running/);
+  });
+});
