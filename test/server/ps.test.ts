@@ -6,7 +6,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createPrivateKey } from "node:crypto";
 import { createClient } from "@libsql/client";
+import { parseManifest } from "../../runtime/enclave/manifest.js";
+import { measureEnclave, sha256 } from "../../runtime/enclave/measure.js";
+import { generateSigningKey, signEnclave } from "../../runtime/enclave/sigstruct.js";
 import { CLI, ROOT } from "../helpers.js";
 import { api, createDb, startServer, type ServerProc } from "./harness.js";
 
@@ -73,6 +79,32 @@ describe("selkie ps", () => {
       assert.equal(beta.committedBytes, null);
     }
     assert.deepEqual(out.rows.filter((x) => x.kind === "database").map((x) => x.name).sort(), ["alpha", "beta"]);
+  });
+
+  it("lists custom enclaves with their state, MRENCLAVE and EPC", async () => {
+    const dir = path.join(ROOT, "enclaves", "counter-as");
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Record<string, unknown>;
+    const module = fs.readFileSync(path.join(dir, "build", "counter.wasm"));
+    const m = parseManifest(manifest);
+    const signature = signEnclave(m, measureEnclave(sha256(module), m), createPrivateKey(generateSigningKey().pem));
+    const up = await api(s, s.adminToken, "POST", "/v1/enclaves", { manifest, module: module.toString("base64"), signature });
+    assert.equal(up.status, 201, up.text);
+    const call = await api(s, s.adminToken, "POST", "/v1/enclaves/counter-as/ecall/add", { args: [1] });
+    assert.equal(call.status, 200, call.text);
+
+    const r = await selkie(["ps", "--server", s.url, "--token", s.adminToken!, "--json"]);
+    assert.equal(r.status, 0, r.stderr);
+    const row = (JSON.parse(r.stdout) as { rows: Array<Record<string, any>> }).rows.find((x) => x.kind === "enclave" && x.name === "counter-as")!;
+    const info = (await api(s, s.adminToken, "GET", "/v1/enclaves/counter-as")).json;
+    assert.equal(row.state, info.state);
+    assert.equal(row.state, "running");
+    assert.equal(row.mrenclave, info.mrenclave);
+    assert.equal(row.epcBytes, info.epcBytes);
+    assert.ok(row.committedBytes > 0);
+    assert.ok(row.peakBytes >= row.committedBytes, JSON.stringify(row));
+    assert.equal(row.diskBytes, module.length);
+    const table = await selkie(["ps", "--server", s.url, "--token", s.adminToken!]);
+    assert.match(table.stdout, /\nenclave\s+counter-as\s+running\s+[0-9a-f]{16}\s/);
   });
 
   it("prints a table with the EPC summary", async () => {
