@@ -97,27 +97,13 @@ class Reader {
 }
 
 export function parseWasm(bytes: Uint8Array): WasmSummary {
-  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
-    throw new WasmParseError("not a WebAssembly module (missing \\0asm magic)");
-  }
-  if (bytes[4] !== 1 || bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
-    throw new WasmParseError("unsupported WebAssembly binary version (expected 1, a core module)");
-  }
-  const r = new Reader(bytes);
-  r.pos = 8;
   const out: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [] };
-  while (r.pos < bytes.length) {
-    const id = r.byte();
-    const size = r.u32();
-    const s = new Reader(bytes, r.pos + size);
-    if (s.end > bytes.length) throw new WasmParseError(`section ${id} runs past the end of the module`);
-    s.pos = r.pos;
+  for (const { id, s } of sections(bytes)) {
     if (id === 1) readTypes(s, out);
     else if (id === 2) readImports(s, out);
     else if (id === 3) for (let n = s.u32(); n > 0; n--) out.funcs.push(s.u32());
     else if (id === 7) readExports(s, out);
     else if (id === 8) out.hasStart = true;
-    r.pos = s.end;
   }
   return out;
 }
