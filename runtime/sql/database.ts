@@ -215,9 +215,9 @@ export class Database {
   }
 
   /** Bytes on disk and live bytes of the sealed store (undefined for plain files). */
-  get storage(): { diskBytes: number; liveBytes: number; commits: number } | undefined {
+  get storage(): { diskBytes: number; liveBytes: number; commits: number; cachedBlocks: number } | undefined {
     const s = this.#store?.store;
-    return s ? { diskBytes: s.diskBytes, liveBytes: s.liveBytes, commits: s.commits } : undefined;
+    return s ? { diskBytes: s.diskBytes, liveBytes: s.liveBytes, commits: s.commits, cachedBlocks: s.cachedBlocks } : undefined;
   }
 
   /** Starts the enclave instance and opens the database in it. */

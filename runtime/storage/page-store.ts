@@ -170,6 +170,11 @@ export class PageStore {
     return this.#files.size(this.#slotFile) + this.#logEnd;
   }
 
+  /** Decrypted committed blocks held in memory (at most CACHE_BLOCKS). */
+  get cachedBlocks(): number {
+    return this.#cache.size;
+  }
+
   get liveBytes(): number {
     return this.#liveBlocks * BLOCK;
   }
@@ -334,8 +339,8 @@ export class PageStore {
     this.#apply(entries, size, seq);
     for (const [b, slot] of entries) {
       const plain = slot === NONE ? undefined : this.#pending.get(b);
-      if (plain) this.#cache.set(b, plain);
-      else if (slot === NONE) this.#cache.delete(b);
+      this.#cache.delete(b);
+      if (plain) this.#remember(b, plain); // bounded: a big commit must not keep all its blocks
     }
     this.#pending.clear();
     this.#pendingSize = undefined;

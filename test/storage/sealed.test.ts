@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Database, SelkieError } from "../../runtime/index.js";
-import { SLOT } from "../../runtime/storage/page-store.js";
+import { PageStore, SLOT } from "../../runtime/storage/page-store.js";
 import { openDb, rng, tempDir } from "../helpers.js";
 
 const MARK_TEXT = "SELKIE-MARKER-7f3a9c-confidential";
@@ -220,5 +220,20 @@ test("under a long update-heavy workload the store stays within 2x of the live d
   const after = db.storage!.diskBytes;
   assert.ok(after < before / 3, `VACUUM shrank the store from ${before} to ${after} bytes`);
   assert.deepEqual(db.query("PRAGMA integrity_check"), [{ integrity_check: "ok" }]);
+  db.close();
+});
+
+test("the store's cache of decrypted blocks stays bounded after a large commit", () => {
+  const file = path.join(tempDir(), "big.db");
+  const db = openDb(file);
+  db.exec("CREATE TABLE t(b BLOB)");
+  db.transaction(() => {
+    for (let i = 0; i < 3000; i++) db.run("INSERT INTO t VALUES (randomblob(2000))");
+  })();
+  const s = db.storage!;
+  assert.ok(s.liveBytes / 4096 > 2 * PageStore.CACHE_BLOCKS, "the commit wrote far more blocks than the cache holds");
+  assert.ok(s.cachedBlocks <= PageStore.CACHE_BLOCKS, `cache holds ${s.cachedBlocks} blocks`);
+  assert.equal(db.query("SELECT count(*) AS n FROM t")[0]!.n, 3000);
+  assert.ok(db.storage!.cachedBlocks <= PageStore.CACHE_BLOCKS);
   db.close();
 });
