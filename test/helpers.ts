@@ -42,16 +42,7 @@ export function cli(args: string[], opts: { input?: string; cwd?: string; env?: 
 }
 
 /** A seeded PRNG (mulberry32) so random workloads replay exactly from their seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../tools/rng.js";
 
 import { Platform } from "../runtime/platform/platform.js";
 import { Database, type DatabaseOptions } from "../runtime/index.js";

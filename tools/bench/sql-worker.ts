@@ -23,6 +23,7 @@ import { createRequire } from "node:module";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { rng } from "../rng.js";
 
 // ---------------------------------------------------------------------------------------------
 // Options and workload rows
@@ -302,17 +303,6 @@ export const ENGINES: Record<string, EngineDef> = {
 // ---------------------------------------------------------------------------------------------
 // Deterministic data
 
-/** mulberry32: a small, fast, seeded PRNG (same sequence in every process). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ["alder", "birch", "cedar", "dogwood", "elm", "fir", "ginkgo", "hazel", "ilex", "juniper", "kauri", "larch", "maple", "nutmeg", "oak", "pine"];
 
@@ -395,7 +385,7 @@ function pragmas(db: BenchDb, o: WorkloadOpts): Record<string, string> {
 async function runWorkload(db: BenchDb, o: WorkloadOpts): Promise<Pick<WorkerResult, "times" | "checks" | "finalHash" | "integrity">> {
   const times: Record<string, number> = {};
   const checks: Record<string, string> = {};
-  const rnd = prng(o.seed);
+  const rnd = rng(o.seed);
   const N = o.rows;
   const data = makeData(N, rnd);
   db.exec(SCHEMA);
