@@ -34,3 +34,10 @@ export class PermissionDenied extends SelkieError {}
 
 /** Misuse of the public API by the embedding program (wrong argument types, closed handles). */
 export class UsageError extends SelkieError {}
+
+/**
+ * Snapshot images: capture, sealing, restore (runtime/enclave/snapshot/IMAGES.md lists the codes).
+ * IMAGE_TAMPERED, IMAGE_ROLLBACK, IMAGE_WRONG_PLATFORM, IMAGE_WRONG_ENCLAVE, IMAGE_VERSION_UNSUPPORTED,
+ * IMAGE_MISSING, IMAGE_IO, SNAPSHOT_BUSY, SNAPSHOT_UNSUPPORTED, SNAPSHOT_STALE.
+ */
+export class SnapshotError extends SelkieError {}
