@@ -1,0 +1,136 @@
+/**
+ * UNTRUSTED side of the image store: names and bytes in the image folder. Everything passed here is
+ * already ciphertext (or the clear header); nothing here decides what is valid (image-store.ts does).
+ *
+ * Invariants:
+ *  1. Only names matching `<seq>.img` / `<seq>.tmp` (seq in decimal, no leading zero, <= 2^53-1) are
+ *     ever listed, removed or written; other files in the folder are left alone.
+ *  2. A tmp file is created O_EXCL; linkNoReplace() hard-links it to its final name, which fails when that
+ *     name exists, so two writers never silently replace each other's image.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { syncDirectory } from "../../host/files.js";
+
+const IMAGE_NAME = /^([1-9][0-9]{0,15})\.(img|tmp)$/;
+
+export function imageFile(dir: string, seq: number): string {
+  return path.join(dir, `${seq}.img`);
+}
+
+export function tmpFile(dir: string, seq: number): string {
+  return path.join(dir, `${seq}.tmp`);
+}
+
+/** Seqs of the image (or tmp) files in `dir`, largest first. */
+export function listSeqs(dir: string, kind: "img" | "tmp"): number[] {
+  const seqs: number[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const m = IMAGE_NAME.exec(name);
+    if (m && m[2] === kind && Number.isSafeInteger(Number(m[1]))) seqs.push(Number(m[1]));
+  }
+  return seqs.sort((a, b) => b - a);
+}
+
+export function removeQuietly(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    /* already gone, or removed on a later open */
+  }
+}
+
+export function syncDir(dir: string): void {
+  syncDirectory(dir);
+}
+
+/** Opens an image for reading; undefined when it does not exist. */
+export function openForRead(file: string): { fd: number; size: number } | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  try {
+    return { fd, size: fs.fstatSync(fd).size };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
+/** Reads exactly buf.length bytes at `pos` (the caller checked the file is long enough); false if short. */
+export function readAt(fd: number, buf: Uint8Array, pos: number): boolean {
+  let done = 0;
+  while (done < buf.length) {
+    const n = fs.readSync(fd, buf, done, buf.length - done, pos + done);
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
+}
+
+/** Writer of a new tmp file: appends from `start`; writeAt() fills what was skipped (the header). */
+export class TmpWriter {
+  readonly file: string;
+  readonly #fd: number;
+  #pos: number;
+  #closed = false;
+
+  constructor(file: string, start: number) {
+    this.file = file;
+    this.#fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    this.#pos = start;
+  }
+
+  /** Bytes up to the end of the last append. */
+  get bytes(): number {
+    return this.#pos;
+  }
+
+  write(buf: Uint8Array): void {
+    this.writeAt(buf, this.#pos);
+    this.#pos += buf.length;
+  }
+
+  writeAt(buf: Uint8Array, pos: number): void {
+    let done = 0;
+    while (done < buf.length) done += fs.writeSync(this.#fd, buf, done, buf.length - done, pos + done);
+  }
+
+  sync(): void {
+    fs.fsyncSync(this.#fd);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    fs.closeSync(this.#fd);
+  }
+
+  /** Closes and removes the file (a failed write). */
+  discard(): void {
+    try {
+      this.close();
+    } finally {
+      removeQuietly(this.file);
+    }
+  }
+}
+
+/** Gives a closed tmp file its final name; throws EEXIST when that name is taken (invariant 2). */
+export function linkNoReplace(tmp: string, final: string): void {
+  fs.linkSync(tmp, final);
+  removeQuietly(tmp);
+}
+
+/** Removes the folder if it is empty (other files keep it). */
+export function removeDirIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    /* not empty, or gone */
+  }
+}
