@@ -1,0 +1,21 @@
+/**
+ * Child process for the image crash test: writes durable images of a seeded workload (image-workload.ts)
+ * in a loop, continuing from the state it restores, and prints "ack N" after write() returns for step N.
+ * The parent kills it with SIGKILL at a random moment. argv: platformDir imageDir seed
+ */
+import { ImageStore } from "../../runtime/enclave/snapshot/image-store.js";
+import { Platform } from "../../runtime/platform/platform.js";
+import { bindingOf, CRASH, identity, Workload } from "./image-workload.js";
+
+const [platformDir, dir, seed] = process.argv.slice(2) as [string, string, string];
+const platform = await Platform.open(platformDir);
+const id = identity(CRASH.identity);
+const store = ImageStore.openDurable(dir, { services: platform.servicesFor(id), binding: bindingOf(id, platform.platformId), maxChain: CRASH.maxChain });
+const start = store.latest ? (store.read().runtime.step as number) : 0;
+const w = new Workload(Number(seed), CRASH.startPages, CRASH.maxPages).advanceTo(start);
+process.stdout.write(`ready ${start}\n`);
+for (;;) {
+  const state = w.next();
+  store.write(state, { full: w.step % 9 === 0 });
+  process.stdout.write(`ack ${w.step}\n`);
+}
