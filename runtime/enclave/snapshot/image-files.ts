@@ -72,11 +72,16 @@ export function readAt(fd: number, buf: Uint8Array, pos: number): boolean {
   return true;
 }
 
-/** Writer of a new tmp file: appends from `start`; writeAt() fills what was skipped (the header). */
+/** Appended buffers are written together (one writev) once this many bytes are pending. */
+const BATCH_BYTES = 1024 * 1024;
+
+/** Writer of a new tmp file: appends from `start` (batched); writeAt() fills what was skipped (the header). */
 export class TmpWriter {
   readonly file: string;
   readonly #fd: number;
   #pos: number;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
   #closed = false;
 
   constructor(file: string, start: number) {
@@ -87,35 +92,65 @@ export class TmpWriter {
 
   /** Bytes up to the end of the last append. */
   get bytes(): number {
-    return this.#pos;
+    return this.#pos + this.#pendingBytes;
   }
 
+  /** Appends `buf`, which the caller must not change afterwards (it may be written later). */
   write(buf: Uint8Array): void {
-    this.writeAt(buf, this.#pos);
-    this.#pos += buf.length;
+    this.#pending.push(buf);
+    this.#pendingBytes += buf.length;
+    if (this.#pendingBytes >= BATCH_BYTES) this.#flush();
   }
 
   writeAt(buf: Uint8Array, pos: number): void {
+    this.#flush();
     let done = 0;
     while (done < buf.length) done += fs.writeSync(this.#fd, buf, done, buf.length - done, pos + done);
   }
 
   sync(): void {
+    this.#flush();
     fs.fsyncSync(this.#fd);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    fs.closeSync(this.#fd);
+    try {
+      this.#flush();
+    } finally {
+      fs.closeSync(this.#fd);
+    }
   }
 
-  /** Closes and removes the file (a failed write). */
+  /** Closes and removes the file (a failed write); pending bytes are dropped. */
   discard(): void {
+    this.#pending = [];
+    this.#pendingBytes = 0;
     try {
       this.close();
     } finally {
       removeQuietly(this.file);
+    }
+  }
+
+  #flush(): void {
+    const bufs = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    while (bufs.length > 0) {
+      let n = fs.writevSync(this.#fd, bufs, this.#pos);
+      this.#pos += n;
+      while (n > 0) {
+        const b = bufs[0]!;
+        if (n >= b.length) {
+          n -= b.length;
+          bufs.shift();
+        } else {
+          bufs[0] = b.subarray(n);
+          n = 0;
+        }
+      }
     }
   }
 }
