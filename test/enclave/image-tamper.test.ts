@@ -51,6 +51,11 @@ function reopenAndRead(dir: string, o: DurableOptions): () => { memory: Uint8Arr
   return () => ImageStore.openDurable(dir, o).read();
 }
 
+/** Open file descriptors of this process (Linux), to show refused images leave none open. */
+function openFds(): number {
+  return fs.existsSync("/proc/self/fd") ? fs.readdirSync("/proc/self/fd").length : 0;
+}
+
 function sameState(got: { memory: Uint8Array; globals: unknown; runtime: unknown }, want: SnapshotState): boolean {
   return Buffer.from(got.memory).equals(Buffer.from(want.memory)) && JSON.stringify(got.runtime) === JSON.stringify(want.runtime);
 }
@@ -192,8 +197,9 @@ test("an older image copied over the newest, or the folder restored from an olde
 
 test("a deleted newest image is a rollback, a deleted parent is missing, a replaced parent is tampering, and an emptied folder holds no image", () => {
   const { dir, o, store } = lineage("delete");
+  const fds = openFds();
   const bytes = (seq: number): Buffer => fs.readFileSync(imagePath(dir, seq));
-  const [b2, b3] = [bytes(2), bytes(3)];
+  const [b1, b2, b3] = [bytes(1), bytes(2), bytes(3)];
   fs.rmSync(imagePath(dir, 3));
   assert.equal(outcome(reopenAndRead(dir, o)).code, "IMAGE_ROLLBACK", "newest deleted");
   assert.equal(outcome(() => store.read()).code, "IMAGE_MISSING", "newest deleted, same store");
@@ -203,6 +209,11 @@ test("a deleted newest image is a rollback, a deleted parent is missing, a repla
   fs.writeFileSync(imagePath(dir, 2), b3);
   assert.equal(outcome(reopenAndRead(dir, o)).code, "IMAGE_TAMPERED", "parent replaced by another image");
   fs.writeFileSync(imagePath(dir, 2), b2);
+  assert.equal(outcome(() => store.read()).code, "ok");
+  fs.rmSync(imagePath(dir, 1));
+  assert.equal(outcome(() => store.read()).code, "IMAGE_MISSING", "the full image deleted, same store");
+  assert.equal(openFds(), fds, "refused reads and opens left no file open");
+  fs.writeFileSync(imagePath(dir, 1), b1);
   assert.equal(outcome(reopenAndRead(dir, o)).code, "ok");
   store.write({ memory: new Uint8Array(WASM_PAGE).fill(3), globals: [], runtime: {} }, { full: true });
   assert.deepEqual(fs.readdirSync(dir), ["4.img"]);
@@ -300,6 +311,7 @@ test("random damage to a lineage's files gives a typed error or the exact newest
   const pristine = new Map([1, 2, 3].map((seq) => [seq, fs.readFileSync(imagePath(dir, seq))]));
   const r = rng(4242);
   let refused = 0;
+  const fds = openFds();
   for (let i = 0; i < 150; i++) {
     const seq = 1 + Math.floor(r() * 3);
     const b = Buffer.from(pristine.get(seq)!);
@@ -325,5 +337,6 @@ test("random damage to a lineage's files gives a typed error or the exact newest
     fs.writeFileSync(imagePath(dir, seq), pristine.get(seq)!);
   }
   assert.ok(refused > 140, `nearly every change was refused (${refused} of 150)`);
+  assert.equal(openFds(), fds, "no refused image left a file open");
   store.destroy();
 });

@@ -423,8 +423,9 @@ export class ImageStore {
         ? new SnapshotError("IMAGE_ROLLBACK", `${file}: it holds the older image ${h.seq} where image ${seq} should be (an old copy was put back); restore the current files`)
         : tampered(file, `it is not the image ${seq} this store wrote or opened`),
     );
-    const chain = this.#loadChain(top);
+    let chain: ChainImage[] = [top];
     try {
+      chain = this.#loadChain(top);
       const plan = planRead(chain);
       const memory = alloc ? checkAlloc(alloc(plan.memoryBytes), plan.memoryBytes) : new Uint8Array(plan.memoryBytes);
       try {
