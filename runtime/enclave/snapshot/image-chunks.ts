@@ -23,14 +23,18 @@ import { asBuffer, isZeroContent, isZeroPage, PAGE } from "./pages.js";
 /** Gathers ascending pages into chunks of CHUNK_PAGES and seals each as it fills. */
 export class ChunkSealer {
   readonly entries: ChunkEntry[] = [];
+  readonly #out: Sink;
+  readonly #key: KeyObject;
+  readonly #ids: { lineage: Buffer; imageId: Buffer; seq: number };
+  readonly #mem: Uint8Array;
   #pending: number[] = [];
 
-  constructor(
-    private readonly out: Sink,
-    private readonly key: KeyObject,
-    private readonly ids: { lineage: Buffer; imageId: Buffer; seq: number },
-    private readonly mem: Uint8Array,
-  ) {}
+  constructor(out: Sink, key: KeyObject, ids: { lineage: Buffer; imageId: Buffer; seq: number }, mem: Uint8Array) {
+    this.#out = out;
+    this.#key = key;
+    this.#ids = ids;
+    this.#mem = mem;
+  }
 
   add(page: number): void {
     this.#pending.push(page);
@@ -41,8 +45,8 @@ export class ChunkSealer {
     if (this.#pending.length === 0) return;
     const { pages, runs } = encodeRuns(this.#pending);
     const nonce = randomBytes(NONCE);
-    const { lineage, imageId, seq } = this.ids;
-    sealRuns(this.out, this.key, nonce, chunkAad(lineage, imageId, seq, this.entries.length, pages), runs, this.mem);
+    const { lineage, imageId, seq } = this.#ids;
+    sealRuns(this.#out, this.#key, nonce, chunkAad(lineage, imageId, seq, this.entries.length, pages), runs, this.#mem);
     this.entries.push({ nonce, pages });
     this.#pending = [];
   }
