@@ -2,6 +2,10 @@
  * The enclave lifecycle: one checked module, one manifest, one runtime-owned memory at a time.
  *
  *   CREATED --start()--> RUNNING --fault()--> FAULTED --restart()--> RUNNING
+ *                         |   ^
+ *            suspend()    |   |  resume(image)        (EPC paging, snapshots: runtime/enclave/snapshot)
+ *                         v   |
+ *                       SUSPENDED --start()--> RUNNING (a fresh boot: the image is discarded)
  *      \__________________ any --close()--> CLOSED ____________________/
  *
  * Invariants:
@@ -17,11 +21,17 @@
  *     at most use up its own cap. The memory's maximum is the manifest's EPC size, so even an
  *     uninstrumented module (checkModule alone) that runs memory.grow itself cannot pass the cap;
  *     its unhooked growth is charged (after the fact) at its next ocall.
+ *  5. capture() reads memory and every mutable global only at a quiescent point: never while one of
+ *     this enclave's ocalls is on the stack (SNAPSHOT_BUSY), and only for modules whose every mutable
+ *     global is exported (stateGlobals; SNAPSHOT_UNSUPPORTED otherwise). suspend() then releases the
+ *     instance, its memory and its EPC lease; resume() admits the image's whole memory size against
+ *     the EPC first, instantiates the same module, writes memory and globals, and never runs
+ *     _initialize again: the enclave continues exactly where it was captured.
  *  4. A permission the enclave lacks is answered with an error code inside the enclave, and the
  *     denial (naming the grant that would allow it) is recorded for the caller to surface.
  */
 import { randomFillSync } from "node:crypto";
-import { EnclaveStateError } from "../errors.js";
+import { EnclaveStateError, SnapshotError } from "../errors.js";
 import { NS_FS, NS_SYS, WASM_PAGE, type Permission } from "./abi.js";
 import { checkManifestFits, measure, type CheckedModule } from "./loader.js";
 import type { Manifest } from "./manifest.js";
@@ -45,7 +55,20 @@ export type EpcAdmit = (initialBytes: number, maxBytes: number, label: string) =
 /** Without a platform, each enclave is metered only against its own manifest cap. */
 const unmetered: EpcAdmit = () => ({ grow: () => true, release: () => {} });
 
-export type EnclaveState = "created" | "running" | "faulted" | "closed";
+export type EnclaveState = "created" | "running" | "suspended" | "faulted" | "closed";
+
+/** One mutable global's value in a snapshot (i64 as bigint). */
+export interface GlobalValue {
+  name: string;
+  type: "i32" | "i64" | "f32" | "f64";
+  value: number | bigint;
+}
+
+/** The wasm state of an enclave at a quiescent point. `memory` is a live view: seal or copy it before the next ecall. */
+export interface CapturedState {
+  memory: Uint8Array;
+  globals: GlobalValue[];
+}
 
 export interface EnclaveOptions {
   module: CheckedModule;
@@ -74,6 +97,8 @@ export class Enclave {
   #meter: EpcMeter | undefined;
   #denied: string | undefined;
   #logBudget = 100;
+  /** Ocalls of this enclave on the stack (invariant 5: no capture while > 0). */
+  #depth = 0;
   faults = 0;
   peakBytes = 0;
 
@@ -104,6 +129,11 @@ export class Enclave {
     return this.#memory ? this.#memory.size : 0;
   }
 
+  /** True while one of this enclave's metered ocalls is running (it is inside an ecall). */
+  get busy(): boolean {
+    return this.#depth > 0;
+  }
+
   requireRunning(): void {
     if (this.#state !== "running") {
       throw new EnclaveStateError("ENCLAVE_NOT_RUNNING", `enclave "${this.manifest.name}" is ${this.#state}; ${this.#state === "closed" ? "open it again" : "restart it"} before calling into it`);
@@ -118,14 +148,38 @@ export class Enclave {
   }
 
   start(): void {
-    if (this.#state !== "created" && this.#state !== "faulted") {
+    if (this.#state !== "created" && this.#state !== "faulted" && this.#state !== "suspended") {
       throw new EnclaveStateError("ENCLAVE_BAD_TRANSITION", `cannot start an enclave that is ${this.#state}`);
     }
-    const initial = this.module.minPages * WASM_PAGE;
-    const maxPages = Math.min(this.manifest.epc / WASM_PAGE, this.module.maxPages ?? Infinity);
-    const meter = (this.opts.epc ?? unmetered)(initial, maxPages * WASM_PAGE, this.manifest.name);
+    const failed = "faulted";
+    const instance = this.#instantiate(this.module.minPages, failed);
     try {
-      const memory = new WebAssembly.Memory({ initial: this.module.minPages, maximum: maxPages });
+      const init = instance.exports._initialize;
+      if (typeof init === "function") init();
+      this.peakBytes = Math.max(this.peakBytes, this.#memory!.size);
+    } catch (e) {
+      this.#drop();
+      this.#state = failed;
+      throw e;
+    }
+  }
+
+  /** Admits `pages` of memory against the EPC, builds memory and instance; RUNNING on success. */
+  #instantiate(pages: number, failed: EnclaveState): WebAssembly.Instance {
+    const maxPages = Math.min(this.manifest.epc / WASM_PAGE, this.module.maxPages ?? Infinity);
+    if (pages > maxPages) {
+      this.#state = failed;
+      throw new SnapshotError("SNAPSHOT_UNSUPPORTED", `the image holds ${pages} pages of memory, more than enclave "${this.manifest.name}" may have (${maxPages}); restore it with the manifest it was taken with`);
+    }
+    let meter: EpcMeter;
+    try {
+      meter = (this.opts.epc ?? unmetered)(pages * WASM_PAGE, maxPages * WASM_PAGE, this.manifest.name);
+    } catch (e) {
+      this.#state = failed;
+      throw e;
+    }
+    try {
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: maxPages });
       const mem = new GuestMemory(memory);
       const imports: WebAssembly.Imports = { [NS_SYS]: { memory, ...this.#sysOcalls(mem, meter, maxPages) } };
       for (const [ns, fns] of Object.entries(this.opts.services ?? {})) imports[ns] = fns;
@@ -138,17 +192,87 @@ export class Enclave {
       this.#memory = mem;
       this.#meter = meter;
       this.#state = "running";
-      const init = instance.exports._initialize;
-      if (typeof init === "function") init();
-      this.peakBytes = Math.max(this.peakBytes, mem.size);
+      return instance;
     } catch (e) {
       meter.release();
       this.#exports = undefined;
       this.#memory = undefined;
       this.#meter = undefined;
-      this.#state = "faulted";
+      this.#state = failed;
       throw e;
     }
+  }
+
+  /** The enclave's memory (a live view) and mutable globals at this quiescent point (invariant 5). */
+  capture(): CapturedState {
+    this.requireRunning();
+    if (this.#depth > 0) throw new SnapshotError("SNAPSHOT_BUSY", `enclave "${this.manifest.name}" is inside an ecall; snapshot it when the call has returned`);
+    const specs = this.module.stateGlobals;
+    if (specs === undefined) {
+      throw new SnapshotError("SNAPSHOT_UNSUPPORTED", `enclave "${this.manifest.name}" keeps state in globals it does not export; load it with loadEnclaveModule (which exports them) to snapshot it`);
+    }
+    const x = this.#exports!;
+    const globals = specs.map(({ name, type }) => ({ name, type, value: (x[name] as WebAssembly.Global).value as number | bigint }));
+    return { memory: this.#memory!.u8, globals };
+  }
+
+  /** Releases instance, memory and EPC lease after a capture; resume() continues from an image (invariant 5). */
+  suspend(): void {
+    if (this.#state !== "running") throw new EnclaveStateError("ENCLAVE_BAD_TRANSITION", `cannot suspend an enclave that is ${this.#state}`);
+    if (this.#depth > 0) throw new SnapshotError("SNAPSHOT_BUSY", `enclave "${this.manifest.name}" is inside an ecall; suspend it when the call has returned`);
+    this.#drop();
+    this.#state = "suspended";
+  }
+
+  /**
+   * Continues from an image: `load(alloc)` must call `alloc(memoryBytes)` once, fill the returned
+   * view with the image's memory and return its globals. alloc admits the memory against the EPC
+   * and instantiates the module (whose data segments it then overwrites). Works from CREATED (a
+   * restore into a fresh enclave) and SUSPENDED. A failure before an instance exists (EPC refusal,
+   * an image refused early) leaves the state as it was; a later one leaves it FAULTED (restart()
+   * boots it fresh).
+   */
+  resume(load: (alloc: (memoryBytes: number) => Uint8Array) => { globals: readonly GlobalValue[] }): void {
+    const prior = this.#state;
+    if (prior !== "suspended" && prior !== "created") {
+      throw new EnclaveStateError("ENCLAVE_BAD_TRANSITION", `cannot resume an enclave that is ${prior}`);
+    }
+    let instantiated = false;
+    try {
+      const { globals } = load((bytes) => {
+        if (instantiated) throw new SnapshotError("SNAPSHOT_UNSUPPORTED", "an image loader asked for memory twice");
+        if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % WASM_PAGE !== 0) {
+          throw new SnapshotError("IMAGE_TAMPERED", `an image declares ${bytes} bytes of memory, not a whole number of 64 KiB pages`);
+        }
+        this.#instantiate(bytes / WASM_PAGE, prior); // an EPC refusal leaves the enclave as it was
+        instantiated = true;
+        return this.#memory!.u8;
+      });
+      if (!instantiated) throw new SnapshotError("IMAGE_TAMPERED", "the image holds no memory");
+      this.#setGlobals(globals);
+      this.peakBytes = Math.max(this.peakBytes, this.#memory!.size);
+    } catch (e) {
+      this.#drop();
+      // Not admitted (or the image refused before any instance existed): nothing changed, the
+      // image can be tried again. Once an instance was built from it, it is FAULTED.
+      this.#state = instantiated ? "faulted" : prior;
+      throw e;
+    }
+  }
+
+  #setGlobals(values: readonly GlobalValue[]): void {
+    const specs = this.module.stateGlobals;
+    if (specs === undefined) throw new SnapshotError("SNAPSHOT_UNSUPPORTED", `enclave "${this.manifest.name}" cannot be restored: it does not export its mutable globals`);
+    if (values.length !== specs.length) {
+      throw new SnapshotError("IMAGE_WRONG_ENCLAVE", `the image holds ${values.length} globals, enclave "${this.manifest.name}" has ${specs.length}: it was taken of another module`);
+    }
+    const x = this.#exports!;
+    specs.forEach((spec, i) => {
+      const v = values[i]!;
+      const ok = v.name === spec.name && v.type === spec.type && (spec.type === "i64" ? typeof v.value === "bigint" : typeof v.value === "number");
+      if (!ok) throw new SnapshotError("IMAGE_WRONG_ENCLAVE", `global ${i} of the image (${v.name}: ${v.type}) does not match the module's (${spec.name}: ${spec.type})`);
+      (x[spec.name] as WebAssembly.Global).value = v.value;
+    });
   }
 
   /** Drops a trapped instance and its memory (invariant 2). */
@@ -205,7 +329,7 @@ export class Enclave {
         reconcile();
         const old = mem.memory.buffer.byteLength / WASM_PAGE;
         if (delta === 0) return old;
-        if (old + delta > maxPages || !meter.grow(delta * WASM_PAGE)) return -1;
+        if (old + delta > maxPages || !this.#meterGrow(meter, delta * WASM_PAGE)) return -1;
         accounted += delta * WASM_PAGE;
         try {
           const prev = mem.memory.grow(delta);
@@ -223,7 +347,7 @@ export class Enclave {
         const pages = delta >>> 0;
         if (pages === 0) return 0;
         const cur = mem.memory.buffer.byteLength / WASM_PAGE;
-        if (cur + pages > maxPages || !meter.grow(pages * WASM_PAGE)) return GROW_REFUSED;
+        if (cur + pages > maxPages || !this.#meterGrow(meter, pages * WASM_PAGE)) return GROW_REFUSED;
         accounted += pages * WASM_PAGE;
         return pages;
       },
@@ -244,6 +368,16 @@ export class Enclave {
         if (mem.inBounds(ptr, len)) this.opts.onLog(code, mem.text(ptr, Math.min(len, 1024)));
       },
     };
+  }
+
+  /** The meter may evict other enclaves to make room (EPC paging); this one is busy meanwhile. */
+  #meterGrow(meter: EpcMeter, bytes: number): boolean {
+    this.#depth++;
+    try {
+      return meter.grow(bytes);
+    } finally {
+      this.#depth--;
+    }
   }
 
   #allowed(p: Permission): boolean {

@@ -21,7 +21,7 @@ import { MEMORY_IMPORT, OCALLS, WASM_PAGE } from "./abi.js";
 import { formatBytes, type Manifest } from "./manifest.js";
 import { instrumentModule, type InstrumentOptions } from "./instrument.js";
 import { measureEnclave, sha256 } from "./measure.js";
-import { parseWasm, WasmParseError, type FuncType } from "./wasm-sections.js";
+import { parseGlobals, parseWasm, WasmParseError, type FuncType, type WasmExport } from "./wasm-sections.js";
 
 export interface CheckedModule {
   readonly module: WebAssembly.Module;
@@ -36,8 +36,14 @@ export interface CheckedModule {
   readonly exports: ReadonlySet<string>;
   /** The ocalls this module imports, as "ns.name". */
   readonly ocalls: readonly string[];
-  /** Names of every exported global (mutable or not: `instrumentation.globals` lists exactly the mutable ones). */
+  /** Names of every exported global (mutable or not: `stateGlobals` lists exactly the mutable ones). */
   readonly mutableGlobalExports: readonly string[];
+  /**
+   * The enclave's wasm state besides memory: every mutable global the module defines, by export
+   * name and type, in index order. Undefined when some mutable global is not exported (such a
+   * module cannot be snapshotted: load it with loadEnclaveModule, which exports them all).
+   */
+  readonly stateGlobals: readonly StateGlobal[] | undefined;
   /**
    * Set by loadEnclaveModule: the export name of every mutable, non-imported global (what a
    * snapshot must save besides memory) and what instrumentation did to the bytes.
@@ -51,6 +57,11 @@ export interface CheckedModule {
     readonly exportedGlobals: number;
     readonly growSites: number;
   };
+}
+
+export interface StateGlobal {
+  readonly name: string;
+  readonly type: "i32" | "i64" | "f32" | "f64";
 }
 
 const cache = new Map<string, CheckedModule>();
@@ -124,6 +135,7 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
     throw new EnclaveLoadError("ENCLAVE_INVALID_MODULE", `the module is not valid WebAssembly: ${(e as Error).message}`);
   }
   const globals = WebAssembly.Module.exports(module).filter((e) => e.kind === "global").map((e) => e.name);
+  const stateGlobals = findStateGlobals(bytes, summary.exports);
   const checked: CheckedModule = {
     module,
     sha256: hash,
@@ -133,6 +145,7 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
     exports: new Set(summary.exports.map((e) => e.name)),
     ocalls,
     mutableGlobalExports: globals,
+    stateGlobals,
   };
   requireExports(checked, requiredExports);
   cache.set(key, checked);
@@ -171,6 +184,21 @@ export async function loadEnclaveModule(bytes: Uint8Array, opts: LoadOptions = {
     },
   };
   loaded.set(checked, out);
+  return out;
+}
+
+/** Every defined mutable global with the name it is exported under; undefined if one is not exported. */
+function findStateGlobals(bytes: Uint8Array, exports: readonly WasmExport[]): StateGlobal[] | undefined {
+  const names = new Map<number, string>();
+  for (const e of exports) if (e.kind === "global" && !names.has(e.index)) names.set(e.index, e.name);
+  const out: StateGlobal[] = [];
+  for (const g of parseGlobals(bytes)) {
+    if (g.imported || !g.mutable) continue;
+    const name = names.get(g.index);
+    if (name === undefined) return undefined;
+    if (g.type !== "i32" && g.type !== "i64" && g.type !== "f32" && g.type !== "f64") return undefined;
+    out.push({ name, type: g.type });
+  }
   return out;
 }
 
