@@ -13,7 +13,12 @@ import type { EnclaveIdentity } from "./identity.js";
 import { policyId, policyName, SealPolicy, type SealPolicyName } from "./keys.js";
 import type { CounterEntry, CounterStore } from "./counter-store.js";
 
-export const DEFAULT_COUNTER_QUOTA = 256;
+/**
+ * Counters per owner. SGX's PSE allowed 256 per enclave, but every sealed database uses one counter
+ * owned by the SQLite enclave, and one host keeps thousands of databases (EPC paging), so the
+ * emulated platform allows 65,536 (a fleet counter service, not the CPU, holds them in practice).
+ */
+export const DEFAULT_COUNTER_QUOTA = 65_536;
 
 export interface CounterInfo {
   readonly id: string;

@@ -56,7 +56,7 @@ export interface PlatformCreateOptions {
 export interface PlatformOpenOptions {
   /** Counter log records before compaction (default 4096). */
   counterCompactEvery?: number;
-  /** Counters per owner (default 256). */
+  /** Counters per owner (default 65,536; see DEFAULT_COUNTER_QUOTA). */
   counterQuota?: number;
 }
 

@@ -12,16 +12,30 @@
  *    longer be trusted: it is dropped, its files and locks released, a fresh instance started and
  *    the database reopened. SQLite's rollback journal returns the file to its last commit. The call
  *    fails with EnclaveFault (ENCLAVE_TRAPPED); statements re-prepare themselves on next use.
+ *
+ * EPC paging (runtime/enclave/snapshot/pager.ts), for databases on a platform:
+ *
+ *   RESIDENT --hibernate (pager, only when idle: no file lock held)--> HIBERNATED
+ *   HIBERNATED --any ecall (the _x/_mem/_scratch getters)--> RESIDENT
+ *
+ *  - hibernating seals memory and globals into a volatile image (delta against the previous one)
+ *    and releases the instance and its EPC; the VFS server, the store and every Statement object
+ *    stay as they are, so a woken enclave continues exactly where it was;
+ *  - a wake admits the whole memory first: if the EPC cannot hold it even after evicting others,
+ *    the call fails with EPC_ADMISSION_REFUSED and the database stays hibernated, intact;
+ *  - an image that fails verification (IMAGE_*) is reported to that call and the enclave boots
+ *    afresh: it was idle, so its state was only caches, and every commit is in the page store.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { EnclaveFault, SelkieError, UsageError } from "../errors.js";
+import { EnclaveFault, EpcError, SelkieError, SnapshotError, UsageError } from "../errors.js";
+import { randomUUID } from "node:crypto";
 import { Enclave, type EpcAdmit } from "../enclave/enclave.js";
 import type { GuestMemory } from "../enclave/memory.js";
 import { NS_FS, type Permission } from "../enclave/abi.js";
 import { NodeFileLayer, type FileLayer } from "../host/files.js";
 import { acquireProcessLock, releaseProcessLock } from "../host/process-lock.js";
-import { VfsServer } from "../storage/vfs-server.js";
+import { VfsServer, type VfsState } from "../storage/vfs-server.js";
 import { acquireStore } from "../storage/registry.js";
 import { storeTrustFor } from "../storage/trust.js";
 import type { PageStore } from "../storage/page-store.js";
@@ -31,6 +45,8 @@ import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
 import { SqliteError } from "./errors.js";
 import { loadSqliteEnclave } from "./sqlite-module.js";
+import { EpcPager, nextUse, type Pageable } from "../enclave/snapshot/pager.js";
+import { ImageStore, type ImageInfo } from "../enclave/snapshot/image-store.js";
 import { Statement, type BindArgs, type Row, type RunResult } from "./statement.js";
 
 export interface DatabaseOptions {
@@ -58,6 +74,22 @@ export interface DatabaseOptions {
   epcAdmit?: EpcAdmit;
   /** Statement cache size for query()/run() (default 64, 0 disables). */
   statementCache?: number;
+  /**
+   * EPC paging: let the platform hibernate this database's enclave when idle and the EPC is short
+   * (default true with a platform; needs a platform).
+   */
+  paging?: boolean;
+}
+
+export type EnclaveRunState = "running" | "hibernated" | "faulted" | "closed";
+
+export interface PagingInfo {
+  state: EnclaveRunState;
+  hibernations: number;
+  wakes: number;
+  lastWakeMs: number;
+  /** Bytes of the last paging image written (0 before the first). */
+  lastImageBytes: number;
 }
 
 export interface EnclaveInfo {
@@ -69,6 +101,22 @@ export interface EnclaveInfo {
   faults: number;
   permissions: string[];
   sqliteVersion: string;
+  state: EnclaveRunState;
+}
+
+/** Where Database.restore passes the image folder to the constructor (not a public option). */
+const RESTORE_FROM = Symbol("restoreFrom");
+type RestoreOptions = DatabaseOptions & { [RESTORE_FROM]?: string };
+
+/** What an image records of the connection's host side (IMAGES.md, "SQLite runtime state"). */
+interface SqlState {
+  db: number;
+  infoPtr: number;
+  scratchPtr: number;
+  scratchCap: number;
+  /** Statement handles alive at the snapshot: a restored connection has no objects for them, so it finalizes them. */
+  stmts: number[];
+  inTransaction: boolean;
 }
 
 /** Numbers enclave instances, so each EPC lease has its own id. */
@@ -92,9 +140,20 @@ export class Database {
   #sqliteVersion = "";
   /** 24 bytes in the enclave for sk_run_info (allocated at each boot). */
   #infoPtr = 0;
-  /** @internal */ _x!: SqliteExports;
-  /** @internal */ _mem!: GuestMemory;
-  /** @internal */ _scratch!: Scratch;
+  #x: SqliteExports | undefined;
+  #mem: GuestMemory | undefined;
+  #scratch: Scratch | undefined;
+  /** EPC paging (undefined without a platform or with paging: false). */
+  readonly #pager: EpcPager | undefined;
+  #images: ImageStore | undefined;
+  #lastUse = 0;
+  #hibernated = false;
+  #sleptInTransaction = false;
+  #paging = { hibernations: 0, wakes: 0, lastWakeMs: 0, lastImageBytes: 0 };
+  readonly #pageable: Pageable;
+  readonly #platform: Platform | undefined;
+  /** The durable image lineage of snapshot()/restore(), once used. */
+  #durable: { dir: string; store: ImageStore } | undefined;
   /** @internal — bumps on every enclave restart; statements compare it to know their handle died. */
   _generation = 0;
 
@@ -112,6 +171,7 @@ export class Database {
     const image = loadSqliteEnclave(opts.epc === undefined ? {} : { epc: opts.epc });
     const files = opts.files ?? new NodeFileLayer();
     const platform = opts.platform;
+    this.#platform = platform;
     this.#vfs = new VfsServer({
       dir: path.dirname(this.path),
       dbName: this.#name,
@@ -135,7 +195,9 @@ export class Database {
         const trust = storeTrustFor(platform!.servicesFor(enclaveIdentity(this.#enclave)));
         this.#store = acquireStore(this.path, { files, trust, readonly: this.readonly, create: opts.create !== false });
       }
-      this.#boot(opts.create !== false && !this.readonly);
+      const from = (opts as RestoreOptions)[RESTORE_FROM];
+      if (from !== undefined) this.#restore(platform!, from);
+      else this.#boot(opts.create !== false && !this.readonly);
     } catch (e) {
       this.#vfs.closeAll();
       this.#enclave.close();
@@ -143,6 +205,207 @@ export class Database {
       releaseProcessLock(this.path);
       throw e;
     }
+    const self = this;
+    this.#pageable = {
+      get pagingLabel() {
+        return self.path;
+      },
+      get lastUse() {
+        return self.#lastUse;
+      },
+      get resident() {
+        return !self.#hibernated && self.#enclave.state === "running";
+      },
+      get residentBytes() {
+        return self.#enclave.committedBytes;
+      },
+      canHibernate: () => this.#open && !this.#hibernated && this.#enclave.state === "running" && !this.#enclave.busy && !this.#vfs.locked,
+      hibernate: () => this.#hibernate(),
+    };
+    this.#pager = platform && opts.paging !== false ? EpcPager.for(platform.epc, path.join(platform.dir, "paging")) : undefined;
+    this.#pager?.register(this.#pageable);
+  }
+
+  /**
+   * Writes a durable, sealed image of the running enclave to `dir` (default `<file>.snapshot`):
+   * full the first time, then deltas of the changed 4 KiB pages (runtime/enclave/snapshot/IMAGES.md).
+   * The image is bound to this enclave's identity, this platform and a monotonic counter, so only
+   * the newest image restores (Database.restore). Needs an idle connection (no statement running,
+   * no lock held: SNAPSHOT_BUSY otherwise); commits live in the sealed store, not in the image.
+   */
+  snapshot(dir?: string, opts: { full?: boolean } = {}): ImageInfo {
+    this.#requireOpen();
+    if (!this.#platform) throw new UsageError("NO_PLATFORM", "snapshots are sealed by a platform: open the database with { platform }");
+    const target = path.resolve(dir ?? `${this.path}.snapshot`);
+    if (this.#hibernated) this.#wake();
+    if (this.#enclave.state !== "running") throw new SnapshotError("SNAPSHOT_BUSY", `the enclave is ${this.#enclave.state}`);
+    const runtime = this.#runtimeState(this.#vfs.describe()); // SNAPSHOT_BUSY unless idle
+    const cap = this.#enclave.capture();
+    if (this.#durable?.dir !== target) this.#durable = { dir: target, store: ImageStore.openDurable(target, { services: this.#services(), binding: this.#binding() }) };
+    return this.#durable.store.write({ memory: cap.memory, globals: cap.globals, runtime }, opts);
+  }
+
+  /**
+   * Opens `file` by restoring its enclave from the newest image in `dir` (written by snapshot())
+   * instead of booting it: the connection continues exactly where the image left it (its SQLite
+   * caches are revalidated against the file, so every later commit is seen). Same platform and
+   * enclave only: IMAGE_WRONG_PLATFORM / IMAGE_WRONG_ENCLAVE, IMAGE_ROLLBACK for an older image.
+   */
+  static restore(file: string, dir: string, opts: DatabaseOptions & { platform: Platform }): Database {
+    if (!opts.platform) throw new UsageError("NO_PLATFORM", "restoring needs the platform the image was sealed on");
+    return new Database(file, { ...opts, create: false, [RESTORE_FROM]: path.resolve(dir) } as RestoreOptions);
+  }
+
+  #services() {
+    return this.#platform!.servicesFor(enclaveIdentity(this.#enclave));
+  }
+
+  #binding() {
+    const id = enclaveIdentity(this.#enclave);
+    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform?.platformId ?? "" };
+  }
+
+  #runtimeState(vfs?: VfsState): Record<string, unknown> {
+    const x = this.#x!;
+    const sql: SqlState = {
+      db: this.#db,
+      infoPtr: this.#infoPtr,
+      scratchPtr: this.#scratch!.ptr,
+      scratchCap: this.#scratch!.cap,
+      stmts: [...this.#live].map((st) => st._handle).filter((h) => h !== 0),
+      inTransaction: x.sk_get_autocommit(this.#db) === 0,
+    };
+    return {
+      sql,
+      ...(vfs ? { vfs } : {}),
+      enclave: { peakBytes: this.#enclave.peakBytes, faults: this.#enclave.faults, permissions: [...this.#enclave.permissions].sort() },
+    };
+  }
+
+  /** Builds the connection from an image instead of booting (Database.restore). */
+  #restore(platform: Platform, dir: string): void {
+    const images = ImageStore.openDurable(dir, { services: this.#services(), binding: this.#binding() });
+    let runtime: Record<string, unknown> = {};
+    this.#enclave.resume((alloc) => {
+      const r = images.read(alloc);
+      runtime = r.runtime;
+      return r;
+    });
+    const mem = this.#enclave.memory;
+    const sql = runtime.sql as Partial<SqlState> | undefined;
+    const ptr = (v: unknown, len: number): number => {
+      if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0 || !mem.inBounds(v, len)) throw new SnapshotError("IMAGE_TAMPERED", `the image's connection state holds a bad pointer (${String(v)})`);
+      return v;
+    };
+    if (typeof sql !== "object" || sql === null || !Array.isArray(sql.stmts)) throw new SnapshotError("IMAGE_TAMPERED", "the image has no SQLite connection state");
+    this.#vfs.adopt(runtime.vfs);
+    this.#bindInstance();
+    this.#db = ptr(sql.db, 1);
+    this.#infoPtr = ptr(sql.infoPtr, 24);
+    if (sql.scratchCap !== 0) {
+      this.#scratch!.ptr = ptr(sql.scratchPtr, Number(sql.scratchCap));
+      this.#scratch!.cap = Number(sql.scratchCap);
+    }
+    const e = runtime.enclave as { peakBytes?: unknown; faults?: unknown } | undefined;
+    if (typeof e?.peakBytes === "number") this.#enclave.peakBytes = Math.max(this.#enclave.peakBytes, e.peakBytes);
+    if (typeof e?.faults === "number") this.#enclave.faults = e.faults;
+    const x = this.#x!;
+    for (const h of sql.stmts) x.sk_finalize(ptr(h, 1)); // no Statement object refers to them any more
+    this.#open = true;
+    this.#sqliteVersion = this.#mem!.cstring(x.sk_libversion(), 64);
+    this.#durable = { dir, store: images };
+    void platform;
+  }
+
+  /** @internal — the enclave's exports; wakes a hibernated enclave and marks the use (LRU). */
+  get _x(): SqliteExports {
+    if (this.#hibernated) this.#wake();
+    this.#lastUse = nextUse();
+    return this.#x!;
+  }
+
+  /** @internal */
+  get _mem(): GuestMemory {
+    if (this.#hibernated) this.#wake();
+    return this.#mem!;
+  }
+
+  /** @internal */
+  get _scratch(): Scratch {
+    if (this.#hibernated) this.#wake();
+    return this.#scratch!;
+  }
+
+  /** Paging state and counts of this database's enclave. */
+  get paging(): PagingInfo {
+    return { state: this.#runState(), ...this.#paging };
+  }
+
+  #runState(): EnclaveRunState {
+    if (!this.#open) return "closed";
+    if (this.#hibernated) return "hibernated";
+    return this.#enclave.state === "running" ? "running" : "faulted";
+  }
+
+  /**
+   * Hibernates the enclave now, as the pager does under EPC pressure (tests, operators). False when
+   * it is not idle (a statement or transaction holds a lock) or paging is off.
+   */
+  hibernate(): boolean {
+    this.#requireOpen();
+    if (!this.#pager || !this.#pageable.canHibernate()) return false;
+    this.#hibernate();
+    return true;
+  }
+
+  #hibernate(): void {
+    const pager = this.#pager!;
+    const runtime = this.#runtimeState(); // its ecalls run before the capture
+    this.#sleptInTransaction = (runtime.sql as SqlState).inTransaction;
+    const cap = this.#enclave.capture();
+    if (!this.#images) {
+      this.#images = ImageStore.volatile(pager.folderFor(randomUUID()), { binding: this.#binding() });
+    }
+    const info = this.#images.write({ memory: cap.memory, globals: cap.globals, runtime });
+    this.#enclave.suspend();
+    this.#x = undefined;
+    this.#mem = undefined;
+    this.#hibernated = true;
+    this.#paging.hibernations++;
+    this.#paging.lastImageBytes = info.fileBytes;
+  }
+
+  #wake(): void {
+    const images = this.#images!;
+    const t0 = performance.now();
+    const scratch = this.#scratch!;
+    try {
+      this.#enclave.resume((alloc) => images.read(alloc));
+    } catch (e) {
+      this.#pager?.recordWake(performance.now() - t0, false);
+      if (e instanceof EpcError && this.#enclave.state === "suspended") throw e; // not admitted: still hibernated, image intact
+      // The image failed verification (or the instance could not be built): boot afresh. The
+      // enclave was idle, so nothing but caches is lost; statements re-prepare themselves.
+      this.#hibernated = false;
+      images.destroy();
+      this.#images = undefined;
+      const fresh = this.#recover(e);
+      throw this.#open && e instanceof SelkieError ? e : fresh;
+    }
+    this.#hibernated = false;
+    this.#bindInstance();
+    this.#scratch!.ptr = scratch.ptr;
+    this.#scratch!.cap = scratch.cap;
+    const ms = performance.now() - t0;
+    this.#paging.wakes++;
+    this.#paging.lastWakeMs = ms;
+    this.#pager?.recordWake(ms, true);
+  }
+
+  #bindInstance(): void {
+    this.#x = this.#enclave.exports as unknown as SqliteExports;
+    this.#mem = this.#enclave.memory;
+    this.#scratch = new Scratch(this.#x, this.#mem);
   }
 
   /**
@@ -223,10 +486,8 @@ export class Database {
   /** Starts the enclave instance and opens the database in it. */
   #boot(create: boolean): void {
     this.#enclave.start();
-    this._x = this.#enclave.exports as unknown as SqliteExports;
-    this._mem = this.#enclave.memory;
-    this._scratch = new Scratch(this._x, this._mem);
-    const x = this._x;
+    this.#bindInstance();
+    const x = this.#x!;
     if (!this._scratch.reserve(this.#name.length * 3 + 16)) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory while opening");
     const n = this._scratch.putText(this.#name);
     const outPtr = x.sk_malloc(4);
@@ -263,6 +524,7 @@ export class Database {
   /** True inside BEGIN ... COMMIT. */
   get inTransaction(): boolean {
     this.#requireOpen();
+    if (this.#hibernated) return this.#sleptInTransaction; // nothing changes while it sleeps: no need to wake it
     return this._guard(() => this._x.sk_get_autocommit(this.#db) === 0);
   }
 
@@ -276,6 +538,7 @@ export class Database {
       faults: this.#enclave.faults,
       permissions: [...this.#enclave.permissions],
       sqliteVersion: this.#sqliteVersion,
+      state: this.#runState(),
     };
   }
 
@@ -385,13 +648,21 @@ export class Database {
   close(): void {
     if (!this.#open) return;
     this.#open = false;
+    this.#pager?.unregister(this.#pageable);
     try {
-      for (const st of this.#live) st._drop(true);
+      // A hibernated enclave is idle (no transaction, no lock): dropping it loses nothing, so it is
+      // not woken just to be closed.
+      for (const st of this.#live) st._drop(!this.#hibernated);
+      if (!this.#hibernated) {
+        const rc = this.#x!.sk_close(this.#db);
+        if (rc !== C.SQLITE_OK) throw new SqliteError(rc, `closing ${this.path} failed`);
+      }
       this.#live.clear();
       this.#cache.clear();
-      const rc = this._x.sk_close(this.#db);
-      if (rc !== C.SQLITE_OK) throw new SqliteError(rc, `closing ${this.path} failed`);
     } finally {
+      this.#hibernated = false;
+      this.#images?.destroy();
+      this.#images = undefined;
       this.#vfs.closeAll();
       this.#enclave.close();
       this.#store?.release();

@@ -45,6 +45,11 @@ export class Statement {
     return this.db._guard(() => this.db._x.sk_stmt_readonly(this.#ensure()) !== 0);
   }
 
+  /** @internal — the handle inside the enclave (0 when none is prepared). */
+  get _handle(): number {
+    return this.#gen === this.db._generation ? this.#handle : 0;
+  }
+
   get finalized(): boolean {
     return this.#finalized;
   }

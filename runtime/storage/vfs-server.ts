@@ -12,11 +12,15 @@
  *     files live only in enclave memory: nothing but ciphertext reaches the host.
  *  5. `closeAll()` releases every file and lock of the instance, so a trapped instance leaves
  *     nothing held; the store discards what was not committed.
+ *  6. A snapshot (`describe()`) is taken only when the instance is idle: no lock held and no file
+ *     open but the database itself, so the state is just which file ids name the database. SQLite
+ *     revalidates its cache against the file when it next locks it, so a restored instance sees
+ *     every commit made after the snapshot. `adopt()` reopens exactly those ids in a fresh server.
  */
 import * as path from "node:path";
 import type { FileLayer } from "../host/files.js";
 import type { GuestMemory } from "../enclave/memory.js";
-import { SelkieError } from "../errors.js";
+import { SelkieError, SnapshotError } from "../errors.js";
 import * as C from "../sql/codes.js";
 import { HostFile, MemoryFile, SealedFile, type FileBackend } from "./backends.js";
 import { StorageError } from "./errors.js";
@@ -57,6 +61,15 @@ export function errnoToSqlite(e: unknown, fallback: number): number {
     default:
       return fallback;
   }
+}
+
+/** What a snapshot records of an idle VFS server (format in runtime/enclave/snapshot/IMAGES.md). */
+export interface VfsState {
+  v: 1;
+  dbName: string;
+  nextId: number;
+  /** File ids the guest holds, each naming the database. */
+  files: number[];
 }
 
 export interface VfsServerOptions {
@@ -100,6 +113,50 @@ export class VfsServer {
 
   get openCount(): number {
     return this.#files.size;
+  }
+
+  /** True while any file of this instance holds a lock above NONE (a statement or transaction is running). */
+  get locked(): boolean {
+    for (const f of this.#files.values()) if (f.lockKey !== undefined && this.#locks.level(f.owner) !== LOCK_NONE) return true;
+    return false;
+  }
+
+  /** The snapshot state of an idle instance (invariant 6); SNAPSHOT_BUSY when it is not idle. */
+  describe(): VfsState {
+    const files: number[] = [];
+    for (const [fid, f] of this.#files) {
+      if (f.lockKey !== undefined && this.#locks.level(f.owner) !== LOCK_NONE) {
+        throw new SnapshotError("SNAPSHOT_BUSY", `a statement or transaction holds a lock on ${f.name}; snapshot when it has finished`);
+      }
+      if (f.name !== this.opts.dbName) {
+        throw new SnapshotError("SNAPSHOT_BUSY", `file ${JSON.stringify(f.name || "(temporary)")} is open; snapshot when the running statement has finished`);
+      }
+      files.push(fid);
+    }
+    if (this.#memFiles.size > 0) throw new SnapshotError("SNAPSHOT_BUSY", "a journal exists in enclave memory (a write is in progress); snapshot when it has finished");
+    return { v: 1, dbName: this.opts.dbName, nextId: this.#nextId, files };
+  }
+
+  /** Reopens the files of a snapshot in this fresh server (invariant 6). Checks every value. */
+  adopt(state: unknown): void {
+    const st = state as Partial<VfsState> | undefined;
+    const bad = (why: string): never => {
+      throw new SnapshotError("IMAGE_TAMPERED", `the image's file state is invalid: ${why}`);
+    };
+    if (typeof st !== "object" || st === null || st.v !== 1) bad("unknown version");
+    if (st!.dbName !== this.opts.dbName) {
+      throw new SnapshotError("IMAGE_WRONG_ENCLAVE", `the image is of database ${JSON.stringify(st!.dbName)}, not ${JSON.stringify(this.opts.dbName)}; restore it into the database it was taken of`);
+    }
+    if (this.#files.size > 0) bad("the server already has open files");
+    const nextId = st!.nextId;
+    const files = st!.files;
+    if (!Number.isSafeInteger(nextId) || nextId! < 1 || !Array.isArray(files) || files.length > MAX_FILES) bad("bad file table");
+    for (const fid of files!) {
+      if (!Number.isSafeInteger(fid) || fid < 1 || fid >= nextId! || this.#files.has(fid)) bad(`bad file id ${String(fid)}`);
+      const name = this.opts.dbName;
+      this.#files.set(fid, { name, backend: this.#backendFor(name, C.SQLITE_OPEN_READWRITE), lockKey: path.join(this.opts.dir, name), owner: {} });
+    }
+    this.#nextId = nextId!;
   }
 
   /** The storage error behind the last failed ocall, if any (cleared on read). */

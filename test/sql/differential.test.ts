@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { createRequire } from "node:module";
 import { Database } from "../../runtime/index.js";
 import { tempDir, openDb } from "../helpers.js";
-import { norm, workload, type Param, type Step } from "./workload.js";
+import { norm, outcome, workload, type Param, type Step } from "./workload.js";
 
 type BetterDb = {
   prepare(sql: string): { reader: boolean; safeIntegers(on: boolean): unknown; all(...p: unknown[]): Record<string, unknown>[]; run(...p: unknown[]): { changes: number } };
@@ -17,14 +17,7 @@ type Outcome = string;
 /** better-sqlite3 binds every JS number as REAL; hand it bigints for integers so both bind INTEGER. */
 const forBetter = (p: Param): unknown => (typeof p === "number" && Number.isSafeInteger(p) ? BigInt(p) : p);
 
-function runSelkie(db: Database, s: Step): Outcome {
-  try {
-    if (s.reads) return JSON.stringify(db.query(s.sql, ...s.params).map((r) => Object.entries(r).map(([k, v]) => `${k}=${norm(v)}`)));
-    return `changes=${db.run(s.sql, ...s.params).changes}`;
-  } catch (e) {
-    return `error:${(e as { code?: string }).code}`;
-  }
-}
+const runSelkie = outcome;
 
 function runBetter(db: BetterDb, s: Step): Outcome {
   try {

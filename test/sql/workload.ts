@@ -3,6 +3,7 @@
  * joins and aggregates, every value type, NULLs and statements that fail.
  */
 import { rng } from "../helpers.js";
+import type { Database } from "../../runtime/index.js";
 
 export type Param = null | number | bigint | string | Uint8Array;
 export interface Step {
@@ -92,4 +93,14 @@ export function norm(v: unknown): string {
   if (typeof v === "string") return `s:${v}`;
   if (v instanceof Uint8Array) return `b:${Buffer.from(v).toString("hex")}`;
   return `?:${String(v)}`;
+}
+
+/** What a step gives in a Selkie database, as one comparable string (rows, changes or the error code). */
+export function outcome(db: Database, s: Step): string {
+  try {
+    if (s.reads) return JSON.stringify(db.query(s.sql, ...s.params).map((r) => Object.entries(r).map(([k, v]) => `${k}=${norm(v)}`)));
+    return `changes=${db.run(s.sql, ...s.params).changes}`;
+  } catch (e) {
+    return `error:${(e as { code?: string }).code}`;
+  }
 }
