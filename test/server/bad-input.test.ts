@@ -307,10 +307,14 @@ describe("selkie serve request time limit", () => {
 });
 
 describe("selkie serve EPC budget", () => {
-  it("refuses to open a database beyond the platform's EPC budget with 503, leaving nothing behind", async () => {
+  it("pages an idle database out to open another; refuses with 503 when the other is busy, leaving nothing behind", async () => {
     const s = await startServer({ args: ["--epc", "2MiB"] });
     try {
       await createDb(s, "a");
+      // a is busy: a stream keeps a write transaction (and its lock) open.
+      assert.equal((await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), { type: "close" }], { db: "a" })).json.results[0].type, "ok");
+      const tx = await pipeline(s, s.adminToken, [exec("BEGIN"), exec("INSERT INTO t VALUES (1)")], { db: "a" });
+      assert.ok(tx.json.baton, tx.text);
       const r = await api(s, s.adminToken, "POST", "/v1/databases", { name: "b" });
       assert.equal(r.status, 503, r.text);
       assert.equal(r.json.code, "EPC_ADMISSION_REFUSED");
@@ -320,8 +324,15 @@ describe("selkie serve EPC budget", () => {
       const epc = await api(s, s.adminToken, "GET", "/v1/platform/epc");
       assert.equal(epc.json.budget, 2 * 1024 * 1024);
       assert.ok(epc.json.committed <= epc.json.budget);
+      // Once a commits it is idle: opening b hibernates it instead of refusing.
+      const c = await pipeline(s, s.adminToken, [exec("COMMIT"), { type: "close" }], { db: "a", baton: tx.json.baton });
+      assert.equal(c.json.results[0].type, "ok");
+      await createDb(s, "b");
+      const a = await api(s, s.adminToken, "GET", "/v1/databases/a");
+      assert.equal(a.json.paging.state, "hibernated");
+      const n = await pipeline(s, s.adminToken, [exec("SELECT count(*) FROM t"), { type: "close" }], { db: "a" });
+      assert.equal(n.json.results[0].response.result.rows[0][0].value, "1", "a wakes (b is paged out) with its commit");
       assert.equal((await api(s, s.adminToken, "DELETE", "/v1/databases/a")).status, 200);
-      await createDb(s, "b"); // a's enclave gave its EPC back
     } finally {
       assert.equal(await s.stop(), 0);
     }

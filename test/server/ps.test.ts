@@ -63,7 +63,7 @@ describe("selkie ps", () => {
     const alpha = out.rows.find((x) => x.name === "alpha")!;
     const info = (await api(s, s.adminToken, "GET", "/v1/databases/alpha")).json;
     assert.equal(alpha.kind, "database");
-    assert.equal(alpha.state, "open");
+    assert.equal(alpha.state, "running");
     assert.match(alpha.mrenclave, /^[0-9a-f]{64}$/);
     assert.equal(alpha.mrenclave, info.enclave.mrenclave);
     assert.ok(alpha.committedBytes > 0);
@@ -73,7 +73,7 @@ describe("selkie ps", () => {
 
     const beta = out.rows.find((x) => x.name === "beta")!;
     assert.equal(beta.kind, "database");
-    assert.ok(beta.state === "open" || beta.state === "closed");
+    assert.ok(beta.state === "running" || beta.state === "closed");
     if (beta.state === "closed") {
       assert.equal(beta.mrenclave, null);
       assert.equal(beta.committedBytes, null);
@@ -113,7 +113,7 @@ describe("selkie ps", () => {
     assert.match(r.stdout, /^server http:\/\/127\.0\.0\.1:\d+\n/);
     assert.match(r.stdout, /EPC: \S+ committed of \S+ budget \(\d+\.\d%\), peak \S+, free \S+\n/);
     assert.match(r.stdout, /KIND\s+NAME\s+STATE\s+MRENCLAVE\s+COMMITTED\s+PEAK\s+EPC CAP\s+DISK/);
-    assert.match(r.stdout, /\ndatabase\s+alpha\s+open\s+[0-9a-f]{16}\s+\d+(\.\d)?[KMG]iB\s+\d/);
+    assert.match(r.stdout, /\ndatabase\s+alpha\s+running\s+[0-9a-f]{16}\s+\d+(\.\d)?[KMG]iB\s+\d/);
   });
 
   it("fails clearly: wrong token, no token, bad URL, unreachable server", async () => {
@@ -153,5 +153,78 @@ describe("selkie ps", () => {
     for (const w of ["--server <url>", "--token <token>", "SELKIE_TOKEN", "--json", "MRENCLAVE", "EPC", "Exit codes"]) assert.ok(r.stdout.includes(w), w);
     const top = await selkie(["--help"]);
     assert.match(top.stdout, /ps \[options\]\s+list the databases and enclaves a running/);
+  });
+});
+
+describe("selkie ps under EPC pressure", () => {
+  let s: ServerProc;
+  before(async () => {
+    // 8 MiB of EPC: room for about five SQLite enclaves; twelve databases make the pager work.
+    s = await startServer({ args: ["--epc", "8MiB"] });
+  });
+  after(async () => {
+    assert.equal(await s.stop(), 0);
+  });
+
+  it("shows hibernated databases, their wakes and the pager's counts; every database still answers", async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `db${i}`);
+    for (const n of names) {
+      await createDb(s, n);
+      const c = createClient({ url: `${s.url}/db/${n}/`, authToken: s.adminToken! });
+      await c.execute("CREATE TABLE t(x)");
+      await c.execute({ sql: "INSERT INTO t VALUES (?)", args: [n] });
+      c.close();
+    }
+    // Touch the first one again: it was evicted, so it wakes.
+    const c0 = createClient({ url: `${s.url}/db/db0/`, authToken: s.adminToken! });
+    assert.deepEqual((await c0.execute("SELECT x FROM t")).rows.map((r) => r.x), ["db0"]);
+    c0.close();
+
+    const r = await selkie(["ps", "--server", s.url, "--token", s.adminToken!, "--json"]);
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { epc: { budget: number; committed: number }; paging: Record<string, any>; rows: Array<Record<string, any>> };
+    const rows = out.rows.filter((x) => names.includes(x.name));
+    const hibernated = rows.filter((x) => x.state === "hibernated");
+    assert.ok(hibernated.length >= 5, `${hibernated.length} of 12 hibernated`);
+    for (const h of hibernated) assert.equal(h.committedBytes, 0, "a hibernated enclave holds no EPC");
+    assert.ok(rows.some((x) => x.state === "running"));
+    const db0 = rows.find((x) => x.name === "db0")!;
+    assert.ok(db0.wakes >= 1, "db0 was woken");
+    assert.ok(out.epc.committed <= out.epc.budget);
+    assert.ok(out.paging.evictions >= 7 && out.paging.wakes >= 1, JSON.stringify(out.paging));
+    assert.equal(out.paging.hibernated, hibernated.length);
+
+    const t = await selkie(["ps", "--server", s.url, "--token", s.adminToken!]);
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stdout, /paging: \d+ resident, \d+ hibernated, \d+ evictions, \d+ wakes \(p50 [\d.]+ ms, p99 [\d.]+ ms\)/);
+    assert.match(t.stdout, /database\s+db\d+\s+hibernated/);
+
+    // Metrics carry the same counts.
+    const m = await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${s.adminToken}` } });
+    const text = await m.text();
+    assert.match(text, /selkie_enclaves_hibernated \d+/);
+    assert.match(text, /selkie_epc_wake_seconds\{quantile="0.99"\} [\d.e-]+/);
+
+    // Snapshots and hibernation on request, through the database's lease.
+    const snap1 = await api(s, s.adminToken, "POST", "/v1/databases/db3/snapshot");
+    assert.equal(snap1.status, 200, JSON.stringify(snap1.json));
+    assert.equal(snap1.json.image.kind, "full");
+    const snap2 = await api(s, s.adminToken, "POST", "/v1/databases/db3/snapshot", {});
+    assert.equal(snap2.json.image.kind, "delta");
+    assert.ok(snap2.json.image.fileBytes < snap1.json.image.fileBytes);
+    assert.ok(fs.existsSync(path.join(s.dir, "databases", "db3.db.snapshot")) || fs.readdirSync(s.dir, { recursive: true }).some((f) => String(f).endsWith("db3.db.snapshot")));
+    const hib = await api(s, s.adminToken, "POST", "/v1/databases/db3/hibernate");
+    assert.equal(hib.status, 200);
+    assert.equal(hib.json.hibernated, true);
+    assert.equal(hib.json.paging.state, "hibernated");
+    assert.equal((await api(s, s.adminToken, "POST", "/v1/databases/nope/snapshot")).status, 404);
+    assert.equal((await api(s, s.adminToken, "GET", "/v1/databases/db3/snapshot")).status, 405);
+
+    // Every database answers, each waking in turn.
+    for (const n of names) {
+      const c = createClient({ url: `${s.url}/db/${n}/`, authToken: s.adminToken! });
+      assert.deepEqual((await c.execute("SELECT x FROM t")).rows.map((r) => r.x), [n]);
+      c.close();
+    }
   });
 });

@@ -15,18 +15,37 @@ type Run = (fn: () => Promise<number> | number) => Promise<void>;
 export interface PsRow {
   kind: "database" | "enclave";
   name: string;
-  /** database: "open", "open, in transaction", "closed"; enclave: its lifecycle state. */
+  /**
+   * database: "running", "running, in transaction", "hibernated" (its enclave paged out to a sealed
+   * image; it wakes on its next request), "closed" (not opened since the server started);
+   * enclave: its lifecycle state.
+   */
   state: string;
   mrenclave: string | null;
   committedBytes: number | null;
   peakBytes: number | null;
   epcBytes: number | null;
   diskBytes: number | null;
+  /** EPC paging of a database's enclave: times hibernated and woken (null when not open). */
+  hibernations: number | null;
+  wakes: number | null;
+}
+
+export interface PsPaging {
+  resident: number;
+  hibernated: number;
+  evictions: number;
+  wakes: number;
+  wakeFailures: number;
+  wakeP50Ms: number;
+  wakeP99Ms: number;
 }
 
 export interface PsReport {
   server: string;
   epc: { budget: number; committed: number; peak: number; free: number };
+  /** The platform's EPC pager, when the server has one. */
+  paging: PsPaging | null;
   rows: PsRow[];
 }
 
@@ -73,15 +92,18 @@ export async function psReport(server: string, token: string): Promise<PsReport>
   const rows: PsRow[] = [];
   for (const d of Array.isArray(dbs?.databases) ? dbs.databases : []) {
     const e = d?.enclave;
+    const hibernated = d?.paging?.state === "hibernated";
     rows.push({
       kind: "database",
       name: String(d?.name),
-      state: d?.open ? (d.inTransaction ? "open, in transaction" : "open") : "closed",
+      state: !d?.open ? "closed" : hibernated ? "hibernated" : d.inTransaction ? "running, in transaction" : "running",
       mrenclave: str(e?.mrenclave),
       committedBytes: num(e?.committedBytes),
       peakBytes: num(e?.peakBytes),
       epcBytes: num(e?.epcBytes),
       diskBytes: num(d?.diskBytes),
+      hibernations: num(d?.paging?.hibernations),
+      wakes: num(d?.paging?.wakes),
     });
   }
   for (const e of Array.isArray(encs?.enclaves) ? encs.enclaves : []) {
@@ -97,9 +119,24 @@ export async function psReport(server: string, token: string): Promise<PsReport>
       peakBytes: num(e?.peakBytes) ?? (peaks.length ? Math.max(...peaks) : null),
       epcBytes: num(e?.epcBytes),
       diskBytes: num(e?.moduleBytes),
+      hibernations: null,
+      wakes: null,
     });
   }
-  return { server: base, epc: { budget: num(epc?.budget) ?? 0, committed: num(epc?.committed) ?? 0, peak: num(epc?.peak) ?? 0, free: num(epc?.free) ?? 0 }, rows };
+  const p = epc?.paging;
+  const paging: PsPaging | null =
+    p && typeof p === "object"
+      ? {
+          resident: num(p.resident) ?? 0,
+          hibernated: num(p.hibernated) ?? 0,
+          evictions: num(p.evictions) ?? 0,
+          wakes: num(p.wakes) ?? 0,
+          wakeFailures: num(p.wakeFailures) ?? 0,
+          wakeP50Ms: num(p.wakeMs?.p50) ?? 0,
+          wakeP99Ms: num(p.wakeMs?.p99) ?? 0,
+        }
+      : null;
+  return { server: base, epc: { budget: num(epc?.budget) ?? 0, committed: num(epc?.committed) ?? 0, peak: num(epc?.peak) ?? 0, free: num(epc?.free) ?? 0 }, paging, rows };
 }
 
 /** Bytes for people: 1536 -> "1.5KiB". */
@@ -113,12 +150,17 @@ export function humanBytes(n: number | null): string {
 }
 
 export function formatPs(r: PsReport): string {
-  const head = ["KIND", "NAME", "STATE", "MRENCLAVE", "COMMITTED", "PEAK", "EPC CAP", "DISK"];
-  const lines = r.rows.map((x) => [x.kind, x.name, x.state, x.mrenclave ? x.mrenclave.slice(0, 16) : "-", humanBytes(x.committedBytes), humanBytes(x.peakBytes), humanBytes(x.epcBytes), humanBytes(x.diskBytes)]);
+  const head = ["KIND", "NAME", "STATE", "MRENCLAVE", "COMMITTED", "PEAK", "EPC CAP", "DISK", "WAKES"];
+  const lines = r.rows.map((x) => [x.kind, x.name, x.state, x.mrenclave ? x.mrenclave.slice(0, 16) : "-", humanBytes(x.committedBytes), humanBytes(x.peakBytes), humanBytes(x.epcBytes), humanBytes(x.diskBytes), x.wakes === null ? "-" : String(x.wakes)]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
   const pct = r.epc.budget > 0 ? ` (${((100 * r.epc.committed) / r.epc.budget).toFixed(1)}%)` : "";
-  const out = [`server ${r.server}`, `EPC: ${humanBytes(r.epc.committed)} committed of ${humanBytes(r.epc.budget)} budget${pct}, peak ${humanBytes(r.epc.peak)}, free ${humanBytes(r.epc.free)}`, ""];
+  const out = [`server ${r.server}`, `EPC: ${humanBytes(r.epc.committed)} committed of ${humanBytes(r.epc.budget)} budget${pct}, peak ${humanBytes(r.epc.peak)}, free ${humanBytes(r.epc.free)}`];
+  const g = r.paging;
+  if (g) {
+    out.push(`paging: ${g.resident} resident, ${g.hibernated} hibernated, ${g.evictions} evictions, ${g.wakes} wakes (p50 ${g.wakeP50Ms.toFixed(2)} ms, p99 ${g.wakeP99Ms.toFixed(2)} ms)${g.wakeFailures ? `, ${g.wakeFailures} failed wakes` : ""}`);
+  }
+  out.push("");
   if (r.rows.length === 0) out.push("no databases or enclaves");
   else out.push(fmt(head), ...lines.map(fmt));
   return out.join("\n") + "\n";
@@ -137,12 +179,14 @@ export function registerPsCommand(program: Command, run: Run): void {
     )
     .requiredOption("--server <url>", "the server's URL, as `selkie serve` printed it, e.g. http://127.0.0.1:7700")
     .addOption(new Option("--token <token>", "an admin token").env("SELKIE_TOKEN"))
-    .option("--json", "JSON output: {server, epc: {budget, committed, peak, free}, rows: [{kind, name, state, mrenclave, committedBytes, peakBytes, epcBytes, diskBytes}]} (bytes as numbers, null when unknown)")
+    .option("--json", "JSON output: {server, epc: {budget, committed, peak, free}, paging: {resident, hibernated, evictions, wakes, wakeFailures, wakeP50Ms, wakeP99Ms} | null, rows: [{kind, name, state, mrenclave, committedBytes, peakBytes, epcBytes, diskBytes, hibernations, wakes}]} (bytes as numbers, null when unknown)")
     .addHelpText(
       "after",
-      "\nColumns: KIND (database or enclave), NAME, STATE (database: open, open, in transaction, closed;\n" +
+      "\nColumns: KIND (database or enclave), NAME, STATE (database: running, running, in transaction,\n" +
+        "hibernated (paged out of the EPC to a sealed image; it wakes on its next request), closed;\n" +
         "enclave: created, running, faulted, closed), MRENCLAVE, COMMITTED and PEAK (EPC bytes of its\n" +
-        "enclave), EPC CAP (the most its enclave may commit), DISK (a database's files; an enclave's module).\n" +
+        "enclave; 0 committed while hibernated), EPC CAP (the most its enclave may commit), DISK (a\n" +
+        "database's files; an enclave's module), WAKES (times its enclave was woken from hibernation).\n" +
         "\nExamples:\n  selkie ps --server http://127.0.0.1:7700 --token $TOKEN\n  SELKIE_TOKEN=$TOKEN selkie ps --server http://127.0.0.1:7700 --json\n" +
         "\nExit codes: 0 listed; 2 wrong usage (no token, bad URL); 6 the server could not be reached or refused\n(SERVER_UNREACHABLE, SERVER_UNAUTHORIZED, SERVER_FORBIDDEN, SERVER_ERROR, SERVER_BAD_RESPONSE).",
     )

@@ -4,10 +4,17 @@
  *   GET    /v1/databases               {databases: [{name, open, diskBytes}]}
  *   POST   /v1/databases {name}        201 {name, ...}: creates a sealed database (409 DB_EXISTS)
  *   GET    /v1/databases/NAME          its files, and when open its enclave (MRENCLAVE, EPC) and store
+ *   POST   /v1/databases/NAME/snapshot  {full?}: waits for the database's in-flight requests (its
+ *                                      lease), holds new ones, writes a durable sealed image of its
+ *                                      enclave to <dir>/NAME.db.snapshot; 200 {image: ImageInfo}.
+ *                                      409 SNAPSHOT_BUSY while a stream keeps a transaction open
+ *   POST   /v1/databases/NAME/hibernate  the same wait, then pages the enclave out of the EPC; 200
+ *                                      {hibernated: bool} (false when a statement holds a lock)
  *   DELETE /v1/databases/NAME          closes it (an open transaction is rolled back), removes its
  *                                      files and revokes the tokens limited to it
  *   GET    /v1/platform                the platform (id, certificate, EPC budget) and EPC usage
- *   GET    /v1/platform/epc            EPC usage: budget, committed, peak, per enclave
+ *   GET    /v1/platform/epc            EPC usage: budget, committed, peak, per resident enclave; stats;
+ *                                       paging: resident, hibernated, evictions, wakes, wake latency
  *   POST   /v1/platform/quote {nonce}  a quote of the SQLite enclave binding the nonce (hex, 8..1024 bytes)
  *   GET    /v1/tokens                  token ids, scopes and databases (never secrets or hashes)
  *   POST   /v1/tokens {scope, db}      201 {id, token, scope, db}: the secret is shown once
@@ -36,6 +43,8 @@ import { Enclave } from "../../enclave/enclave.js";
 import { enclaveIdentity } from "../../enclave/identity.js";
 import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
 import { reportDataFor } from "../../platform/report.js";
+import { EpcPager } from "../../enclave/snapshot/pager.js";
+import { SelkieError } from "../../errors.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
@@ -137,6 +146,7 @@ function dbInfo(ctx: ServerContext, name: string): Record<string, unknown> {
   if (ctx.registry.isOpen(name)) {
     const host = ctx.registry.get(name);
     info.enclave = host.db.enclave;
+    info.paging = host.db.paging;
     info.storage = host.db.storage;
     info.inTransaction = host.db.inTransaction;
     info.waiting = host.waiting;
@@ -173,13 +183,37 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
     }
     throw methodNotAllowed(req, ["GET", "DELETE"]);
   }
+  if (a === "databases" && b !== undefined && (c === "snapshot" || c === "hibernate") && parts.length === 3) {
+    if (m !== "POST") throw methodNotAllowed(req, ["POST"]);
+    const name = checkDbName(b);
+    if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
+    const raw = await req.body(MAX_JSON_BODY);
+    const body = raw.length === 0 ? {} : await readJson({ ...req, body: async () => raw });
+    const host = ctx.registry.get(name);
+    const owner = {};
+    // The lease: in-flight requests finish first, new ones wait until the image is written.
+    await host.acquire(owner, Date.now() + ctx.limits.requestTimeoutMs, Infinity);
+    try {
+      if (c === "hibernate") return ["v1_database", json(200, { hibernated: host.db.hibernate(), paging: host.db.paging })];
+      try {
+        const image = host.db.snapshot(undefined, { full: body.full === true });
+        ctx.logger.info({ event: "db_snapshot", db: name, seq: image.seq, kind: image.kind, bytes: image.fileBytes }, "snapshot written");
+        return ["v1_database", json(200, { image })];
+      } catch (e) {
+        if (e instanceof SelkieError && e.code === "SNAPSHOT_BUSY") throw new HttpError(409, e.code, e.message);
+        throw e;
+      }
+    } finally {
+      host.release(owner);
+    }
+  }
   if (a === "platform" && b === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
     return ["v1_platform", json(200, { platform: ctx.platform.toJSON(), epc: ctx.platform.epc.usage(), epcStats: ctx.platform.epc.stats() })];
   }
   if (a === "platform" && b === "epc" && c === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
-    return ["v1_platform", json(200, ctx.platform.epc.usage())];
+    return ["v1_platform", json(200, { ...ctx.platform.epc.usage(), stats: ctx.platform.epc.stats(), paging: EpcPager.of(ctx.platform.epc)?.stats() ?? null })];
   }
   if (a === "platform" && b === "quote" && c === undefined) {
     if (m !== "POST") throw methodNotAllowed(req, ["POST"]);

@@ -8,12 +8,16 @@
  *   selkie_hrana_streams_open                             gauge
  *   selkie_epc_committed_bytes / selkie_epc_budget_bytes  gauges, from the platform's EPC manager
  *   selkie_epc_peak_bytes                                 gauge
+ *   selkie_enclaves_resident / selkie_enclaves_hibernated gauges: EPC paging (pager.ts)
+ *   selkie_epc_evictions / selkie_epc_wakes / selkie_epc_wake_failures   gauges (monotonic counts of the pager)
+ *   selkie_epc_wake_seconds{quantile="0.5"|"0.99"|"1"}  gauge: wake latency over the last 4096 wakes
  *   selkie_db_waiting_requests{db}                        gauge: requests queued for a database's lease
  *   selkie_group_commits / selkie_group_commit_requests   gauges: group commits run by the open databases, requests they carried
  * plus prom-client's default process metrics (selkie_process_*, selkie_nodejs_*).
  */
 import * as prom from "prom-client";
 import type { EpcManager } from "../../platform/epc.js";
+import { EpcPager } from "../../enclave/snapshot/pager.js";
 
 export interface MetricsSources {
   epc: EpcManager;
@@ -46,6 +50,24 @@ export class ServerMetrics {
     new prom.Gauge({ name: "selkie_epc_committed_bytes", help: "EPC bytes committed by enclaves", registers, collect() { this.set(src.epc.usage().committed); } });
     new prom.Gauge({ name: "selkie_epc_budget_bytes", help: "The platform's EPC budget in bytes", registers, collect() { this.set(src.epc.usage().budget); } });
     new prom.Gauge({ name: "selkie_epc_peak_bytes", help: "Peak EPC bytes committed", registers, collect() { this.set(src.epc.usage().peak); } });
+    const paging = () => EpcPager.of(src.epc)?.stats();
+    new prom.Gauge({ name: "selkie_enclaves_resident", help: "Database enclaves resident in the EPC", registers, collect() { this.set(paging()?.resident ?? src.enclavesOpen()); } });
+    new prom.Gauge({ name: "selkie_enclaves_hibernated", help: "Database enclaves hibernated to sealed images (EPC paging)", registers, collect() { this.set(paging()?.hibernated ?? 0); } });
+    new prom.Gauge({ name: "selkie_epc_evictions", help: "Enclaves hibernated to make EPC room, since start", registers, collect() { this.set(paging()?.evictions ?? 0); } });
+    new prom.Gauge({ name: "selkie_epc_wakes", help: "Hibernated enclaves woken by their next use, since start", registers, collect() { this.set(paging()?.wakes ?? 0); } });
+    new prom.Gauge({ name: "selkie_epc_wake_failures", help: "Wakes refused (EPC full) or failed (image refused), since start", registers, collect() { this.set(paging()?.wakeFailures ?? 0); } });
+    new prom.Gauge({
+      name: "selkie_epc_wake_seconds",
+      help: "Wake latency of hibernated enclaves over the last 4096 wakes",
+      labelNames: ["quantile"],
+      registers,
+      collect() {
+        const w = paging()?.wakeMs;
+        this.set({ quantile: "0.5" }, (w?.p50 ?? 0) / 1000);
+        this.set({ quantile: "0.99" }, (w?.p99 ?? 0) / 1000);
+        this.set({ quantile: "1" }, (w?.max ?? 0) / 1000);
+      },
+    });
     new prom.Gauge({ name: "selkie_group_commits", help: "Group commits run by the open databases", registers, collect() { this.set(src.groupCommits().groups); } });
     new prom.Gauge({ name: "selkie_group_commit_requests", help: "Requests carried by group commits of the open databases", registers, collect() { this.set(src.groupCommits().jobs); } });
     new prom.Gauge({

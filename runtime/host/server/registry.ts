@@ -87,7 +87,7 @@ export class DatabaseRegistry {
     } catch (e) {
       // Refused (EPC full, ...): leave no half-created files behind.
       const f = this.fileFor(name);
-      for (const p of [f, `${f}.log`]) fs.rmSync(p, { force: true });
+      for (const p of [f, `${f}.log`, `${f}.snapshot`]) fs.rmSync(p, { force: true, recursive: true });
       throw e;
     }
   }
@@ -116,7 +116,7 @@ export class DatabaseRegistry {
     if (!this.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
     this.close(name);
     const f = this.fileFor(name);
-    for (const p of [f, `${f}.log`]) fs.rmSync(p, { force: true });
+    for (const p of [f, `${f}.log`, `${f}.snapshot`]) fs.rmSync(p, { force: true, recursive: true });
   }
 
   closeAll(): void {
