@@ -56,6 +56,15 @@ export class ChunkSealer {
  * Seals every non-zero page of `mem` while the page digests are computed alongside (the helper thread
  * hashes the windows this thread is not encrypting); returns the digests.
  */
+/** Seals every non-zero page of a full image without computing digests (no delta will follow). */
+export function sealAllPagesUnhashed(mem: Uint8Array, sealer: ChunkSealer): Buffer {
+  const view = asBuffer(mem);
+  const total = mem.length / PAGE;
+  for (let p = 0; p < total; p++) if (!isZeroContent(view, p)) sealer.add(p);
+  sealer.flush();
+  return Buffer.alloc(0);
+}
+
 export function sealAllPages(mem: Uint8Array, sealer: ChunkSealer): Buffer {
   const job = new PageHashJob(mem);
   const view = asBuffer(mem);
@@ -124,6 +133,10 @@ export function planRead(chain: readonly ChainImage[]): ReadPlan {
     if (offset !== end) throw tampered(image.file, `its chunks end at byte ${offset}, but its manifest starts at ${end} (the file was cut short or extended)`);
   }
   const hashes = top.manifest.pageHashes;
+  if (hashes.length === 0) {
+    // A full image without digests (validated: kind full): a page no chunk holds is zero.
+    return { memoryBytes: top.manifest.memoryBytes, chunks, holder };
+  }
   for (let p = 0; p < total; p++) {
     const h = holder[p]!;
     if (isZeroPage(hashes, p)) {

@@ -290,7 +290,8 @@ export function unpackManifest(plain: Buffer, h: Header, file: string): Manifest
   checkIdentity(m.identity, check);
   check(typeof m.platformId === "string" && /^[0-9a-f]{1,128}$/.test(m.platformId), "platformId");
   check(isUint(m.memoryBytes, MAX_MEMORY) && m.memoryBytes % WASM_PAGE === 0, "memoryBytes");
-  check(isBin(m.pageHashes, ((m.memoryBytes as number) / PAGE) * HASH_BYTES), "pageHashes");
+  // Empty only in a full image written without digests (a lineage that never takes deltas).
+  check(isBin(m.pageHashes, ((m.memoryBytes as number) / PAGE) * HASH_BYTES) || (m.kind === "full" && isBin(m.pageHashes, 0)), "pageHashes");
   checkGlobals(m.globals, check);
   check(isObject(m.runtime), "runtime");
   check(Array.isArray(m.chunks) && m.chunks.length <= (m.memoryBytes as number) / PAGE, "chunks");

@@ -27,7 +27,7 @@ import {
   checkAlloc, checkBinding, checkMaxChain, checkState, infoOf,
   type DurableOptions, type GlobalValue, type ImageBinding, type ImageInfo, type SnapshotState, type VolatileOptions,
 } from "./image-api.js";
-import { ChunkSealer, planRead, restoreInto, sealAllPages, type ChainImage } from "./image-chunks.js";
+import { ChunkSealer, planRead, restoreInto, sealAllPages, sealAllPagesUnhashed, type ChainImage } from "./image-chunks.js";
 import { imageFile, linkNoReplace, listSeqs, openForRead, readAt, removeDirIfEmpty, removeQuietly, syncDir, TmpWriter, tmpFile } from "./image-files.js";
 import { CHUNK_PAGES, decodeGlobalBits, HEADER_FIXED, ID_BYTES, keyAad, MAX_KEY_USES, parseHeader, tampered, type Header, type Manifest, type Mode } from "./image-format.js";
 import { openManifest, sealManifest, unsealFailure } from "./image-manifest.js";
@@ -290,7 +290,9 @@ export class ImageStore {
     const out = this.#writeTmp(seq, HEADER_FIXED + lineage.sealedKey.length, (w) => {
       const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory);
       if (plan.stored) for (const p of plan.stored) sealer.add(p);
-      hashes = plan.stored ? plan.hashes! : sealAllPages(memory, sealer);
+      // A lineage that never takes deltas (maxChain 1: EPC paging) needs no digests: hashing a page
+      // costs more than sealing it.
+      hashes = plan.stored ? plan.hashes! : this.#maxChain === 1 ? sealAllPagesUnhashed(memory, sealer) : sealAllPages(memory, sealer);
       sealer.flush();
       manifest = {
         format: 1,
@@ -488,7 +490,7 @@ function planPages(
   maxChain: number,
 ): { kind: "full" | "delta"; changed: number; stored?: number[]; hashes?: Buffer } {
   const total = memory.length / PAGE;
-  if (!parent || full || parent.info.chainLength >= maxChain || total < parent.info.totalPages) return { kind: "full", changed: total };
+  if (!parent || full || parent.info.chainLength >= maxChain || total < parent.info.totalPages || parent.hashes.length === 0) return { kind: "full", changed: total };
   const hashes = pageHashes(memory);
   const changed = diffHashes(hashes, parent.hashes);
   if (changed.length * 2 <= total) return { kind: "delta", changed: changed.length, stored: changed.filter((p) => !isZeroPage(hashes, p)), hashes };
