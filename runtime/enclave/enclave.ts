@@ -55,6 +55,33 @@ export type EpcAdmit = (initialBytes: number, maxBytes: number, label: string) =
 /** Without a platform, each enclave is metered only against its own manifest cap. */
 const unmetered: EpcAdmit = () => ({ grow: () => true, release: () => {} });
 
+/**
+ * Released memories, wiped, by size and maximum, for the next instance of that shape. Allocating a
+ * wasm memory costs a large address-space reservation, first-touch page faults and, in bulk, V8
+ * garbage collections driven by external memory; EPC paging drops and creates one per
+ * hibernate/wake. A memory is pooled only after its instance is unreachable from runtime code (the
+ * enclave dropped its exports), and it is zeroed first, so nothing of one enclave reaches another.
+ */
+const memoryPool = new Map<string, WebAssembly.Memory[]>();
+const POOL_PER_SHAPE = 32;
+const POOL_MAX_BYTES = 16 * 1024 * 1024;
+
+function takeMemory(pages: number, maxPages: number): WebAssembly.Memory {
+  const m = memoryPool.get(`${pages}/${maxPages}`)?.pop();
+  return m ?? new WebAssembly.Memory({ initial: pages, maximum: maxPages });
+}
+
+function giveMemory(m: WebAssembly.Memory, maxPages: number): void {
+  const bytes = m.buffer.byteLength;
+  if (bytes > POOL_MAX_BYTES) return;
+  const key = `${bytes / WASM_PAGE}/${maxPages}`;
+  let list = memoryPool.get(key);
+  if (!list) memoryPool.set(key, (list = []));
+  if (list.length >= POOL_PER_SHAPE) return;
+  new Uint8Array(m.buffer).fill(0);
+  list.push(m);
+}
+
 export type EnclaveState = "created" | "running" | "suspended" | "faulted" | "closed";
 
 /** One mutable global's value in a snapshot (i64 as bigint). */
@@ -179,7 +206,7 @@ export class Enclave {
       throw e;
     }
     try {
-      const memory = new WebAssembly.Memory({ initial: pages, maximum: maxPages });
+      const memory = takeMemory(pages, maxPages);
       const mem = new GuestMemory(memory);
       const imports: WebAssembly.Imports = { [NS_SYS]: { memory, ...this.#sysOcalls(mem, meter, maxPages) } };
       for (const [ns, fns] of Object.entries(this.opts.services ?? {})) imports[ns] = fns;
@@ -298,6 +325,7 @@ export class Enclave {
     this.#meter?.release();
     this.#meter = undefined;
     this.#exports = undefined;
+    if (this.#memory) giveMemory(this.#memory.memory, Math.min(this.manifest.epc / WASM_PAGE, this.module.maxPages ?? Infinity));
     this.#memory = undefined;
   }
 

@@ -364,7 +364,8 @@ export class Database {
     this.#sleptInTransaction = (runtime.sql as SqlState).inTransaction;
     const cap = this.#enclave.capture();
     if (!this.#images) {
-      this.#images = ImageStore.volatile(pager.folderFor(randomUUID()), { binding: this.#binding() });
+      // Full images only (maxChain 1): hashing pages for deltas costs more than sealing a small enclave.
+      this.#images = ImageStore.volatile(pager.folderFor(randomUUID()), { binding: this.#binding(), maxChain: 1 });
     }
     const info = this.#images.write({ memory: cap.memory, globals: cap.globals, runtime });
     this.#enclave.suspend();
@@ -382,7 +383,7 @@ export class Database {
     try {
       this.#enclave.resume((alloc) => images.read(alloc));
     } catch (e) {
-      this.#pager?.recordWake(performance.now() - t0, false);
+      this.#pager?.recordWake(performance.now() - t0, false, this.#pageable);
       if (e instanceof EpcError && this.#enclave.state === "suspended") throw e; // not admitted: still hibernated, image intact
       // The image failed verification (or the instance could not be built): boot afresh. The
       // enclave was idle, so nothing but caches is lost; statements re-prepare themselves.
@@ -399,7 +400,7 @@ export class Database {
     const ms = performance.now() - t0;
     this.#paging.wakes++;
     this.#paging.lastWakeMs = ms;
-    this.#pager?.recordWake(ms, true);
+    this.#pager?.recordWake(ms, true, this.#pageable);
   }
 
   #bindInstance(): void {

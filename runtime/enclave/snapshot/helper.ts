@@ -20,8 +20,12 @@
 import { Worker } from "node:worker_threads";
 import { at, BELL, BUSY, CONTROL_INTS, COUNT, AUX_LEN, DONE, FREE, KIND, READY, RESULT, SLOT_AUX, SLOT_DATA, SLOTS, STATE } from "./helper-slots.js";
 
-/** Jobs smaller than this run on this thread only (no copies, no thread start). */
-export const PARALLEL_MIN = 1024 * 1024;
+/**
+ * Jobs smaller than this run on this thread only (no copies, no thread start, no waiting for a
+ * thread the scheduler may not run soon: a paging wake of a ~1.3 MiB SQLite enclave stays on one
+ * thread, which keeps its tail latency down on a busy host).
+ */
+export const PARALLEL_MIN = 4 * 1024 * 1024;
 const STALL_MS = 2000;
 
 export interface Helper {

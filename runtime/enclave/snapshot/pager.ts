@@ -74,6 +74,8 @@ export function nextUse(): number {
 
 export class EpcPager {
   readonly #members = new Set<Pageable>();
+  /** Members that may be resident (a superset: pruned lazily), so an eviction scans only these. */
+  readonly #maybeResident = new Set<Pageable>();
   #evictions = 0;
   #evictionFailures = 0;
   #wakes = 0;
@@ -116,13 +118,17 @@ export class EpcPager {
 
   register(p: Pageable): void {
     this.#members.add(p);
+    this.#maybeResident.add(p);
   }
 
   unregister(p: Pageable): void {
     this.#members.delete(p);
+    this.#maybeResident.delete(p);
   }
 
-  recordWake(ms: number, ok: boolean): void {
+  /** Called by a member after a wake (or any return to residence). */
+  recordWake(ms: number, ok: boolean, p?: Pageable): void {
+    if (p) this.#maybeResident.add(p);
     if (ok) {
       this.#wakes++;
       this.#wakeMs.add(ms);
@@ -130,7 +136,12 @@ export class EpcPager {
   }
 
   #evict(need: number): number {
-    const victims = [...this.#members].filter((m) => m.resident).sort((a, b) => a.lastUse - b.lastUse);
+    const victims: Pageable[] = [];
+    for (const m of this.#maybeResident) {
+      if (m.resident) victims.push(m);
+      else this.#maybeResident.delete(m);
+    }
+    victims.sort((a, b) => a.lastUse - b.lastUse);
     let freed = 0;
     for (const v of victims) {
       if (freed >= need) break;
@@ -146,6 +157,7 @@ export class EpcPager {
       }
       this.#hibernateMs.add(performance.now() - t0);
       this.#evictions++;
+      this.#maybeResident.delete(v);
       freed += bytes;
     }
     return freed;
