@@ -174,6 +174,8 @@ describe("custom enclaves on selkie serve", () => {
     const rnd = await ecall("clocky", "rnd");
     assert.equal(rnd.json.result, 3, "SQLITE_PERM inside the enclave");
     assert.match(rnd.json.denied, /signed manifest must request "random"/);
+    // The log line reaches us through the child's stdout pipe: give it a moment.
+    for (let i = 0; i < 100 && !/permission_denied/.test(s.stdout()); i++) await new Promise((r) => setTimeout(r, 20));
     assert.match(s.stdout(), /permission_denied/);
     await intact();
 
