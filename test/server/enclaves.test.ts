@@ -215,25 +215,34 @@ describe("custom enclaves on selkie serve", () => {
     await intact();
   });
 
-  it("EPC: a manifest over the budget is refused at upload; a full budget refuses admission with 503", async () => {
+  it("EPC: a manifest over the budget is refused at upload; a full budget pages idle enclaves out and back in", async () => {
     const small = await wat(`(module ${MEM()} (func (export "f") (result i32) i32.const 1))`);
     const huge = { format: 1, name: "huge", version: 1, epc: "1GiB", permissions: [] };
     refused(await upload(s, tok, huge, small, sign(huge, small)), 400, "ENCLAVE_EPC_EXCEEDS_BUDGET");
     await intact();
 
-    // Two enclaves of 50 MiB at start each: the default 93.5 MiB budget admits one at a time.
-    const big = await wat(`(module ${MEM(800)} (func (export "f") (result i32) i32.const 42))`);
+    // Two enclaves of 50 MiB at start each, with state in a global and in memory: the default 93.5 MiB
+    // budget holds one at a time, so each call to the other hibernates the idle one.
+    const big = await wat(`(module ${MEM(800)} (global $n (mut i32) (i32.const 0))
+      (func (export "f") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1)))
+        (i32.store (i32.const 52428000) (i32.add (i32.load (i32.const 52428000)) (i32.const 10)))
+        (i32.add (global.get $n) (i32.load (i32.const 52428000)))))`);
     for (const name of ["big-a", "big-b"]) {
       const m = { format: 1, name, version: 1, epc: "64MiB", permissions: [] };
       assert.equal((await upload(s, tok, m, big, sign(m, big))).status, 201);
     }
-    assert.equal((await ecall("big-a", "f")).json.result, 42);
-    refused(await ecall("big-b", "f"), 503, "EPC_ADMISSION_REFUSED");
+    assert.equal((await ecall("big-a", "f")).json.result, 11);
+    assert.equal((await ecall("big-b", "f")).json.result, 11, "admitted by hibernating big-a");
+    assert.equal((await api(s, tok, "GET", "/v1/enclaves/big-a")).json.state, "hibernated");
+    assert.equal((await ecall("big-a", "f")).json.result, 22, "big-a woke with its global and memory");
+    assert.equal((await ecall("big-b", "f")).json.result, 22);
+    const a = (await api(s, tok, "GET", "/v1/enclaves/big-a")).json;
+    assert.ok(a.wakes >= 1 && a.hibernations >= 1, JSON.stringify(a));
     await intact();
     const del = await api(s, tok, "DELETE", "/v1/enclaves/big-a");
     assert.equal(del.status, 200, del.text);
     refused(await api(s, tok, "GET", "/v1/enclaves/big-a"), 404, "ENCLAVE_NOT_FOUND");
-    assert.equal((await ecall("big-b", "f")).json.result, 42, "admitted once the EPC was released");
+    assert.equal((await ecall("big-b", "f")).json.result, 33);
     assert.equal((await api(s, tok, "DELETE", "/v1/enclaves/big-b")).status, 200);
     await intact();
   });

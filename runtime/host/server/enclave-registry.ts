@@ -12,6 +12,12 @@
  * starts a fresh one (Enclave invariant 2); the call answers 500 ENCLAVE_TRAP. Permissions are the
  * manifest's requests that the operator granted (`selkie serve --allow-…`); a denied ocall fails
  * inside the enclave and the response names the grant that would allow it.
+ *
+ * EPC paging (runtime/enclave/snapshot/pager.ts): an instance between ecalls is idle, so under EPC
+ * pressure the pager may hibernate it (memory and globals sealed into a volatile image, EPC released;
+ * info().state "hibernated"); the next ecall resumes it exactly where it was. A wake the EPC cannot
+ * hold is refused (503 EPC_ADMISSION_REFUSED) and the image kept; an image that fails verification
+ * loses the instance's state: the call fails with the image's code and a fresh instance starts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -23,7 +29,10 @@ import { formatBytes, parseManifest, type Manifest } from "../../enclave/manifes
 import { verifyEnclaveSignature } from "../../enclave/sigstruct.js";
 import { exportedFunctionTypes, parseWasm, type FuncType } from "../../enclave/wasm-sections.js";
 import { WASM_PAGE, type Permission } from "../../enclave/abi.js";
-import { EnclaveFault, EnclaveLoadError, ManifestError, SelkieError } from "../../errors.js";
+import { EnclaveFault, EnclaveLoadError, EpcError, ManifestError, SelkieError } from "../../errors.js";
+import { enclaveIdentity } from "../../enclave/identity.js";
+import { ImageStore } from "../../enclave/snapshot/image-store.js";
+import { EpcPager, nextUse, type Pageable } from "../../enclave/snapshot/pager.js";
 import { SigstructError } from "../../enclave/sigstruct.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
 
@@ -63,7 +72,15 @@ export interface EcallResult {
 class Hosted {
   calls = 0;
   traps = 0;
+  hibernations = 0;
+  wakes = 0;
   readonly enclave: Enclave;
+  readonly #pager: EpcPager;
+  readonly #platformId: string;
+  #images: ImageStore | undefined;
+  #lastUse = 0;
+  #inCall = false;
+  readonly pageable: Pageable;
   constructor(
     readonly name: string,
     readonly manifest: Manifest,
@@ -83,6 +100,80 @@ class Hosted {
       epc: (initial, max, label) => opts.platform.epc.admit(`enclave:${label}#${seq()}`, `enclave:${label}`, initial, max),
       onLog: (code, message) => opts.logger.info({ event: "enclave_log", enclave: name, code }, message),
     });
+    this.#platformId = opts.platform.platformId;
+    this.#pager = EpcPager.for(opts.platform.epc, path.join(opts.platform.dir, "paging"));
+    const self = this;
+    this.pageable = {
+      pagingLabel: `enclave:${name}`,
+      get lastUse() {
+        return self.#lastUse;
+      },
+      get resident() {
+        return self.enclave.state === "running";
+      },
+      get residentBytes() {
+        return self.enclave.committedBytes;
+      },
+      canHibernate: () => this.enclave.state === "running" && !this.enclave.busy && !this.#inCall,
+      hibernate: () => this.#hibernate(),
+    };
+  }
+
+  #hibernate(): void {
+    const cap = this.enclave.capture();
+    if (!this.#images) {
+      const id = enclaveIdentity(this.enclave);
+      this.#images = ImageStore.volatile(this.#pager.folderFor(`enclave-${this.name}-${randomBytes(8).toString("hex")}`), {
+        binding: { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platformId },
+        maxChain: 1,
+      });
+    }
+    this.#images.write({ memory: cap.memory, globals: cap.globals, runtime: { calls: this.calls } });
+    this.enclave.suspend();
+    this.hibernations++;
+  }
+
+  /** Makes the instance runnable: first start, resume from hibernation, or restart after a failure. */
+  ready(): void {
+    const e = this.enclave;
+    this.#lastUse = nextUse();
+    if (e.state === "running") return;
+    this.#pager.register(this.pageable); // from its first start on (idempotent)
+    if (e.state === "suspended" && this.#images) {
+      const t0 = performance.now();
+      const images = this.#images;
+      try {
+        e.resume((alloc) => images.read(alloc));
+      } catch (err) {
+        this.#pager.recordWake(performance.now() - t0, false, this.pageable);
+        if (err instanceof EpcError && e.state === "suspended") throw err; // image kept: retry later
+        this.#images = undefined;
+        images.destroy();
+        throw err; // the next call starts a fresh instance
+      }
+      this.wakes++;
+      this.#pager.recordWake(performance.now() - t0, true, this.pageable);
+      return;
+    }
+    e.start(); // first use, or a restart that failed earlier: EPC admission
+    this.#pager.recordWake(0, true, this.pageable); // resident again: the pager may consider it
+  }
+
+  /** Runs an ecall with the instance marked busy (never hibernated mid-call). */
+  call<T>(fn: () => T): T {
+    this.#inCall = true;
+    try {
+      return fn();
+    } finally {
+      this.#inCall = false;
+    }
+  }
+
+  close(): void {
+    this.#pager.unregister(this.pageable);
+    this.enclave.close();
+    this.#images?.destroy();
+    this.#images = undefined;
   }
 
   info(): Record<string, unknown> {
@@ -101,8 +192,10 @@ class Hosted {
       permissions: this.manifest.permissions,
       granted: [...e.permissions],
       debug: this.manifest.debug,
-      state: e.state,
+      state: e.state === "suspended" ? "hibernated" : e.state,
       calls: this.calls,
+      hibernations: this.hibernations,
+      wakes: this.wakes,
       traps: this.traps,
       ecalls: [...this.ecalls].map(([n, t]) => ({ name: n, params: t.params, results: t.results })),
       uploadedAt: this.uploadedAt,
@@ -229,7 +322,7 @@ export class EnclaveRegistry {
 
   remove(name: string): void {
     if (!this.exists(name)) throw notFound("ENCLAVE_NOT_FOUND", `no enclave named ${name}`);
-    this.#loaded.get(name)?.enclave.close();
+    this.#loaded.get(name)?.close();
     this.#loaded.delete(name);
     fs.rmSync(path.join(this.dir, name), { recursive: true, force: true });
   }
@@ -245,13 +338,13 @@ export class EnclaveRegistry {
     const odd = type.results.find((t) => !["i32", "i64", "f32", "f64"].includes(t));
     if (odd) throw badRequest("ECALL_UNSUPPORTED_TYPE", `${func} returns a ${odd}, which the generic ecall endpoint cannot return (only i32, i64, f32, f64)`);
     const e = h.enclave;
-    if (e.state !== "running") e.start(); // first use, or a restart that failed earlier: EPC admission
+    h.ready();
     const fn = e.exports[func] as (...a: unknown[]) => unknown;
     e.takeDenial();
     h.calls++;
     let out: unknown;
     try {
-      out = fn(...values);
+      out = h.call(() => fn(...values));
     } catch (err) {
       h.traps++;
       e.fault();
@@ -272,7 +365,7 @@ export class EnclaveRegistry {
   }
 
   closeAll(): void {
-    for (const h of this.#loaded.values()) h.enclave.close();
+    for (const h of this.#loaded.values()) h.close();
     this.#loaded.clear();
   }
 }
