@@ -1,8 +1,9 @@
 /**
- * TRUSTED. A second thread for the heavy loops of images: hashing pages on write and opening chunks on
- * read run partly on one helper worker (helper-worker.ts) while this thread encrypts, writes or copies.
- * It stays in this process, inside the trust boundary; linear memory cannot be shared, so tasks go
- * through shared slots (copies of windows, or chunk ciphertext read straight from the file).
+ * TRUSTED. A second thread for the heavy loops of images: sealing (and hashing) chunks on write,
+ * hashing pages for deltas and opening chunks on read run partly on one helper worker
+ * (helper-worker.ts) while this thread does the same to other chunks, writes or copies. It stays in
+ * this process, inside the trust boundary; linear memory cannot be shared, so tasks go through shared
+ * slots (copies of windows or of a chunk's pages, or chunk ciphertext read straight from the file).
  *
  * Invariants:
  *  1. The helper only changes speed: every task it runs is one this thread could run (the same
@@ -12,7 +13,8 @@
  *     disables the helper for good in this thread ("lost") and the worker is terminated.
  *  3. One job at a time: jobs run inside synchronous calls and settle or cancel every slot they
  *     submitted before returning or throwing.
- *  4. The key area holds a lineage key only while a read job runs (wiped by the job).
+ *  4. The key area holds a lineage key only while a read job or a sealing job runs (wiped by the
+ *     job when it ends, also when it throws).
  *
  * Slot states: FREE --submit()--> READY --helper claims (CAS)--> BUSY --helper done--> DONE
  *   DONE --release()--> FREE;  READY --settle() reclaims (CAS)--> FREE
@@ -89,7 +91,7 @@ export function isDone(h: Helper, s: number): boolean {
   return Atomics.load(h.st, at(s, STATE)) === DONE;
 }
 
-/** Open tasks: whether the tag verified. */
+/** Open tasks: whether the tag verified; seal tasks: whether the slot holds the finished ciphertext. */
 export function verified(h: Helper, s: number): boolean {
   return h.st[at(s, RESULT)] === 1;
 }
@@ -109,13 +111,18 @@ export function release(h: Helper, s: number): void {
   Atomics.store(h.st, at(s, STATE), FREE);
 }
 
+/** Takes back a task the helper has not started; true when it did (the slot is free again). */
+export function reclaim(h: Helper, s: number): boolean {
+  return Atomics.compareExchange(h.st, at(s, STATE), READY, FREE) === READY;
+}
+
 /**
  * Ends a submitted task: "done" (result in the slot, release() it after use), "reclaimed" (never
  * started; the slot is free again) or "lost" (the helper stalled or died: do the task here).
  */
 export function settle(h: Helper, s: number): "done" | "reclaimed" | "lost" {
   if (!alive(h)) return "lost";
-  if (Atomics.compareExchange(h.st, at(s, STATE), READY, FREE) === READY) return "reclaimed";
+  if (reclaim(h, s)) return "reclaimed";
   const deadline = performance.now() + STALL_MS;
   while (Atomics.load(h.st, at(s, STATE)) === BUSY) {
     const left = deadline - performance.now();

@@ -10,30 +10,77 @@
  *     offsets exact, every non-zero page of the newest image held by some chunk of the chain.
  *  3. A chunk's plaintext reaches the destination only after its tag verified (on this thread or
  *     the helper's); a failing tag throws IMAGE_TAMPERED.
+ *  4. Writes shared with the helper keep the format exactly: chunk index, nonce (random per chunk)
+ *     and AAD are fixed on this thread when the chunk is formed, and chunks reach the file in index
+ *     order, each written by this thread. A chunk sealed again here (the helper never started it,
+ *     stalled, died or gave no ciphertext) gets a fresh nonce, recorded in its entry.
+ *  5. Only ciphertext reaches the file: a helper slot is written only when it is DONE and reports
+ *     finished ciphertext (RESULT 1); its plaintext copy never leaves the process.
+ *  6. No wait depends on the helper (helper.ts invariant 2), and a job ends with finish() or close()
+ *     (also on a throw), which settles every slot it holds and wipes the key area. A failed write
+ *     throws before a manifest exists, so image-store.ts discards the tmp: nothing is published.
  */
 import { randomBytes, type KeyObject } from "node:crypto";
-import { openInPlace, sealRuns, type Sink } from "./chunk-cipher.js";
+import { openInPlace, sealRuns, type FileSink, type Sink } from "./chunk-cipher.js";
 import { CHUNK_PAGES, chunkAad, decodeRuns, encodeRuns, NONCE, tampered, TAG, type ChunkEntry, type Header, type Manifest, type Run } from "./image-format.js";
 import { readAt } from "./image-files.js";
-import { alive, cancel, helperFor, isDone, isFree, release, settle, slotAux, slotData, submit, verified, type Helper } from "./helper.js";
-import { KIND_OPEN, SLOTS } from "./helper-slots.js";
-import { PageHashJob } from "./page-hasher.js";
-import { asBuffer, isZeroContent, isZeroPage, PAGE } from "./pages.js";
+import { alive, cancel, helperFor, isDone, isFree, reclaim, release, settle, slotAux, slotData, submit, verified, type Helper } from "./helper.js";
+import { AUX_CIPHER, KIND_OPEN, KIND_SEAL, KIND_SEAL_HASH, SLOTS } from "./helper-slots.js";
+import { hashPagesInto } from "./page-digest.js";
+import { asBuffer, HASH_BYTES, isZeroContent, isZeroPage, PAGE, ZERO_PAGE_HASH } from "./pages.js";
 
-/** Gathers ascending pages into chunks of CHUNK_PAGES and seals each as it fills. */
+/** A chunk between its seal and the file, in index order. */
+interface Queued {
+  index: number;
+  runs: Run[];
+  count: number;
+  aad: Buffer;
+  /** The helper slot sealing it, or -1: sealed here, `parts` are its ciphertext slices and tag. */
+  slot: number;
+  parts: Uint8Array[];
+}
+
+/**
+ * Sealed chunks wait at most this many behind the oldest one the helper holds (~8 MiB of ciphertext);
+ * then this thread waits for it (or takes it back).
+ */
+const MAX_QUEUED = 8;
+
+/**
+ * Gathers ascending pages into chunks of CHUNK_PAGES and seals each as it fills (invariant 1). With
+ * `digests`, also writes the SHA-256 of every page it seals there (at the page's position), hashed by
+ * the thread that seals the chunk.
+ *
+ * Jobs of PARALLEL_MIN or more share the chunks with the helper (invariants 4-6): whenever a slot is
+ * free the next chunk goes there (copied pages, nonce, AAD; the helper hashes and seals it in place),
+ * otherwise this thread seals it. Chunks reach the file strictly in index order: this thread's
+ * ciphertext waits in `#queue` behind the helper's older chunks. finish() must end every job, and
+ * close() every job, also a failed one (it frees the slots and wipes the key area).
+ */
 export class ChunkSealer {
   readonly entries: ChunkEntry[] = [];
-  readonly #out: Sink;
+  readonly #out: FileSink;
   readonly #key: KeyObject;
   readonly #ids: { lineage: Buffer; imageId: Buffer; seq: number };
   readonly #mem: Uint8Array;
+  readonly #digests: Buffer | undefined;
+  readonly #h: Helper | null;
+  readonly #queue: Queued[] = [];
   #pending: number[] = [];
 
-  constructor(out: Sink, key: KeyObject, ids: { lineage: Buffer; imageId: Buffer; seq: number }, mem: Uint8Array) {
+  /** `bytes`: the job's size, which decides whether the helper takes part (helperFor). */
+  constructor(out: FileSink, key: KeyObject, ids: { lineage: Buffer; imageId: Buffer; seq: number }, mem: Uint8Array, o: { bytes: number; digests?: Buffer }) {
     this.#out = out;
     this.#key = key;
     this.#ids = ids;
     this.#mem = mem;
+    this.#digests = o.digests;
+    this.#h = helperFor(o.bytes);
+    if (this.#h !== null) {
+      const raw = key.export();
+      this.#h.key.set(raw);
+      raw.fill(0);
+    }
   }
 
   add(page: number): void {
@@ -41,45 +88,157 @@ export class ChunkSealer {
     if (this.#pending.length === CHUNK_PAGES) this.flush();
   }
 
+  /** Seals the pages added since the last chunk as one chunk (here or on the helper). */
   flush(): void {
-    if (this.#pending.length === 0) return;
+    const count = this.#pending.length;
+    if (count === 0) return;
     const { pages, runs } = encodeRuns(this.#pending);
-    const nonce = randomBytes(NONCE);
-    const { lineage, imageId, seq } = this.#ids;
-    sealRuns(this.#out, this.#key, nonce, chunkAad(lineage, imageId, seq, this.entries.length, pages), runs, this.#mem);
-    this.entries.push({ nonce, pages });
     this.#pending = [];
+    const { lineage, imageId, seq } = this.#ids;
+    const index = this.entries.length;
+    const c: Queued = { index, runs, count, aad: chunkAad(lineage, imageId, seq, index, pages), slot: -1, parts: [] };
+    const nonce = randomBytes(NONCE);
+    this.entries.push({ nonce, pages });
+    const h = this.#h;
+    if (h !== null) this.#writeSealed(false);
+    if (this.#queue.length === 0 && (h === null || !alive(h) || freeSlot(h) < 0)) {
+      this.#sealHere(c, nonce, this.#out); // nothing older is waiting: straight to the file
+      return;
+    }
+    const s = h !== null && alive(h) ? freeSlot(h) : -1;
+    if (s >= 0) this.#submit(h!, s, c, nonce);
+    else this.#sealHere(c, nonce, { write: (b) => void c.parts.push(b) });
+    this.#queue.push(c);
+    this.#writeSealed(this.#queue.length > MAX_QUEUED);
+  }
+
+  /**
+   * Seals what is left and writes every chunk; entries are then complete. Rather than wait for the
+   * helper's last chunks, this thread takes back the newest one it has not started and seals it
+   * here (the helper works from the oldest), until only chunks it holds are left.
+   */
+  finish(): void {
+    this.flush();
+    const h = this.#h;
+    while (this.#queue.length > 0) {
+      this.#writeSealed(false);
+      const c = h === null ? undefined : this.#newestUnstarted(h);
+      if (c === undefined) {
+        this.#writeSealed(true);
+        continue;
+      }
+      c.slot = -1;
+      this.#sealHere(c, this.entries[c.index]!.nonce, { write: (b) => void c.parts.push(b) });
+    }
+    this.close();
+  }
+
+  /** Ends the job: frees the slots it holds without using them and wipes the key area. Idempotent. */
+  close(): void {
+    const h = this.#h;
+    if (h === null) return;
+    try {
+      for (const c of this.#queue.splice(0)) if (c.slot >= 0 && settle(h, c.slot) === "done") release(h, c.slot);
+    } finally {
+      h.key.fill(0);
+    }
+  }
+
+  /** The newest queued chunk the helper has not started, taken back from it. */
+  #newestUnstarted(h: Helper): Queued | undefined {
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const c = this.#queue[i]!;
+      if (c.slot >= 0 && reclaim(h, c.slot)) return c;
+    }
+    return undefined;
+  }
+
+  /** Hashes (with digests) and seals chunk c on this thread into `out`. */
+  #sealHere(c: Queued, nonce: Buffer, out: Sink): void {
+    if (this.#digests) for (const r of c.runs) hashPagesInto(this.#mem, this.#digests, r.first, r.count);
+    sealRuns(out, this.#key, nonce, c.aad, c.runs, this.#mem);
+  }
+
+  /** Copies chunk c's pages and cipher inputs into slot s and hands it to the helper. */
+  #submit(h: Helper, s: number, c: Queued, nonce: Buffer): void {
+    const data = slotData(h, s);
+    let at = 0;
+    for (const r of c.runs) {
+      data.set(this.#mem.subarray(r.first * PAGE, (r.first + r.count) * PAGE), at);
+      at += r.count * PAGE;
+    }
+    const aux = slotAux(h, s);
+    aux.set(nonce, AUX_CIPHER);
+    aux.set(c.aad, AUX_CIPHER + NONCE);
+    c.slot = s;
+    submit(h, s, this.#digests ? KIND_SEAL_HASH : KIND_SEAL, c.count, NONCE + c.aad.length);
+  }
+
+  /**
+   * Writes the chunks at the front of the queue that are sealed. With `wait`, the first is written in
+   * any case: the helper's result when it finishes, else (never started, stalled, dead, or no finished
+   * ciphertext) sealed here under a fresh nonce. Slot data reaches the file only from a slot in DONE
+   * whose result says it holds ciphertext (invariant 5).
+   */
+  #writeSealed(wait: boolean): void {
+    const h = this.#h!;
+    for (; this.#queue.length > 0; wait = false) {
+      const c = this.#queue[0]!;
+      if (c.slot < 0) {
+        this.#queue.shift();
+        for (const b of c.parts) this.#out.write(b);
+        continue;
+      }
+      if (!wait && alive(h) && !isDone(h, c.slot)) return;
+      this.#queue.shift();
+      const s = c.slot;
+      c.slot = -1;
+      const outcome = settle(h, s);
+      let written = false;
+      try {
+        if (outcome === "done" && verified(h, s)) {
+          if (this.#digests) scatterDigests(slotAux(h, s), c.runs, this.#digests);
+          this.#out.writeNow(slotData(h, s).subarray(0, c.count * PAGE + TAG));
+          written = true;
+        }
+      } finally {
+        if (outcome === "done") release(h, s);
+      }
+      if (!written) {
+        const nonce = randomBytes(NONCE);
+        this.entries[c.index]!.nonce = nonce;
+        this.#sealHere(c, nonce, this.#out);
+      }
+    }
+  }
+}
+
+function freeSlot(h: Helper): number {
+  for (let s = 0; s < SLOTS; s++) if (isFree(h, s)) return s;
+  return -1;
+}
+
+/** Puts a chunk's digests (aux [0, 32 x pages), in page order) at its pages' positions. */
+function scatterDigests(aux: Uint8Array, runs: readonly Run[], digests: Buffer): void {
+  let at = 0;
+  for (const r of runs) {
+    digests.set(aux.subarray(at * HASH_BYTES, (at + r.count) * HASH_BYTES), r.first * HASH_BYTES);
+    at += r.count;
   }
 }
 
 /**
- * Seals every non-zero page of `mem` while the page digests are computed alongside (the helper thread
- * hashes the windows this thread is not encrypting); returns the digests.
+ * Seals every non-zero page of `mem` (a full image). With `digests` (memory/4096 x 32 bytes), fills
+ * in every page's digest: a zero page's is ZERO_PAGE_HASH (its content was compared with zeros), the
+ * others come from the sealer, which hashes each chunk where it seals it. The caller finishes and
+ * closes the sealer.
  */
-/** Seals every non-zero page of a full image without computing digests (no delta will follow). */
-export function sealAllPagesUnhashed(mem: Uint8Array, sealer: ChunkSealer): Buffer {
+export function sealNonZeroPages(mem: Uint8Array, sealer: ChunkSealer, digests?: Buffer): void {
   const view = asBuffer(mem);
   const total = mem.length / PAGE;
-  for (let p = 0; p < total; p++) if (!isZeroContent(view, p)) sealer.add(p);
-  sealer.flush();
-  return Buffer.alloc(0);
-}
-
-export function sealAllPages(mem: Uint8Array, sealer: ChunkSealer): Buffer {
-  const job = new PageHashJob(mem);
-  const view = asBuffer(mem);
-  const total = mem.length / PAGE;
-  try {
-    for (let w = 0; w < total; w += CHUNK_PAGES) {
-      job.pump();
-      const end = Math.min(total, w + CHUNK_PAGES);
-      for (let p = w; p < end; p++) if (!isZeroContent(view, p)) sealer.add(p);
-    }
-    sealer.flush();
-    return job.finish();
-  } catch (e) {
-    job.cancel();
-    throw e;
+  for (let p = 0; p < total; p++) {
+    if (!isZeroContent(view, p)) sealer.add(p);
+    else if (digests) ZERO_PAGE_HASH.copy(digests, p * HASH_BYTES);
   }
 }
 
@@ -177,7 +336,7 @@ function openShared(plan: ReadPlan, needed: readonly number[], h: Helper, key: K
   try {
     for (const i of needed) {
       collectDone(plan, h, own, mem);
-      const s = alive(h) ? freeSlot(h, own) : -1;
+      const s = alive(h) ? freeOwnSlot(h, own) : -1;
       if (s >= 0) submitOpen(plan, i, h, s, own);
       else openHere(plan, i, key, mem);
     }
@@ -199,7 +358,7 @@ function openShared(plan: ReadPlan, needed: readonly number[], h: Helper, key: K
   }
 }
 
-function freeSlot(h: Helper, own: Int32Array): number {
+function freeOwnSlot(h: Helper, own: Int32Array): number {
   for (let s = 0; s < SLOTS; s++) if (own[s]! < 0 && isFree(h, s)) return s;
   return -1;
 }
@@ -211,8 +370,8 @@ function submitOpen(plan: ReadPlan, i: number, h: Helper, s: number, own: Int32A
   if (!readAt(ref.image.fd, slotData(h, s).subarray(0, len + TAG), ref.offset)) throw tampered(ref.image.file, `chunk ${ref.index} is cut short`);
   const aux = slotAux(h, s);
   const { nonce, aad } = cipherInputs(ref);
-  aux.set(nonce, 0);
-  aux.set(aad, NONCE);
+  aux.set(nonce, AUX_CIPHER);
+  aux.set(aad, AUX_CIPHER + NONCE);
   own[s] = i;
   submit(h, s, KIND_OPEN, ref.pages, NONCE + aad.length);
 }

@@ -102,6 +102,13 @@ export class TmpWriter {
     if (this.#pendingBytes >= BATCH_BYTES) this.#flush();
   }
 
+  /** Appends `buf` now (with what is pending, one writev); the caller may reuse `buf` afterwards. */
+  writeNow(buf: Uint8Array): void {
+    this.#pending.push(buf);
+    this.#pendingBytes += buf.length;
+    this.#flush();
+  }
+
   writeAt(buf: Uint8Array, pos: number): void {
     this.#flush();
     let done = 0;

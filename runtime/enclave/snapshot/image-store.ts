@@ -27,11 +27,11 @@ import {
   checkAlloc, checkBinding, checkMaxChain, checkState, infoOf,
   type DurableOptions, type GlobalValue, type ImageBinding, type ImageInfo, type SnapshotState, type VolatileOptions,
 } from "./image-api.js";
-import { ChunkSealer, planRead, restoreInto, sealAllPages, sealAllPagesUnhashed, type ChainImage } from "./image-chunks.js";
+import { ChunkSealer, planRead, restoreInto, sealNonZeroPages, type ChainImage } from "./image-chunks.js";
 import { imageFile, linkNoReplace, listSeqs, openForRead, readAt, removeDirIfEmpty, removeQuietly, syncDir, TmpWriter, tmpFile } from "./image-files.js";
 import { CHUNK_PAGES, decodeGlobalBits, HEADER_FIXED, ID_BYTES, keyAad, MAX_KEY_USES, parseHeader, tampered, type Header, type Manifest, type Mode } from "./image-format.js";
 import { openManifest, sealManifest, unsealFailure } from "./image-manifest.js";
-import { diffHashes, isZeroPage, PAGE, pageHashes } from "./pages.js";
+import { diffHashes, HASH_BYTES, isZeroPage, PAGE, pageHashes } from "./pages.js";
 
 export { changedPagesByCompare, changedPagesByHash, pageHashes } from "./pages.js";
 export type { DurableOptions, GlobalValue, ImageBinding, ImageInfo, SnapshotState, VolatileOptions } from "./image-api.js";
@@ -288,12 +288,20 @@ export class ImageStore {
     let hashes: Buffer | undefined;
     let manifest: Manifest | undefined;
     const out = this.#writeTmp(seq, HEADER_FIXED + lineage.sealedKey.length, (w) => {
-      const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory);
-      if (plan.stored) for (const p of plan.stored) sealer.add(p);
-      // A lineage that never takes deltas (maxChain 1: EPC paging) needs no digests: hashing a page
-      // costs more than sealing it.
-      hashes = plan.stored ? plan.hashes! : this.#maxChain === 1 ? sealAllPagesUnhashed(memory, sealer) : sealAllPages(memory, sealer);
-      sealer.flush();
+      // A full image without a plan finds its pages as it seals them, and hashes each chunk where it
+      // seals it; a lineage that never takes deltas (maxChain 1: EPC paging) needs no digests at all
+      // (hashing a page costs more than sealing it).
+      const digests = plan.stored || this.#maxChain === 1 ? undefined : Buffer.allocUnsafe((memory.length / PAGE) * HASH_BYTES);
+      const bytes = plan.stored ? plan.stored.length * PAGE : memory.length;
+      const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory, { bytes, ...(digests ? { digests } : {}) });
+      try {
+        if (plan.stored) for (const p of plan.stored) sealer.add(p);
+        else sealNonZeroPages(memory, sealer, digests);
+        sealer.finish();
+      } finally {
+        sealer.close();
+      }
+      hashes = plan.stored ? plan.hashes! : (digests ?? Buffer.alloc(0));
       manifest = {
         format: 1,
         mode: this.mode,
@@ -481,7 +489,7 @@ function closeAll(chain: readonly ChainImage[]): void {
 
 /**
  * Which pages the next image stores (IMAGES.md "Write protocol" 1). `stored` undefined: a full image
- * whose pages and digests sealAllPages finds while it encrypts.
+ * whose pages and digests sealNonZeroPages finds while it seals.
  */
 function planPages(
   memory: Uint8Array,

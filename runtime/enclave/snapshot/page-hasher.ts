@@ -2,9 +2,10 @@
  * TRUSTED. Page digests of a memory computed in windows of 256 pages, shared between this thread and
  * the helper (helper.ts). The result is byte for byte the serial one (hashPagesInto on every page).
  *
- * A job can advance in steps: a writer calls pump() between its own work (encrypting a full image),
- * so the helper hashes while this thread encrypts; finish() hashes what is left here and waits for
- * the helper's windows. Memory does not change during a job (it runs inside one synchronous call).
+ * Used where every page needs a digest before any is sealed (a delta's change detection); full
+ * images hash each chunk where it is sealed instead (ChunkSealer, image-chunks.ts). A job can
+ * advance in steps (pump() between other work); finish() hashes what is left here and waits for the
+ * helper's windows. Memory does not change during a job (it runs inside one synchronous call).
  */
 import { HASH_BYTES, hashPagesInto, PAGE } from "./page-digest.js";
 import { alive, cancel, helperFor, isDone, isFree, release, settle, slotAux, slotData, submit, type Helper } from "./helper.js";
