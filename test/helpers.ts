@@ -1,5 +1,5 @@
 /** Shared test helpers: temp dirs, WAT -> wasm, running the CLI as a real child process. */
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -11,6 +11,35 @@ export const CLI = path.join(ROOT, "dist", "runtime", "host", "cli", "main.js");
 
 export function tempDir(prefix = "selkie-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * Crash tests: runs `node script ...args`, waits until its stdout matches `ready`, lets it work for
+ * `killAfterMs`, kills it with SIGKILL and returns everything it printed (its acknowledgements).
+ */
+export async function runUntilKilled(script: string, args: string[], ready: RegExp, killAfterMs: number): Promise<string> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setInterval(() => {
+      if (ready.test(out)) {
+        clearInterval(t);
+        resolve();
+      }
+    }, 1);
+    void exited.then((code) => {
+      clearInterval(t);
+      reject(new Error(`${path.basename(script)} exited (${code}) before it was ready: ${err}`));
+    });
+  });
+  await new Promise((r) => setTimeout(r, killAfterMs));
+  child.kill("SIGKILL");
+  await exited;
+  return out;
 }
 
 type Wabt = { parseWat(name: string, text: string): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void } };

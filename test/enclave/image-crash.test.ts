@@ -5,12 +5,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ImageStore } from "../../runtime/enclave/snapshot/image-store.js";
 import { Platform } from "../../runtime/platform/platform.js";
-import { ROOT, rng, tempDir } from "../helpers.js";
+import { ROOT, rng, runUntilKilled, tempDir } from "../helpers.js";
 import { bindingOf, CRASH, identity, Workload } from "./image-workload.js";
 
 const WRITER = path.join(ROOT, "dist", "test", "enclave", "image-crash-writer.js");
@@ -18,27 +17,7 @@ const SEED = 20260511;
 
 /** Starts the writer, kills it `killAfterMs` after it is ready; returns the steps it acknowledged. */
 async function runAndKill(platformDir: string, dir: string, killAfterMs: number): Promise<number[]> {
-  const child = spawn(process.execPath, [WRITER, platformDir, dir, String(SEED)], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setInterval(() => {
-      if (/^ready \d+$/m.test(out)) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 1);
-    void exited.then((code) => {
-      clearInterval(t);
-      reject(new Error(`the writer exited (${code}) before it was ready: ${err}`));
-    });
-  });
-  await new Promise((r) => setTimeout(r, killAfterMs));
-  child.kill("SIGKILL");
-  await exited;
+  const out = await runUntilKilled(WRITER, [platformDir, dir, String(SEED)], /^ready \d+$/m, killAfterMs);
   return [...out.matchAll(/^ack (\d+)$/gm)].map((m) => Number(m[1]));
 }
 

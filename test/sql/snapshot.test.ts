@@ -6,12 +6,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Database, Platform } from "../../runtime/index.js";
 import { SelkieError } from "../../runtime/errors.js";
-import { openDb, ROOT, rng, tempDir, testPlatform } from "../helpers.js";
+import { openDb, ROOT, rng, runUntilKilled, tempDir, testPlatform } from "../helpers.js";
 import { outcome, workload } from "./workload.js";
 
 const code = (c: string) => (e: unknown) => e instanceof SelkieError && e.code === c;
@@ -121,27 +120,7 @@ test("an older image, another platform's, another database's or a damaged one is
 const WRITER = path.join(ROOT, "dist", "test", "sql", "fixtures", "snapshot-writer.js");
 
 async function runAndKill(platformDir: string, file: string, images: string, killAfterMs: number): Promise<{ commit: number; snap: number }> {
-  const child = spawn(process.execPath, [WRITER, platformDir, file, images], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setInterval(() => {
-      if (out.includes("ready\n")) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 2);
-    void exited.then((c) => {
-      clearInterval(t);
-      reject(new Error(`writer exited (${c}) before it was ready: ${err}`));
-    });
-  });
-  await new Promise((r) => setTimeout(r, killAfterMs));
-  child.kill("SIGKILL");
-  await exited;
+  const out = await runUntilKilled(WRITER, [platformDir, file, images], /^ready$/m, killAfterMs);
   const last = (re: RegExp) => Math.max(0, ...[...out.matchAll(re)].map((m) => Number(m[1])));
   // "snap N" also means N rows were committed (the writer's first line counts the rows already there).
   return { commit: last(/^(?:commit|snap) (\d+)$/gm), snap: last(/^snap (\d+)$/gm) };

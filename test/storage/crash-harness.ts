@@ -1,37 +1,16 @@
 /** Crash harness: a real writer process killed with SIGKILL, then a check of what survived. */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { Database } from "../../runtime/index.js";
 import { Platform } from "../../runtime/platform/platform.js";
-import { ROOT, rng, tempDir } from "../helpers.js";
+import { ROOT, rng, runUntilKilled, tempDir } from "../helpers.js";
 import { batchSize } from "./fixtures/batch-size.js";
 
 const FIXTURE = path.join(ROOT, "dist", "test", "storage", "fixtures", "crash-writer.js");
 
 /** Starts the writer, kills it with SIGKILL `killAfterMs` after it is ready; returns the last acked batch. */
 export async function runAndKill(platformDir: string, file: string, killAfterMs: number): Promise<number> {
-  const child = spawn(process.execPath, [FIXTURE, platformDir, file], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setInterval(() => {
-      if (out.includes("ready\n")) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 2);
-    void exited.then((code) => {
-      clearInterval(t);
-      reject(new Error(`writer exited (${code}) before it was ready: ${err}`));
-    });
-  });
-  await new Promise((r) => setTimeout(r, killAfterMs));
-  child.kill("SIGKILL");
-  await exited;
+  const out = await runUntilKilled(FIXTURE, [platformDir, file], /^ready$/m, killAfterMs);
   const acks = [...out.matchAll(/^ack (\d+)$/gm)].map((m) => Number(m[1]));
   return acks.length ? acks[acks.length - 1]! : 0;
 }
