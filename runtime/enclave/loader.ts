@@ -8,7 +8,8 @@
  *    signature (ENCLAVE_BAD_IMPORT_TYPE);
  *  - a module that does not import its memory as selkie:sys.memory (ENCLAVE_NO_MEMORY_IMPORT), that
  *    exports a memory (ENCLAVE_EXPORTS_MEMORY), uses shared or 64-bit memory (ENCLAVE_BAD_MEMORY),
- *    or has a start function (ENCLAVE_HAS_START: code would run before the runtime is ready);
+ *    or has a start function that does more than initialize memory from constants (ENCLAVE_HAS_START:
+ *    code would run before the runtime is ready; wasm-ld's bulk-memory .bss zeroing is allowed);
  *  - missing required ecalls (ENCLAVE_MISSING_EXPORT).
  *
  * Two entry points: `checkModule` (synchronous) checks and compiles the bytes exactly as given;
@@ -21,7 +22,7 @@ import { MEMORY_IMPORT, OCALLS, WASM_PAGE } from "./abi.js";
 import { formatBytes, type Manifest } from "./manifest.js";
 import { instrumentModule, type InstrumentOptions } from "./instrument.js";
 import { measureEnclave, sha256 } from "./measure.js";
-import { parseGlobals, parseWasm, WasmParseError, type FuncType, type WasmExport } from "./wasm-sections.js";
+import { parseGlobals, parseWasm, startOnlyInitializesMemory, WasmParseError, type FuncType, type WasmExport } from "./wasm-sections.js";
 
 export interface CheckedModule {
   readonly module: WebAssembly.Module;
@@ -85,8 +86,10 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
     return hit;
   }
   let summary;
+  let startOk: boolean;
   try {
     summary = parseWasm(bytes);
+    startOk = !summary.hasStart || startOnlyInitializesMemory(bytes, summary);
   } catch (e) {
     if (e instanceof WasmParseError) {
       throw new EnclaveLoadError("ENCLAVE_NOT_WASM", `not a loadable enclave module: ${e.message}`);
@@ -125,8 +128,11 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
   if (summary.exports.some((e) => e.kind === "memory")) {
     throw new EnclaveLoadError("ENCLAVE_EXPORTS_MEMORY", "the module exports a memory; enclave memory must be imported, not exported");
   }
-  if (summary.hasStart) {
-    throw new EnclaveLoadError("ENCLAVE_HAS_START", "the module has a start function; enclaves are reactors (export _initialize instead)");
+  if (!startOk) {
+    throw new EnclaveLoadError(
+      "ENCLAVE_HAS_START",
+      "the module has a start function that does more than initialize memory (only i32.const, memory.fill, memory.init and data.drop may run at instantiation); enclaves are reactors: move that code to _initialize",
+    );
   }
   let module: WebAssembly.Module;
   try {

@@ -29,6 +29,8 @@ export interface WasmSummary {
   imports: WasmImport[];
   exports: WasmExport[];
   hasStart: boolean;
+  /** The start function's index, when the module has one. */
+  start?: number;
   /** Type index of each function the module defines (the function section), in order. */
   funcs: number[];
 }
@@ -103,9 +105,51 @@ export function parseWasm(bytes: Uint8Array): WasmSummary {
     else if (id === 2) readImports(s, out);
     else if (id === 3) for (let n = s.u32(); n > 0; n--) out.funcs.push(s.u32());
     else if (id === 7) readExports(s, out);
-    else if (id === 8) out.hasStart = true;
+    else if (id === 8) {
+      out.hasStart = true;
+      out.start = s.u32();
+    }
   }
   return out;
+}
+
+/**
+ * True when the start function only initializes memory from constants: a body with no locals made
+ * of `i32.const`, `memory.fill`, `memory.init` and `data.drop` alone (what wasm-ld emits to zero
+ * .bss and copy passive segments when memory is imported and bulk memory is on). Such a function
+ * calls nothing, reads no global and cannot grow memory, so it may run before the runtime is ready.
+ */
+export function startOnlyInitializesMemory(bytes: Uint8Array, summary: WasmSummary): boolean {
+  if (summary.start === undefined) return false;
+  const imported = summary.imports.filter((i) => i.desc.kind === "function").length;
+  const target = summary.start - imported;
+  if (target < 0) return false; // an imported function as start: an ocall before the runtime is ready
+  for (const { id, s } of sections(bytes)) {
+    if (id !== 10) continue;
+    const count = s.u32();
+    if (target >= count) return false;
+    for (let i = 0; i < target; i++) s.bytes(s.u32());
+    const size = s.u32();
+    const body = new Reader(s.b, s.pos + size);
+    body.pos = s.pos;
+    if (body.end > s.end) throw new WasmParseError("a function body runs past the end of the code section");
+    if (body.u32() !== 0) return false; // locals
+    while (body.pos < body.end) {
+      const op = body.byte();
+      if (op === 0x41) skipLeb(body);
+      else if (op === 0x0b) return body.pos === body.end;
+      else if (op !== 0xfc) return false;
+      else {
+        const sub = body.u32();
+        if (sub === 8) body.u32(); // memory.init: segment index, then the memory index
+        else if (sub === 9) { body.u32(); continue; } // data.drop: segment index
+        else if (sub !== 11) return false; // memory.fill: the memory index
+        if (body.byte() !== 0) return false;
+      }
+    }
+    return false;
+  }
+  return false;
 }
 
 /** The signature of every exported function, by export name. */

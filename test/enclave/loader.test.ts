@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { checkModule, checkManifestFits, measure } from "../../runtime/enclave/loader.js";
+import { checkModule, checkManifestFits, loadEnclaveModule, measure } from "../../runtime/enclave/loader.js";
 import { parseManifest } from "../../runtime/enclave/manifest.js";
 import { Enclave } from "../../runtime/enclave/enclave.js";
 import { EnclaveLoadError, ManifestError } from "../../runtime/errors.js";
@@ -47,9 +47,47 @@ test("checkModule refuses a memory imported under another name", async () => {
   assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_FORBIDDEN_IMPORT" && e.message.includes("env.memory"));
 });
 
-test("checkModule refuses a start function", async () => {
-  const bytes = await wat(`(module ${MEM} (func $s) (start $s))`);
-  assert.throws(() => checkModule(bytes), { code: "ENCLAVE_HAS_START" });
+test("checkModule refuses a start function that does more than initialize memory from constants", async () => {
+  const bodies = {
+    "a call": `(func $f) (func $s (call $f))`,
+    "a global write": `(global $g (mut i32) (i32.const 0)) (func $s (global.set $g (i32.const 1)))`,
+    "a store": `(func $s (i32.store (i32.const 0) (i32.const 1)))`,
+    "a local": `(func $s (local i32) (memory.fill (local.get 0) (i32.const 0) (i32.const 1)))`,
+    "a loop": `(func $s (loop $l (br $l)))`,
+    "a memory.grow": `(func $s (drop (memory.grow (i32.const 1))))`,
+    "a computed operand": `(func $s (memory.fill (i32.add (i32.const 1) (i32.const 2)) (i32.const 0) (i32.const 1)))`,
+    "a nop": `(func $s nop)`,
+  };
+  for (const [what, funcs] of Object.entries(bodies)) {
+    const bytes = await wat(`(module ${MEM} ${funcs} (start $s))`);
+    assert.throws(() => checkModule(bytes), { code: "ENCLAVE_HAS_START" }, what);
+  }
+  const ocall = await wat(`(module (import "selkie:sys" "clock_ms" (func $c (result f64))) ${MEM} (func $s (drop (call $c))) (start $s))`);
+  assert.throws(() => checkModule(ocall), { code: "ENCLAVE_HAS_START" }, "an ocall before the runtime is ready");
+});
+
+/** What wasm-ld emits with bulk memory and an imported memory: .bss zeroed, a passive segment copied. */
+const INIT_ONLY = `(module ${MEM}
+  (data $d "selkie")
+  (func $init (memory.fill (i32.const 64) (i32.const 0) (i32.const 32)) (memory.init $d (i32.const 128) (i32.const 0) (i32.const 6)) (data.drop $d))
+  (start $init)
+  (func (export "peek") (param i32) (result i32) (i32.load8_u (local.get 0)))
+  (func (export "poke") (param i32 i32) (i32.store8 (local.get 0) (local.get 1))))`;
+
+test("a start function that only initializes memory from constants (wasm-ld's bulk-memory .bss zeroing) is accepted and runs", async () => {
+  const m = checkModule(await wat(INIT_ONLY), ["peek"]);
+  const e = new Enclave({ module: m, manifest: manifest() });
+  e.start();
+  const x = e.exports as Record<string, (...a: number[]) => number>;
+  assert.equal(String.fromCharCode(...[0, 1, 2, 3, 4, 5].map((i) => x.peek!(128 + i))), "selkie");
+  e.close();
+  // Through the instrumenting loader too (a hidden mutable global makes binaryen rewrite the module).
+  const withGlobal = await loadEnclaveModule(await wat(INIT_ONLY.replace("(start $init)", "(start $init) (global $g (mut i32) (i32.const 0)) (func (export \"bump\") (global.set $g (i32.add (global.get $g) (i32.const 1))))")));
+  assert.equal(withGlobal.instrumentation?.globals.length, 1, "binaryen ran");
+  const f = new Enclave({ module: withGlobal, manifest: manifest() });
+  f.start();
+  assert.equal((f.exports as Record<string, (...a: number[]) => number>).peek!(128), "s".charCodeAt(0));
+  f.close();
 });
 
 test("checkModule refuses bytes that are not wasm, truncated modules and empty input", async () => {

@@ -136,6 +136,29 @@ test("a restore sets memory and globals before any ecall and never runs _initial
   b.close();
 });
 
+test("a restore keeps memory that a memory-initializing start function would overwrite", async () => {
+  const module = checkModule(await wat(`(module (import "selkie:sys" "memory" (memory 1))
+    (data $d "abc")
+    (func $init (memory.fill (i32.const 64) (i32.const 0) (i32.const 16)) (memory.init $d (i32.const 128) (i32.const 0) (i32.const 3)))
+    (start $init)
+    (func (export "peek") (param i32) (result i32) (i32.load8_u (local.get 0)))
+    (func (export "poke") (param i32 i32) (i32.store8 (local.get 0) (local.get 1))))`));
+  const manifest = parseManifest({ format: 1, name: "s", version: 1, epc: 1 << 20 });
+  const a = new Enclave({ module, manifest });
+  a.start();
+  calls(a).poke!(64, 9);
+  calls(a).poke!(128, 0x7a);
+  const cap = a.capture();
+  const memory = Uint8Array.from(cap.memory);
+  const b = new Enclave({ module, manifest });
+  b.resume((alloc) => (alloc(memory.length).set(memory), { globals: cap.globals }));
+  assert.equal(calls(b).peek!(64), 9, "the start function's zeroing ran before the image was written, not after");
+  assert.equal(calls(b).peek!(128), 0x7a);
+  assert.equal(calls(b).peek!(129), "b".charCodeAt(0));
+  a.close();
+  b.close();
+});
+
 test("a module that hides a mutable global cannot be snapshotted; wrong globals are refused", async () => {
   const hidden = checkModule(await wat(`(module (import "selkie:sys" "memory" (memory 1)) (global $g (mut i32) (i32.const 0)) (func (export "f") (global.set $g (i32.const 1))))`));
   assert.equal(hidden.stateGlobals, undefined);
