@@ -28,8 +28,9 @@ const TRANSFORM = "selkie-memory.mjs";
 
 // Why each flag:
 //  --importMemory --noExportMemory : the runtime owns and caps the memory (ABI §1);
-//  --exportStart _initialize       : no wasm start section (the loader refuses one); the runtime
-//                                    calls _initialize once, and never again on restore;
+//  --exportStart _initialize       : no wasm start section (AssemblyScript's would run code, which
+//                                    the loader refuses); the runtime calls _initialize once, and
+//                                    never again on restore;
 //  --use abort=                    : no env.abort import (not an ocall); a failed assertion or a
 //                                    denied memory.grow becomes a trap, which the runtime handles;
 //  --runtime incremental           : the default GC, whose state lives in mutable globals;
