@@ -247,15 +247,71 @@ describe("custom enclaves on selkie serve", () => {
     await intact();
   });
 
-  it("stored enclaves survive a restart (verified again on first use)", async () => {
-    await s.stop();
+  it("stored enclaves survive a restart (verified again on first use); a graceful restart keeps each instance's state, once", async () => {
+    // Two 50 MiB enclaves again: at the shutdown one is running and the other hibernated.
+    const big = await wat(`(module ${MEM(800)} (global $n (mut i32) (i32.const 0))
+      (func (export "f") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1)))
+        (i32.store (i32.const 52428000) (i32.add (i32.load (i32.const 52428000)) (i32.const 10)))
+        (i32.add (global.get $n) (i32.load (i32.const 52428000)))))`);
+    for (const name of ["big-c", "big-d"]) {
+      const m = { format: 1, name, version: 1, epc: "64MiB", permissions: [] };
+      assert.equal((await upload(s, tok, m, big, sign(m, big))).status, 201);
+      assert.equal((await ecall(name, "f")).json.result, 11);
+    }
+    assert.equal((await api(s, tok, "GET", "/v1/enclaves/big-c")).json.state, "hibernated");
+    const stateOf = (name: string) => path.join(s.dir, "enclaves", name, "state");
+
+    assert.equal(await s.stop(), 0, "a graceful stop");
+    for (const name of ["counter-as", "trappy", "big-c", "big-d"]) assert.ok(fs.existsSync(stateOf(name)), `${name}'s state was saved`);
+    const backup = tempDir("selkie-state-copy-");
+    fs.cpSync(stateOf("counter-as"), backup, { recursive: true });
+    const images = fs.readdirSync(backup);
+    assert.ok(images.length > 0 && images.every((f) => f.endsWith(".img")), images.join(", "));
+
     s = await startServer({ dir: s.dir });
+    total += 1n;
     const r = await ecall("counter-as", "add", [1]);
     assert.equal(r.status, 200, r.text);
-    assert.equal(r.json.result, "1", "a fresh instance: enclave state is not persisted");
-    total = 1n;
+    assert.equal(r.json.result, String(total), "the counter continued where the last run left it");
+    assert.equal((await ecall("counter-as", "sum")).json.result, "17", "memory too (the pushed values)");
+    assert.equal((await ecall("trappy", "inc")).json.result, 2);
+    assert.equal((await ecall("big-c", "f")).json.result, 22, "saved from its hibernation image");
+    assert.equal((await ecall("big-d", "f")).json.result, 22);
+    const info = (await api(s, tok, "GET", "/v1/enclaves/counter-as")).json;
+    assert.equal(info.restored, true);
+    assert.ok(!fs.existsSync(stateOf("counter-as")), "the saved state is used once: its lineage is destroyed on resume");
     const list = await api(s, tok, "GET", "/v1/enclaves");
-    assert.deepEqual(list.json.enclaves.map((e: any) => e.name), ["clocky", "counter-as", "trappy"]);
+    assert.deepEqual(list.json.enclaves.map((e: any) => e.name), ["big-c", "big-d", "clocky", "counter-as", "trappy"]);
+
+    // A crash saves nothing; putting back a copy of an image already used is a rollback, refused once.
+    await s.stop("SIGKILL");
+    fs.cpSync(backup, stateOf("counter-as"), { recursive: true });
+    s = await startServer({ dir: s.dir });
+    refused(await ecall("counter-as", "add", [0]), 500, "IMAGE_ROLLBACK");
+    assert.ok(!fs.existsSync(stateOf("counter-as")), "the refused copy is removed");
+    total = 0n;
+    await intact();
+    assert.equal((await ecall("counter-as", "count")).json.result, 0, "a fresh instance");
+    assert.equal((await ecall("trappy", "inc")).json.result, 1, "the crash lost the state since the last start: fresh");
+
+    // A damaged saved state is refused with a typed error, and the next call starts afresh.
+    assert.equal((await ecall("counter-as", "add", [40])).json.result, "40");
+    assert.equal(await s.stop(), 0);
+    const img = path.join(stateOf("counter-as"), fs.readdirSync(stateOf("counter-as")).find((f) => f.endsWith(".img"))!);
+    const bytes = fs.readFileSync(img);
+    bytes[bytes.length - 100]! ^= 0x01;
+    fs.writeFileSync(img, bytes);
+    s = await startServer({ dir: s.dir });
+    const bad = await ecall("counter-as", "add", [0]);
+    assert.equal(bad.status, 500, bad.text);
+    assert.match(bad.json.code, /^IMAGE_/, bad.text);
+    await intact();
+
+    // Deleting an enclave whose saved state was never resumed destroys that state too.
+    assert.ok(fs.existsSync(stateOf("trappy")));
+    assert.equal((await api(s, tok, "DELETE", "/v1/enclaves/trappy")).status, 200);
+    assert.ok(!fs.existsSync(path.join(s.dir, "enclaves", "trappy")));
+    for (const name of ["big-c", "big-d"]) assert.equal((await api(s, tok, "DELETE", `/v1/enclaves/${name}`)).status, 200);
     await intact();
   });
 });

@@ -18,6 +18,13 @@
  * info().state "hibernated"); the next ecall resumes it exactly where it was. A wake the EPC cannot
  * hold is refused (503 EPC_ADMISSION_REFUSED) and the image kept; an image that fails verification
  * loses the instance's state: the call fails with the image's code and a fresh instance starts.
+ *
+ * Restarts: a graceful shutdown (closeAll) seals each instance's state, running or hibernated, into a
+ * durable image in `NAME/state/` (key sealed to MRENCLAVE, bound to a platform counter). The first
+ * ecall after the restart resumes from it and destroys that lineage (counter and files) before the
+ * ecall runs, so the image is used at most once: a copy of the folder restored later is refused as a
+ * rollback (IMAGE_ROLLBACK), never a second run of the same state. A crash (kill -9) leaves no image
+ * of the state since the last start; the enclave then starts afresh, as it always did.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -31,7 +38,7 @@ import { exportedFunctionTypes, parseWasm, type FuncType } from "../../enclave/w
 import { WASM_PAGE, type Permission } from "../../enclave/abi.js";
 import { EnclaveFault, EnclaveLoadError, EpcError, ManifestError, SelkieError } from "../../errors.js";
 import { enclaveIdentity } from "../../enclave/identity.js";
-import { ImageStore } from "../../enclave/snapshot/image-store.js";
+import { ImageStore, type ImageBinding, type SnapshotState } from "../../enclave/snapshot/image-store.js";
 import { EpcPager, nextUse, type Pageable } from "../../enclave/snapshot/pager.js";
 import { SigstructError } from "../../enclave/sigstruct.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
@@ -74,10 +81,16 @@ class Hosted {
   traps = 0;
   hibernations = 0;
   wakes = 0;
+  /** This instance continues the state saved at the last graceful shutdown. */
+  restored = false;
   readonly enclave: Enclave;
   readonly #pager: EpcPager;
   readonly #platformId: string;
   #images: ImageStore | undefined;
+  readonly #platform: Platform;
+  /** Where a graceful shutdown leaves the state for the next start (see the header). */
+  readonly #stateDir: string;
+  readonly #log: Log;
   #lastUse = 0;
   #inCall = false;
   readonly pageable: Pageable;
@@ -91,6 +104,7 @@ class Hosted {
     readonly uploadedAt: string,
     opts: EnclaveRegistryOptions,
     seq: () => number,
+    dir: string,
   ) {
     this.enclave = new Enclave({
       module,
@@ -101,6 +115,9 @@ class Hosted {
       onLog: (code, message) => opts.logger.info({ event: "enclave_log", enclave: name, code }, message),
     });
     this.#platformId = opts.platform.platformId;
+    this.#platform = opts.platform;
+    this.#log = opts.logger;
+    this.#stateDir = path.join(dir, name, STATE_DIR);
     this.#pager = EpcPager.for(opts.platform.epc, path.join(opts.platform.dir, "paging"));
     const self = this;
     this.pageable = {
@@ -119,14 +136,19 @@ class Hosted {
     };
   }
 
+  #binding(): ImageBinding {
+    const id = enclaveIdentity(this.enclave);
+    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platformId };
+  }
+
+  #durableState(create: boolean): ImageStore {
+    return ImageStore.openDurable(this.#stateDir, { services: this.#platform.servicesFor(enclaveIdentity(this.enclave)), binding: this.#binding(), maxChain: 1, create });
+  }
+
   #hibernate(): void {
     const cap = this.enclave.capture();
     if (!this.#images) {
-      const id = enclaveIdentity(this.enclave);
-      this.#images = ImageStore.volatile(this.#pager.folderFor(`enclave-${this.name}-${randomBytes(8).toString("hex")}`), {
-        binding: { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platformId },
-        maxChain: 1,
-      });
+      this.#images = ImageStore.volatile(this.#pager.folderFor(`enclave-${this.name}-${randomBytes(8).toString("hex")}`), { binding: this.#binding(), maxChain: 1 });
     }
     this.#images.write({ memory: cap.memory, globals: cap.globals, runtime: { calls: this.calls } });
     this.enclave.suspend();
@@ -155,8 +177,77 @@ class Hosted {
       this.#pager.recordWake(performance.now() - t0, true, this.pageable);
       return;
     }
+    if (e.state === "created" && fs.existsSync(this.#stateDir)) {
+      this.#resumeSaved();
+      return;
+    }
     e.start(); // first use, or a restart that failed earlier: EPC admission
     this.#pager.recordWake(0, true, this.pageable); // resident again: the pager may consider it
+  }
+
+  /**
+   * Resumes the state a graceful shutdown saved, then destroys its lineage before any ecall runs.
+   * An EPC refusal keeps the image (the next call retries); an image that does not verify is
+   * logged, removed and reported to this call; the next call starts a fresh instance.
+   */
+  #resumeSaved(): void {
+    const e = this.enclave;
+    let store: ImageStore | undefined;
+    try {
+      store = this.#durableState(false);
+      const images = store;
+      let runtime: Record<string, unknown> = {};
+      e.resume((alloc) => {
+        const r = images.read(alloc);
+        runtime = r.runtime;
+        return r;
+      });
+      store.destroy(); // used once: a copy of the folder is a rollback from now on
+      if (typeof runtime.calls === "number" && Number.isSafeInteger(runtime.calls) && runtime.calls >= 0) this.calls = runtime.calls;
+      this.restored = true;
+      this.#pager.recordWake(0, true, this.pageable);
+      this.#log.info({ event: "enclave_state_restored", enclave: this.name, bytes: e.committedBytes }, "resumed the state saved at the last shutdown");
+    } catch (err) {
+      if (err instanceof EpcError && e.state === "created") throw err;
+      if (e.state === "running") e.fault(); // resumed but its image could not be retired: never serve it
+      this.#log.warn({ event: "enclave_state_refused", enclave: this.name, code: (err as SelkieError).code, err: (err as Error).message }, "the saved state was refused and removed; the next call starts afresh");
+      try {
+        store?.destroy();
+      } finally {
+        fs.rmSync(this.#stateDir, { recursive: true, force: true });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Graceful shutdown: seals the state of a running (idle) or hibernated instance into a durable
+   * image for the next start. False when there is nothing to keep (never started, or faulted).
+   */
+  persist(): boolean {
+    const e = this.enclave;
+    let state: SnapshotState;
+    if (e.state === "running" && !e.busy && !this.#inCall) {
+      const cap = e.capture();
+      state = { memory: cap.memory, globals: cap.globals, runtime: { calls: this.calls } };
+    } else if (e.state === "suspended" && this.#images) {
+      const r = this.#images.read();
+      state = { memory: r.memory, globals: r.globals, runtime: r.runtime };
+    } else {
+      return false;
+    }
+    this.#durableState(true).write(state, { full: true });
+    return true;
+  }
+
+  /** Destroys a saved state (its lineage and counter) without resuming it. */
+  forgetSaved(): void {
+    if (!fs.existsSync(this.#stateDir)) return;
+    try {
+      this.#durableState(false).destroy();
+    } finally {
+      fs.rmSync(this.#stateDir, { recursive: true, force: true });
+    }
   }
 
   /** Runs an ecall with the instance marked busy (never hibernated mid-call). */
@@ -196,6 +287,7 @@ class Hosted {
       calls: this.calls,
       hibernations: this.hibernations,
       wakes: this.wakes,
+      restored: this.restored,
       traps: this.traps,
       ecalls: [...this.ecalls].map(([n, t]) => ({ name: n, params: t.params, results: t.results })),
       uploadedAt: this.uploadedAt,
@@ -204,6 +296,7 @@ class Hosted {
 }
 
 const FILES = { module: "module.wasm", manifest: "manifest.json", signature: "signature.json", meta: "uploaded.json" } as const;
+const STATE_DIR = "state";
 
 /** Turns verification refusals into 400s carrying their own code. */
 function asBadRequest(e: unknown): never {
@@ -259,7 +352,7 @@ export class EnclaveRegistry {
       const mrenclave = measure(module, manifest);
       const { mrsigner, publicKey } = verifyEnclaveSignature(signatureRaw, manifest, mrenclave);
       const ecalls = new Map([...exportedFunctionTypes(parseWasm(bytes))].filter(([n]) => n !== "_initialize" && !n.startsWith("__selkie_")));
-      return new Hosted(manifest.name, manifest, module, mrsigner, publicKey, ecalls, uploadedAt, this.#opts, () => ++this.#seq);
+      return new Hosted(manifest.name, manifest, module, mrsigner, publicKey, ecalls, uploadedAt, this.#opts, () => ++this.#seq, this.dir);
     } catch (e) {
       asBadRequest(e);
     }
@@ -320,8 +413,15 @@ export class EnclaveRegistry {
     return h;
   }
 
-  remove(name: string): void {
+  async remove(name: string): Promise<void> {
     if (!this.exists(name)) throw notFound("ENCLAVE_NOT_FOUND", `no enclave named ${name}`);
+    if (fs.existsSync(path.join(this.dir, name, STATE_DIR))) {
+      try {
+        (await this.get(name)).forgetSaved(); // destroys its platform counter too
+      } catch {
+        // a state that no longer opens holds nothing to keep; its folder goes below
+      }
+    }
     this.#loaded.get(name)?.close();
     this.#loaded.delete(name);
     fs.rmSync(path.join(this.dir, name), { recursive: true, force: true });
@@ -364,8 +464,17 @@ export class EnclaveRegistry {
     return { result: results.length === 1 ? results[0]! : null, results, ...(denied ? { denied } : {}) };
   }
 
+  /** Graceful shutdown: saves each instance's state for the next start (see the header), then closes it. */
   closeAll(): void {
-    for (const h of this.#loaded.values()) h.close();
+    for (const h of this.#loaded.values()) {
+      const t0 = performance.now();
+      try {
+        if (h.persist()) this.#opts.logger.info({ event: "enclave_state_saved", enclave: h.name, ms: Math.round(performance.now() - t0) }, "saved the enclave's state for the next start");
+      } catch (e) {
+        this.#opts.logger.error({ event: "enclave_state_not_saved", enclave: h.name, err: (e as Error).message }, "could not save the enclave's state; it starts afresh next time");
+      }
+      h.close();
+    }
     this.#loaded.clear();
   }
 }

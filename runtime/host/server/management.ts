@@ -112,7 +112,7 @@ async function enclaveRoutes(ctx: ServerContext, req: CoreRequest, parts: string
   if (op === undefined) {
     if (m === "GET") return ["v1_enclave", json(200, (await reg.get(name)).info())];
     if (m === "DELETE") {
-      reg.remove(name);
+      await reg.remove(name);
       ctx.logger.info({ event: "enclave_deleted", enclave: name }, "enclave deleted");
       return ["v1_enclave", json(200, { deleted: name })];
     }
