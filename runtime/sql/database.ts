@@ -348,6 +348,19 @@ export class Database {
   }
 
   /**
+   * Wakes a hibernated enclave now, as its next statement would (marking the use); false when it
+   * was resident. Throws EPC_ADMISSION_REFUSED, the database still hibernated and intact, when the
+   * EPC cannot hold it even after evicting every idle enclave: a host may wait and call again.
+   */
+  wake(): boolean {
+    this.#requireOpen();
+    this.#lastUse = nextUse();
+    if (!this.#hibernated) return false;
+    this.#wake();
+    return true;
+  }
+
+  /**
    * Hibernates the enclave now, as the pager does under EPC pressure (tests, operators). False when
    * it is not idle (a statement or transaction holds a lock) or paging is off.
    */

@@ -337,4 +337,49 @@ describe("selkie serve EPC budget", () => {
       assert.equal(await s.stop(), 0);
     }
   });
+
+  it("a request to a hibernated database waits for EPC room while every resident one is in a transaction, then 503s at its deadline", async () => {
+    // 3 MiB holds two SQLite enclaves: with a and b inside transactions, c cannot be woken.
+    const s = await startServer({ args: ["--epc", "3MiB", "--request-timeout", "1500"] });
+    try {
+      for (const name of ["a", "b", "c"]) {
+        await createDb(s, name);
+        assert.equal((await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), { type: "close" }], { db: name })).json.results[0].type, "ok");
+      }
+      const open = async (name: string): Promise<string> => {
+        const tx = await pipeline(s, s.adminToken, [exec("BEGIN"), exec("INSERT INTO t VALUES (1)")], { db: name });
+        assert.ok(tx.json.baton, tx.text);
+        return tx.json.baton as string;
+      };
+      const batonA = await open("a");
+      const batonB = await open("b");
+      assert.equal((await api(s, s.adminToken, "GET", "/v1/databases/c")).json.paging.state, "hibernated");
+
+      // c waits; a's commit makes a idle, and c is woken in its place.
+      const t0 = Date.now();
+      const waiting = pipeline(s, s.adminToken, [exec("INSERT INTO t VALUES (3)"), exec("SELECT count(*) FROM t"), { type: "close" }], { db: "c" });
+      await new Promise((r) => setTimeout(r, 300));
+      const commit = await pipeline(s, s.adminToken, [exec("COMMIT"), { type: "close" }], { db: "a", baton: batonA });
+      assert.equal(commit.json.results[0].type, "ok", commit.text);
+      const c = await waiting;
+      assert.equal(c.status, 200, c.text);
+      assert.equal(c.json.results[1].response.result.rows[0][0].value, "1", c.text);
+      assert.ok(Date.now() - t0 >= 250, "c was answered only once a left its transaction");
+
+      // With b and (again) a in transactions and nothing leaving, the wait ends at the deadline.
+      const batonA2 = await open("a");
+      const t1 = Date.now();
+      const refused = await pipeline(s, s.adminToken, [exec("INSERT INTO t VALUES (4)"), { type: "close" }], { db: "c" });
+      assert.equal(refused.status, 503, refused.text);
+      assert.equal(refused.json.code, "EPC_ADMISSION_REFUSED", refused.text);
+      assert.ok(Date.now() - t1 >= 1000, `waited ${Date.now() - t1} ms before refusing`);
+      for (const [db, baton] of [["a", batonA2], ["b", batonB]] as const) {
+        assert.equal((await pipeline(s, s.adminToken, [exec("COMMIT"), { type: "close" }], { db, baton })).json.results[0].type, "ok");
+      }
+      const counts = await Promise.all(["a", "b", "c"].map((db) => pipeline(s, s.adminToken, [exec("SELECT count(*) FROM t"), { type: "close" }], { db })));
+      assert.deepEqual(counts.map((r) => r.json.results[0].response.result.rows[0][0].value), ["2", "1", "1"], "the refused insert left nothing");
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
 });

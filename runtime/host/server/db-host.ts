@@ -12,6 +12,11 @@
  * Waiters are bounded (limits.maxConcurrentPerDb: 503 DB_BUSY) and time out at their request's
  * deadline (503 REQUEST_TIMEOUT).
  *
+ * EPC paging: a lease holder wakes a hibernated database before its statements run (wake()). When
+ * the EPC has no room because every resident enclave is busy (in a transaction), it waits for one
+ * to finish, polling for at most EPC_WAIT_MS within the request's deadline, then answers 503
+ * EPC_ADMISSION_REFUSED; nothing ran in the meantime.
+ *
  * Group commit (group()): one-shot autocommit pipelines (the `execute` + `close` that
  * @libsql/client sends for client.execute) queue as jobs; one lease holder runs every job queued so
  * far inside one transaction and commits once, then answers them all. A commit costs fsyncs, so N
@@ -22,6 +27,7 @@
  * cannot run in a transaction (see pipeline.ts, groupable()).
  */
 import type { Database } from "../../sql/database.js";
+import { EpcError } from "../../errors.js";
 import { HttpError } from "./errors.js";
 import { SqlRunner } from "./hrana/execute.js";
 
@@ -34,6 +40,8 @@ interface Job {
 
 /** The most jobs one group commit takes. */
 const MAX_GROUP = 256;
+/** The longest a request waits for EPC room to wake its database (see the file comment). */
+export const EPC_WAIT_MS = 5_000;
 
 interface Waiter {
   owner: object;
@@ -52,6 +60,8 @@ export class DbHost {
   #flushWaiting = false;
   /** Group commits run, and the jobs they carried (metrics). */
   readonly groupStats = { groups: 0, jobs: 0 };
+  /** Pauses spent waiting for EPC room to wake this database. */
+  epcWaits = 0;
 
   constructor(
     readonly name: string,
@@ -75,7 +85,7 @@ export class DbHost {
    * that only reads runs at once when the database is idle (nothing to commit, no hop to wait).
    */
   group<T>(run: () => T, deadline: number, maxWaiting: number, readOnly = false): Promise<T> {
-    if (readOnly && !this.#closed && this.#owner === undefined && this.#waiters.length === 0 && this.#jobs.length === 0 && !this.db.inTransaction) {
+    if (readOnly && !this.#closed && this.#owner === undefined && this.#waiters.length === 0 && this.#jobs.length === 0 && !this.db.inTransaction && this.db.paging.state === "running") {
       try {
         return Promise.resolve(run());
       } catch (e) {
@@ -106,6 +116,14 @@ export class DbHost {
       this.#flushWaiting = false;
       for (const j of this.#jobs.splice(0)) j.reject(e);
       this.#flushing = false;
+      return;
+    }
+    try {
+      await this.wake(Math.max(...this.#jobs.map((j) => j.deadline)));
+    } catch (e) {
+      for (const j of this.#jobs.splice(0)) j.reject(e);
+      this.#flushing = false;
+      this.release(owner);
       return;
     }
     try {
@@ -177,6 +195,26 @@ export class DbHost {
       j.resolve(j.run());
     } catch (e) {
       j.reject(e);
+    }
+  }
+
+  /**
+   * Wakes the database if it is hibernated; while the EPC has no room (EPC_ADMISSION_REFUSED), tries
+   * again as enclaves finish their transactions, for up to EPC_WAIT_MS before `deadline`. Call it
+   * holding the lease, before any statement runs.
+   */
+  async wake(deadline: number): Promise<void> {
+    const until = Math.min(deadline, Date.now() + EPC_WAIT_MS);
+    for (let pause = 1; ; pause = Math.min(pause * 2, 25)) {
+      if (this.closed) return; // the statements report it
+      try {
+        this.db.wake();
+        return;
+      } catch (e) {
+        if (!(e instanceof EpcError && e.code === "EPC_ADMISSION_REFUSED") || Date.now() + pause > until) throw e;
+      }
+      this.epcWaits++;
+      await new Promise((r) => setTimeout(r, pause));
     }
   }
 

@@ -89,6 +89,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
   const deadline = ctx.started + limits.requestTimeoutMs;
   try {
     await host.acquire(stream, deadline, limits.maxConcurrentPerDb);
+    await host.wake(deadline);
   } catch (e) {
     streams.discard(stream);
     endStream(stream);

@@ -108,8 +108,11 @@ export class StreamTable {
 export function endStream(s: HranaStream): boolean {
   let rolledBack = false;
   if (s.host.owns(s)) {
-    if (!s.host.closed) rolledBack = s.host.runner.rollbackIfOpen();
-    s.host.release(s);
+    try {
+      if (!s.host.closed) rolledBack = s.host.runner.rollbackIfOpen();
+    } finally {
+      s.host.release(s); // even when the rollback failed (e.g. its enclave could not be woken)
+    }
   }
   return rolledBack;
 }
