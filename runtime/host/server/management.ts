@@ -192,9 +192,11 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
     const host = ctx.registry.get(name);
     const owner = {};
     // The lease: in-flight requests finish first, new ones wait until the image is written.
-    await host.acquire(owner, Date.now() + ctx.limits.requestTimeoutMs, Infinity);
+    const deadline = Date.now() + ctx.limits.requestTimeoutMs;
+    await host.acquire(owner, deadline, Infinity);
     try {
       if (c === "hibernate") return ["v1_database", json(200, { hibernated: host.db.hibernate(), paging: host.db.paging })];
+      await host.wake(deadline); // a snapshot is of a running enclave: wait for EPC room like a request
       try {
         const image = host.db.snapshot(undefined, { full: body.full === true });
         ctx.logger.info({ event: "db_snapshot", db: name, seq: image.seq, kind: image.kind, bytes: image.fileBytes }, "snapshot written");
