@@ -89,6 +89,8 @@ test("selkie demo creates, writes and queries a database inside an enclave", () 
   assert.match(r.stdout, /SQLITE_CONSTRAINT_NOTNULL/);
   assert.match(r.stdout, /still 7 rows/);
   assert.match(r.stdout, /9007199254740993n/);
+  assert.match(r.stdout, /Hibernated the enclave .* sealed into a [\d.]+ KiB image/);
+  assert.match(r.stdout, /woke it where it was and answered 7 rows/);
 });
 
 test("selkie db export writes a plain SQLite file the stock sqlite3 reads, and db import seals one back", () => {

@@ -75,12 +75,22 @@ export function demo(file: string, platform: Platform, say: (s: string) => void)
   say(`5. A transaction that threw was rolled back: still ${left} rows`);
   const big = db.query<{ v: bigint }>("SELECT 9007199254740993 AS v")[0]!.v;
   say(`6. Integers beyond 2^53 come back exact as bigint: ${big}n`);
+  const committed = db.enclave.committedBytes;
+  const t2 = performance.now();
+  if (db.hibernate()) {
+    const slept = performance.now() - t2;
+    const t3 = performance.now();
+    const again = db.query<{ n: number }>("SELECT count(*) AS n FROM sightings")[0]!.n;
+    const woke = performance.now() - t3;
+    say(`7. Hibernated the enclave as EPC paging does: its ${formatBytes(committed)} of memory and its globals sealed into a ${formatBytes(db.paging.lastImageBytes)} image, EPC released (${slept.toFixed(1)} ms)`);
+    say(`   The next query woke it where it was and answered ${again} rows (${woke.toFixed(1)} ms, wake included)`);
+  }
   db.close();
 
   const size = fs.statSync(file).size + fs.statSync(`${file}.log`).size;
   const disk = Buffer.concat([fs.readFileSync(file), fs.readFileSync(`${file}.log`)]);
   const leaked = ["Orkney", "Shetland", "sightings", "SQLite format 3"].filter((m) => disk.includes(m));
-  say(`7. Closed. On disk: ${file} and ${file}.log, ${formatBytes(size)} of AES-256-GCM sealed blocks and table records.`);
+  say(`8. Closed. On disk: ${file} and ${file}.log, ${formatBytes(size)} of AES-256-GCM sealed blocks and table records.`);
   say(`   Searched them for "Orkney", "Shetland", "sightings" and SQLite's file header: ${leaked.length === 0 ? "none found" : "FOUND " + leaked.join(", ")}.`);
   say(`   Open it again with:  npx selkie sql ${file}`);
   return EXIT_OK;
