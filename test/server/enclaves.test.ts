@@ -307,6 +307,15 @@ describe("custom enclaves on selkie serve", () => {
     assert.match(bad.json.code, /^IMAGE_/, bad.text);
     await intact();
 
+    // A shutdown that crashed while writing the state leaves no published image: a fresh start, no error.
+    assert.equal((await ecall("counter-as", "push", [5])).json.result, 1);
+    assert.equal(await s.stop(), 0);
+    for (const f of fs.readdirSync(stateOf("counter-as"))) fs.renameSync(path.join(stateOf("counter-as"), f), path.join(stateOf("counter-as"), f.replace(/\.img$/, ".tmp")));
+    s = await startServer({ dir: s.dir });
+    const fresh = await ecall("counter-as", "count");
+    assert.equal(fresh.status, 200, fresh.text);
+    assert.equal(fresh.json.result, 0, "nothing was restored");
+
     // Deleting an enclave whose saved state was never resumed destroys that state too.
     assert.ok(fs.existsSync(stateOf("trappy")));
     assert.equal((await api(s, tok, "DELETE", "/v1/enclaves/trappy")).status, 200);

@@ -24,7 +24,8 @@
  * ecall after the restart resumes from it and destroys that lineage (counter and files) before the
  * ecall runs, so the image is used at most once: a copy of the folder restored later is refused as a
  * rollback (IMAGE_ROLLBACK), never a second run of the same state. A crash (kill -9) leaves no image
- * of the state since the last start; the enclave then starts afresh, as it always did.
+ * of the state since the last start (nor does a crash while the shutdown was writing one); the
+ * enclave then starts afresh, as it always did.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -209,6 +210,13 @@ class Hosted {
       this.#log.info({ event: "enclave_state_restored", enclave: this.name, bytes: e.committedBytes }, "resumed the state saved at the last shutdown");
     } catch (err) {
       if (err instanceof EpcError && e.state === "created") throw err;
+      if (err instanceof SelkieError && err.code === "IMAGE_MISSING" && e.state === "created") {
+        // No published image (a crash while the last shutdown was writing it): nothing was saved.
+        fs.rmSync(this.#stateDir, { recursive: true, force: true });
+        e.start();
+        this.#pager.recordWake(0, true, this.pageable);
+        return;
+      }
       if (e.state === "running") e.fault(); // resumed but its image could not be retired: never serve it
       this.#log.warn({ event: "enclave_state_refused", enclave: this.name, code: (err as SelkieError).code, err: (err as Error).message }, "the saved state was refused and removed; the next call starts afresh");
       try {
