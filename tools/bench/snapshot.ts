@@ -44,6 +44,7 @@ import { changedPagesByCompare, changedPagesByHash, ImageStore, pageHashes, type
 import { EpcPager } from "../../runtime/enclave/snapshot/pager.js";
 import type { EnclaveServices } from "../../runtime/platform/services.js";
 import { rng } from "../rng.js";
+import { markdownTable } from "../table.js";
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -192,13 +193,8 @@ function bytesText(b: number): string {
   return `${b} B`;
 }
 
-function table(header: string[], rows: string[][], left: number): string {
-  const w = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const right = (c: number): boolean => c >= left;
-  const fmt = (r: string[]): string => "| " + r.map((cell, c) => (right(c) ? cell.padStart(w[c]!) : cell.padEnd(w[c]!))).join(" | ") + " |";
-  const sep = "|" + w.map((n, c) => (right(c) ? "-".repeat(n + 1) + ":" : "-".repeat(n + 2))).join("|") + "|";
-  return [fmt(header), sep, ...rows.map(fmt)].join("\n");
-}
+/** A Markdown table whose columns from `left` on are right-aligned (numbers). */
+const table = (header: string[], rows: string[][], left: number): string => markdownTable(header, rows, (c) => c >= left);
 
 const lines: string[] = [];
 function print(s = ""): void {

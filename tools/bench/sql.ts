@@ -16,6 +16,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ENGINES, FULL_OPTS, QUICK_OPTS, ROWS, type WorkerResult, type WorkloadOpts } from "./sql-worker.js";
+import { markdownTable } from "../table.js";
 
 /** Targets, keyed by baseline engine: a subject's median time divided by the baseline's must be below max (or at most max). */
 export const TARGETS: Record<string, { max: number; strict: boolean; text: string }> = {
@@ -147,13 +148,7 @@ function fmtMs(ms: number | undefined): string {
   return ms >= 100 ? `${ms.toFixed(0)} ms` : ms >= 10 ? `${ms.toFixed(1)} ms` : `${ms.toFixed(2)} ms`;
 }
 
-function table(header: string[], rows: string[][], rightAlign: (col: number) => boolean): string {
-  const w = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const fmt = (r: string[]): string =>
-    "| " + r.map((cell, c) => (rightAlign(c) ? cell.padStart(w[c]!) : cell.padEnd(w[c]!))).join(" | ") + " |";
-  const sep = "|" + w.map((n, c) => (rightAlign(c) ? "-".repeat(n + 1) + ":" : "-".repeat(n + 2))).join("|") + "|";
-  return [fmt(header), sep, ...rows.map(fmt)].join("\n");
-}
+const table = markdownTable;
 
 function main(): void {
   const cli = parseArgs(process.argv.slice(2));

@@ -30,6 +30,7 @@ import { parseArgs } from "node:util";
 import { createClient, type Client, type InStatement, type ResultSet } from "@libsql/client";
 import { parseSize } from "../../runtime/platform/epc.js";
 import { rng } from "../rng.js";
+import { markdownTable } from "../table.js";
 import { startServer, type ServerProc } from "../../test/server/harness.js";
 import { CLI_HOME, testPlatform } from "../../test/helpers.js";
 
@@ -663,13 +664,8 @@ async function soak(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Tables
 
-function table(header: string[], rows: string[][], left: number): string {
-  const w = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const right = (c: number): boolean => c >= left;
-  const fmt = (r: string[]): string => "| " + r.map((cell, c) => (right(c) ? cell.padStart(w[c]!) : cell.padEnd(w[c]!))).join(" | ") + " |";
-  const sep = "|" + w.map((n, c) => (right(c) ? "-".repeat(n + 1) + ":" : "-".repeat(n + 2))).join("|") + "|";
-  return [fmt(header), sep, ...rows.map(fmt)].join("\n");
-}
+/** A Markdown table whose columns from `left` on are right-aligned (numbers). */
+const table = (header: string[], rows: string[][], left: number): string => markdownTable(header, rows, (c) => c >= left);
 
 const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(x >= 10 ? 1 : 2) : "-");
 const mib = (b: number): string => (b / (1024 * 1024)).toFixed(1);
