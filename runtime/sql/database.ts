@@ -350,13 +350,14 @@ export class Database {
   /**
    * Wakes a hibernated enclave now, as its next statement would (marking the use); false when it
    * was resident. Throws EPC_ADMISSION_REFUSED, the database still hibernated and intact, when the
-   * EPC cannot hold it even after evicting every idle enclave: a host may wait and call again.
+   * EPC cannot hold it even after evicting every idle enclave: a host may wait and call again
+   * (`retrying`: such a refusal is not counted as a failed wake; the host's last try is).
    */
-  wake(): boolean {
+  wake(opts: { retrying?: boolean } = {}): boolean {
     this.#requireOpen();
     this.#lastUse = nextUse();
     if (!this.#hibernated) return false;
-    this.#wake();
+    this.#wake(opts.retrying === true);
     return true;
   }
 
@@ -389,15 +390,16 @@ export class Database {
     this.#paging.lastImageBytes = info.fileBytes;
   }
 
-  #wake(): void {
+  #wake(retrying = false): void {
     const images = this.#images!;
     const t0 = performance.now();
     const scratch = this.#scratch!;
     try {
       this.#enclave.resume((alloc) => images.read(alloc));
     } catch (e) {
-      this.#pager?.recordWake(performance.now() - t0, false, this.#pageable);
-      if (e instanceof EpcError && this.#enclave.state === "suspended") throw e; // not admitted: still hibernated, image intact
+      const refused = e instanceof EpcError && this.#enclave.state === "suspended"; // still hibernated, image intact
+      if (!(refused && retrying)) this.#pager?.recordWake(performance.now() - t0, false, this.#pageable);
+      if (refused) throw e;
       // The image failed verification (or the instance could not be built): boot afresh. The
       // enclave was idle, so nothing but caches is lost; statements re-prepare themselves.
       this.#hibernated = false;

@@ -158,7 +158,7 @@ export function formatPs(r: PsReport): string {
   const out = [`server ${r.server}`, `EPC: ${humanBytes(r.epc.committed)} committed of ${humanBytes(r.epc.budget)} budget${pct}, peak ${humanBytes(r.epc.peak)}, free ${humanBytes(r.epc.free)}`];
   const g = r.paging;
   if (g) {
-    out.push(`paging: ${g.resident} resident, ${g.hibernated} hibernated, ${g.evictions} evictions, ${g.wakes} wakes (p50 ${g.wakeP50Ms.toFixed(2)} ms, p99 ${g.wakeP99Ms.toFixed(2)} ms)${g.wakeFailures ? `, ${g.wakeFailures} wake attempts refused or failed` : ""}`);
+    out.push(`paging: ${g.resident} resident, ${g.hibernated} hibernated, ${g.evictions} evictions, ${g.wakes} wakes (p50 ${g.wakeP50Ms.toFixed(2)} ms, p99 ${g.wakeP99Ms.toFixed(2)} ms)${g.wakeFailures ? `, ${g.wakeFailures} failed wakes` : ""}`);
   }
   out.push("");
   if (r.rows.length === 0) out.push("no databases or enclaves");

@@ -205,17 +205,18 @@ export class DbHost {
    */
   async wake(deadline: number): Promise<void> {
     const until = Math.min(deadline, Date.now() + EPC_WAIT_MS);
-    for (let pause = 1; ; pause = Math.min(pause * 2, 25)) {
+    for (let pause = 1; Date.now() + pause <= until; pause = Math.min(pause * 2, 25)) {
       if (this.closed) return; // the statements report it
       try {
-        this.db.wake();
+        this.db.wake({ retrying: true });
         return;
       } catch (e) {
-        if (!(e instanceof EpcError && e.code === "EPC_ADMISSION_REFUSED") || Date.now() + pause > until) throw e;
+        if (!(e instanceof EpcError && e.code === "EPC_ADMISSION_REFUSED")) throw e;
       }
       this.epcWaits++;
       await new Promise((r) => setTimeout(r, pause));
     }
+    if (!this.closed) this.db.wake(); // the last try: its refusal is the answer, and is counted
   }
 
   owns(owner: object): boolean {

@@ -55,7 +55,7 @@ export class ServerMetrics {
     new prom.Gauge({ name: "selkie_enclaves_hibernated", help: "Database enclaves hibernated to sealed images (EPC paging)", registers, collect() { this.set(paging()?.hibernated ?? 0); } });
     new prom.Gauge({ name: "selkie_epc_evictions", help: "Enclaves hibernated to make EPC room, since start", registers, collect() { this.set(paging()?.evictions ?? 0); } });
     new prom.Gauge({ name: "selkie_epc_wakes", help: "Hibernated enclaves woken by their next use, since start", registers, collect() { this.set(paging()?.wakes ?? 0); } });
-    new prom.Gauge({ name: "selkie_epc_wake_failures", help: "Wake attempts refused (EPC full; a request waiting for room tries again) or failed (image refused), since start", registers, collect() { this.set(paging()?.wakeFailures ?? 0); } });
+    new prom.Gauge({ name: "selkie_epc_wake_failures", help: "Wakes refused (EPC full, after any wait for room) or failed (image refused), since start", registers, collect() { this.set(paging()?.wakeFailures ?? 0); } });
     new prom.Gauge({
       name: "selkie_epc_wake_seconds",
       help: "Wake latency of hibernated enclaves over the last 4096 wakes",
