@@ -55,7 +55,8 @@ function groupable(req: PipelineRequest): boolean {
 
 /** True when every statement of a groupable pipeline prepares and is read-only. */
 function readsOnly(host: DbHost, req: PipelineRequest): boolean {
-  if (host.closed) return false;
+  // Only the fast path of a resident database needs to know; preparing would wake a hibernated one.
+  if (host.closed || host.db.paging.state !== "running") return false;
   try {
     return req.requests.every((r) => r.type !== "execute" || host.runner.prepare(r.stmt.sql!).readonly);
   } catch {
