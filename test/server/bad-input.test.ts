@@ -307,15 +307,17 @@ describe("selkie serve request time limit", () => {
 });
 
 describe("selkie serve EPC budget", () => {
-  it("pages an idle database out to open another; refuses with 503 when the other is busy, leaving nothing behind", async () => {
-    const s = await startServer({ args: ["--epc", "2MiB"] });
+  it("pages an idle database out to open another; while the other is busy it waits, then refuses with 503 at its deadline, leaving nothing behind", async () => {
+    const s = await startServer({ args: ["--epc", "2MiB", "--request-timeout", "1500"] });
     try {
       await createDb(s, "a");
       // a is busy: a stream keeps a write transaction (and its lock) open.
       assert.equal((await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), { type: "close" }], { db: "a" })).json.results[0].type, "ok");
       const tx = await pipeline(s, s.adminToken, [exec("BEGIN"), exec("INSERT INTO t VALUES (1)")], { db: "a" });
       assert.ok(tx.json.baton, tx.text);
+      const t0 = Date.now();
       const r = await api(s, s.adminToken, "POST", "/v1/databases", { name: "b" });
+      assert.ok(Date.now() - t0 >= 1000, `waited ${Date.now() - t0} ms for a to leave its transaction`);
       assert.equal(r.status, 503, r.text);
       assert.equal(r.json.code, "EPC_ADMISSION_REFUSED");
       assert.match(r.json.message, /free of 2\.0 MiB/);
@@ -324,10 +326,13 @@ describe("selkie serve EPC budget", () => {
       const epc = await api(s, s.adminToken, "GET", "/v1/platform/epc");
       assert.equal(epc.json.budget, 2 * 1024 * 1024);
       assert.ok(epc.json.committed <= epc.json.budget);
-      // Once a commits it is idle: opening b hibernates it instead of refusing.
+      // Once a commits it is idle: b, waiting, is created by hibernating a.
+      const creating = api(s, s.adminToken, "POST", "/v1/databases", { name: "b" });
+      await new Promise((r) => setTimeout(r, 200));
       const c = await pipeline(s, s.adminToken, [exec("COMMIT"), { type: "close" }], { db: "a", baton: tx.json.baton });
       assert.equal(c.json.results[0].type, "ok");
-      await createDb(s, "b");
+      const created = await creating;
+      assert.equal(created.status, 201, created.text);
       const a = await api(s, s.adminToken, "GET", "/v1/databases/a");
       assert.equal(a.json.paging.state, "hibernated");
       const n = await pipeline(s, s.adminToken, [exec("SELECT count(*) FROM t"), { type: "close" }], { db: "a" });

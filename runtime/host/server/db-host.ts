@@ -14,8 +14,9 @@
  *
  * EPC paging: a lease holder wakes a hibernated database before its statements run (wake()). When
  * the EPC has no room because every resident enclave is busy (in a transaction), it waits for one
- * to finish, polling for at most EPC_WAIT_MS within the request's deadline, then answers 503
- * EPC_ADMISSION_REFUSED; nothing ran in the meantime.
+ * to finish, trying again for at most EPC_WAIT_MS within the request's deadline, then answers 503
+ * EPC_ADMISSION_REFUSED; nothing ran in the meantime. Opening a database on first use and creating
+ * one wait the same way (withEpcRoom).
  *
  * Group commit (group()): one-shot autocommit pipelines (the `execute` + `close` that
  * @libsql/client sends for client.execute) queue as jobs; one lease holder runs every job queued so
@@ -40,8 +41,27 @@ interface Job {
 
 /** The most jobs one group commit takes. */
 const MAX_GROUP = 256;
-/** The longest a request waits for EPC room to wake its database (see the file comment). */
+/** The longest a request waits for EPC room to open or wake its database (see the file comment). */
 export const EPC_WAIT_MS = 5_000;
+
+/**
+ * Runs `fn` until it does not throw EPC_ADMISSION_REFUSED: the EPC is full of enclaves that cannot
+ * be paged out now (each inside a transaction), and one of them finishing makes room. Pauses 1 ms,
+ * doubling up to 25 ms, between tries, for at most EPC_WAIT_MS and never past `deadline`; `fn(true)`
+ * is the last try, whose refusal is the answer. `fn` must change nothing when it is refused.
+ */
+export async function withEpcRoom<T>(deadline: number, fn: (last: boolean) => T): Promise<T> {
+  const until = Math.min(deadline, Date.now() + EPC_WAIT_MS);
+  for (let pause = 1; Date.now() + pause <= until; pause = Math.min(pause * 2, 25)) {
+    try {
+      return fn(false);
+    } catch (e) {
+      if (!(e instanceof EpcError && e.code === "EPC_ADMISSION_REFUSED")) throw e;
+    }
+    await new Promise((r) => setTimeout(r, pause));
+  }
+  return fn(true);
+}
 
 interface Waiter {
   owner: object;
@@ -60,8 +80,6 @@ export class DbHost {
   #flushWaiting = false;
   /** Group commits run, and the jobs they carried (metrics). */
   readonly groupStats = { groups: 0, jobs: 0 };
-  /** Pauses spent waiting for EPC room to wake this database. */
-  epcWaits = 0;
 
   constructor(
     readonly name: string,
@@ -199,24 +217,14 @@ export class DbHost {
   }
 
   /**
-   * Wakes the database if it is hibernated; while the EPC has no room (EPC_ADMISSION_REFUSED), tries
-   * again as enclaves finish their transactions, for up to EPC_WAIT_MS before `deadline`. Call it
+   * Wakes the database if it is hibernated, waiting for EPC room if need be (withEpcRoom). Call it
    * holding the lease, before any statement runs.
    */
   async wake(deadline: number): Promise<void> {
-    const until = Math.min(deadline, Date.now() + EPC_WAIT_MS);
-    for (let pause = 1; Date.now() + pause <= until; pause = Math.min(pause * 2, 25)) {
-      if (this.closed) return; // the statements report it
-      try {
-        this.db.wake({ retrying: true });
-        return;
-      } catch (e) {
-        if (!(e instanceof EpcError && e.code === "EPC_ADMISSION_REFUSED")) throw e;
-      }
-      this.epcWaits++;
-      await new Promise((r) => setTimeout(r, pause));
-    }
-    if (!this.closed) this.db.wake(); // the last try: its refusal is the answer, and is counted
+    // Refusals of the tries before the last are not failed wakes: the request is still waiting.
+    await withEpcRoom(deadline, (last) => {
+      if (!this.closed) this.db.wake({ retrying: !last }); // closed: the statements report it
+    });
   }
 
   owns(owner: object): boolean {

@@ -27,6 +27,7 @@ import { fromWebRequest, json, text, toWebResponse, type CoreRequest, type CoreR
 import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
+import { withEpcRoom } from "./db-host.js";
 import { TokenStore, type Principal } from "./tokens.js";
 import { parsePipeline } from "./hrana/protocol.js";
 import { runPipeline } from "./hrana/pipeline.js";
@@ -143,7 +144,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     const pl = parsePipeline(parsed, limits.maxSqlBytes);
     // Draining: streams already open may finish (commit their transactions); new ones may not.
     if (draining && pl.baton === null) throw shuttingDown();
-    const host = registry.get(name);
+    const host = await withEpcRoom(started + limits.requestTimeoutMs, () => registry.get(name));
     const resp = await runPipeline({ host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started }, pl);
     for (const r of resp.results) {
       if (r.type === "error") metrics.error(r.error.code);

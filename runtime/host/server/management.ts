@@ -49,6 +49,7 @@ import { badRequest, HttpError, notFound } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
 import { checkDbName } from "./registry.js";
+import { withEpcRoom } from "./db-host.js";
 import type { TokenScope } from "./tokens.js";
 
 const MAX_JSON_BODY = 64 * 1024;
@@ -163,7 +164,7 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
       const body = await readJson(req);
       if (typeof body.name !== "string") throw badRequest("BAD_REQUEST", "give the new database's name: {\"name\": \"...\"}");
       const name = checkDbName(body.name);
-      ctx.registry.create(name);
+      await withEpcRoom(Date.now() + ctx.limits.requestTimeoutMs, () => ctx.registry.create(name));
       ctx.logger.info({ event: "db_created", db: name }, "database created");
       return ["v1_databases", json(201, dbInfo(ctx, name))];
     }
@@ -189,10 +190,10 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
     if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
     const raw = await req.body(MAX_JSON_BODY);
     const body = raw.length === 0 ? {} : await readJson({ ...req, body: async () => raw });
-    const host = ctx.registry.get(name);
+    const deadline = Date.now() + ctx.limits.requestTimeoutMs;
+    const host = await withEpcRoom(deadline, () => ctx.registry.get(name));
     const owner = {};
     // The lease: in-flight requests finish first, new ones wait until the image is written.
-    const deadline = Date.now() + ctx.limits.requestTimeoutMs;
     await host.acquire(owner, deadline, Infinity);
     try {
       if (c === "hibernate") return ["v1_database", json(200, { hibernated: host.db.hibernate(), paging: host.db.paging })];
