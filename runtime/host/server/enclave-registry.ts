@@ -43,6 +43,7 @@ import { ImageStore, type ImageBinding, type SnapshotState } from "../../enclave
 import { EpcPager, nextUse, type Pageable } from "../../enclave/snapshot/pager.js";
 import { SigstructError } from "../../enclave/sigstruct.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
+import { EPC_WAIT_MS, withEpcRoom } from "./db-host.js";
 
 export const ENCLAVE_NAME_RE = /^[a-z0-9._-]{1,64}$/;
 
@@ -446,7 +447,8 @@ export class EnclaveRegistry {
     const odd = type.results.find((t) => !["i32", "i64", "f32", "f64"].includes(t));
     if (odd) throw badRequest("ECALL_UNSUPPORTED_TYPE", `${func} returns a ${odd}, which the generic ecall endpoint cannot return (only i32, i64, f32, f64)`);
     const e = h.enclave;
-    h.ready();
+    await withEpcRoom(Date.now() + EPC_WAIT_MS, () => h.ready()); // a refused start or wake changes nothing
+    h.ready(); // in the same tick as the call: the await above may have let the pager take it again
     const fn = e.exports[func] as (...a: unknown[]) => unknown;
     e.takeDenial();
     h.calls++;
