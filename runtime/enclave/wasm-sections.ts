@@ -141,10 +141,11 @@ export function startOnlyInitializesMemory(bytes: Uint8Array, summary: WasmSumma
       else if (op !== 0xfc) return false;
       else {
         const sub = body.u32();
-        if (sub === 8) body.u32(); // memory.init: segment index, then the memory index
-        else if (sub === 9) { body.u32(); continue; } // data.drop: segment index
-        else if (sub !== 11) return false; // memory.fill: the memory index
-        if (body.byte() !== 0) return false;
+        if (sub === 9) body.u32(); // data.drop: segment index
+        else if (sub === 8 || sub === 11) {
+          if (sub === 8) body.u32(); // memory.init: segment index, then (as memory.fill) memory 0
+          if (body.byte() !== 0) return false;
+        } else return false;
       }
     }
     return false;

@@ -14,7 +14,7 @@
  *
  * EPC paging: a lease holder wakes a hibernated database before its statements run (wake()). When
  * the EPC has no room because every resident enclave is busy (in a transaction), it waits for one
- * to finish, trying again for at most EPC_WAIT_MS within the request's deadline, then answers 503
+ * to finish, trying again for at most EPC_WAIT_MS (epc-room.ts) within the request's deadline, then answers 503
  * EPC_ADMISSION_REFUSED; nothing ran in the meantime. Opening a database on first use and creating
  * one wait the same way (withEpcRoom).
  *
@@ -28,9 +28,9 @@
  * cannot run in a transaction (see pipeline.ts, groupable()).
  */
 import type { Database } from "../../sql/database.js";
-import { EpcError } from "../../errors.js";
 import { HttpError } from "./errors.js";
 import { SqlRunner } from "./hrana/execute.js";
+import { withEpcRoom } from "./epc-room.js";
 
 interface Job {
   run: () => unknown;
@@ -41,28 +41,6 @@ interface Job {
 
 /** The most jobs one group commit takes. */
 const MAX_GROUP = 256;
-/** The longest a request waits for EPC room to open or wake its database (see the file comment). */
-export const EPC_WAIT_MS = 5_000;
-
-/**
- * Runs `fn` until it does not throw EPC_ADMISSION_REFUSED: the EPC is full of enclaves that cannot
- * be paged out now (each inside a transaction), and one of them finishing makes room. Pauses 1 ms,
- * doubling up to 25 ms, between tries, for at most EPC_WAIT_MS and never past `deadline`; `fn(true)`
- * is the last try, whose refusal is the answer. `fn` must change nothing when it is refused.
- */
-export async function withEpcRoom<T>(deadline: number, fn: (last: boolean) => T): Promise<T> {
-  const until = Math.min(deadline, Date.now() + EPC_WAIT_MS);
-  for (let pause = 1; Date.now() + pause <= until; pause = Math.min(pause * 2, 25)) {
-    try {
-      return fn(false);
-    } catch (e) {
-      if (!(e instanceof EpcError && e.code === "EPC_ADMISSION_REFUSED")) throw e;
-    }
-    await new Promise((r) => setTimeout(r, pause));
-  }
-  return fn(true);
-}
-
 interface Waiter {
   owner: object;
   resolve: () => void;

@@ -43,7 +43,7 @@ import { ImageStore, type ImageBinding, type SnapshotState } from "../../enclave
 import { EpcPager, nextUse, type Pageable } from "../../enclave/snapshot/pager.js";
 import { SigstructError } from "../../enclave/sigstruct.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
-import { EPC_WAIT_MS, withEpcRoom } from "./db-host.js";
+import { EPC_WAIT_MS, withEpcRoom } from "./epc-room.js";
 
 export const ENCLAVE_NAME_RE = /^[a-z0-9._-]{1,64}$/;
 
@@ -87,7 +87,6 @@ class Hosted {
   restored = false;
   readonly enclave: Enclave;
   readonly #pager: EpcPager;
-  readonly #platformId: string;
   #images: ImageStore | undefined;
   readonly #platform: Platform;
   /** Where a graceful shutdown leaves the state for the next start (see the header). */
@@ -116,7 +115,6 @@ class Hosted {
       epc: (initial, max, label) => opts.platform.epc.admit(`enclave:${label}#${seq()}`, `enclave:${label}`, initial, max),
       onLog: (code, message) => opts.logger.info({ event: "enclave_log", enclave: name, code }, message),
     });
-    this.#platformId = opts.platform.platformId;
     this.#platform = opts.platform;
     this.#log = opts.logger;
     this.#stateDir = path.join(dir, name, STATE_DIR);
@@ -140,7 +138,7 @@ class Hosted {
 
   #binding(): ImageBinding {
     const id = enclaveIdentity(this.enclave);
-    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platformId };
+    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform.platformId };
   }
 
   #durableState(create: boolean): ImageStore {

@@ -27,7 +27,7 @@ import { fromWebRequest, json, text, toWebResponse, type CoreRequest, type CoreR
 import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
-import { withEpcRoom } from "./db-host.js";
+import { withEpcRoom } from "./epc-room.js";
 import { TokenStore, type Principal } from "./tokens.js";
 import { parsePipeline } from "./hrana/protocol.js";
 import { runPipeline } from "./hrana/pipeline.js";

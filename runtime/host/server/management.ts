@@ -49,7 +49,7 @@ import { badRequest, HttpError, notFound } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
 import { checkDbName } from "./registry.js";
-import { withEpcRoom } from "./db-host.js";
+import { withEpcRoom } from "./epc-room.js";
 import type { TokenScope } from "./tokens.js";
 
 const MAX_JSON_BODY = 64 * 1024;
