@@ -29,6 +29,13 @@ function sign(manifest: Record<string, unknown>, module: Uint8Array): object {
   return signEnclave(m, measureEnclave(sha256(module), m), pk);
 }
 
+/** 50 MiB at start; each call of f adds 1 to a global and 10 to a word at the end of memory: f() = both. */
+const bigModule = () =>
+  wat(`(module ${MEM(800)} (global $n (mut i32) (i32.const 0))
+    (func (export "f") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1)))
+      (i32.store (i32.const 52428000) (i32.add (i32.load (i32.const 52428000)) (i32.const 10)))
+      (i32.add (global.get $n) (i32.load (i32.const 52428000)))))`);
+
 const upload = (s: ServerProc, tok: string, manifest: unknown, module: Uint8Array, signature: unknown) =>
   api(s, tok, "POST", "/v1/enclaves", { manifest, module: Buffer.from(module).toString("base64"), signature });
 
@@ -223,10 +230,7 @@ describe("custom enclaves on selkie serve", () => {
 
     // Two enclaves of 50 MiB at start each, with state in a global and in memory: the default 93.5 MiB
     // budget holds one at a time, so each call to the other hibernates the idle one.
-    const big = await wat(`(module ${MEM(800)} (global $n (mut i32) (i32.const 0))
-      (func (export "f") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1)))
-        (i32.store (i32.const 52428000) (i32.add (i32.load (i32.const 52428000)) (i32.const 10)))
-        (i32.add (global.get $n) (i32.load (i32.const 52428000)))))`);
+    const big = await bigModule();
     for (const name of ["big-a", "big-b"]) {
       const m = { format: 1, name, version: 1, epc: "64MiB", permissions: [] };
       assert.equal((await upload(s, tok, m, big, sign(m, big))).status, 201);
@@ -249,10 +253,7 @@ describe("custom enclaves on selkie serve", () => {
 
   it("stored enclaves survive a restart (verified again on first use); a graceful restart keeps each instance's state, once", async () => {
     // Two 50 MiB enclaves again: at the shutdown one is running and the other hibernated.
-    const big = await wat(`(module ${MEM(800)} (global $n (mut i32) (i32.const 0))
-      (func (export "f") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1)))
-        (i32.store (i32.const 52428000) (i32.add (i32.load (i32.const 52428000)) (i32.const 10)))
-        (i32.add (global.get $n) (i32.load (i32.const 52428000)))))`);
+    const big = await bigModule();
     for (const name of ["big-c", "big-d"]) {
       const m = { format: 1, name, version: 1, epc: "64MiB", permissions: [] };
       assert.equal((await upload(s, tok, m, big, sign(m, big))).status, 201);

@@ -57,10 +57,11 @@ export async function startServer(opts: { dir?: string; args?: string[] } = {}):
   };
 }
 
-/** fetch with the admin token and a JSON body. */
-export async function api(s: { url: string }, token: string | undefined, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string; headers: Headers }> {
+/** fetch with the admin token and a JSON body (`signal`: e.g. AbortSignal.timeout). */
+export async function api(s: { url: string }, token: string | undefined, method: string, path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<{ status: number; json: any; text: string; headers: Headers }> {
   const res = await fetch(`${s.url}${path}`, {
     method,
+    ...(signal ? { signal } : {}),
     headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
     ...(body !== undefined ? { body: (typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body)) as BodyInit } : {}),
   });

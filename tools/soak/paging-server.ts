@@ -31,7 +31,7 @@ import { createClient, type Client, type InStatement, type ResultSet } from "@li
 import { parseSize } from "../../runtime/platform/epc.js";
 import { rng } from "../rng.js";
 import { markdownTable } from "../table.js";
-import { startServer, type ServerProc } from "../../test/server/harness.js";
+import { api, startServer, type ServerProc } from "../../test/server/harness.js";
 import { CLI_HOME, testPlatform } from "../../test/helpers.js";
 
 /** Importing the test harness made a platform and a CLI home in temp dirs; this soak uses neither. */
@@ -243,21 +243,9 @@ function closeClients(): void {
 
 /** A management call with the admin token; answers non-2xx as an error carrying the server's code. */
 async function admin(method: string, p: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${up().url}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  if (!res.ok) throw Object.assign(new Error(`${method} ${p}: ${res.status} ${text}`), { status: res.status, code: json?.code as string | undefined });
-  return json;
+  const r = await api(up(), adminToken, method, p, body, {}, AbortSignal.timeout(CLIENT_TIMEOUT_MS));
+  if (r.status < 200 || r.status > 299) throw Object.assign(new Error(`${method} ${p}: ${r.status} ${r.text}`), { status: r.status, code: r.json?.code as string | undefined });
+  return r.json;
 }
 
 // ---------------------------------------------------------------------------------------------
