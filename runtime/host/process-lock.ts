@@ -6,7 +6,8 @@
  * A lock left by a process that died (kill -9) is detected by probing its pid and taken over.
  */
 import * as fs from "node:fs";
-import { SelkieError } from "../errors.js";
+import * as path from "node:path";
+import { SelkieError, UsageError } from "../errors.js";
 
 export class DatabaseLockedError extends SelkieError {}
 
@@ -39,7 +40,14 @@ export function acquireProcessLock(dbPath: string): void {
       held.set(lockPath, 1);
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") {
+        throw new UsageError("DB_DIR_MISSING", `cannot open ${dbPath}: the folder ${path.dirname(path.resolve(dbPath))} does not exist; create it first`, { cause: e });
+      }
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+        throw new UsageError("DB_DIR_NOT_WRITABLE", `cannot open ${dbPath}: its folder is not writable (${code}); a database needs its folder writable for its lock, journal and log files`, { cause: e });
+      }
+      if (code !== "EEXIST") throw e;
     }
     let pid = NaN;
     try {

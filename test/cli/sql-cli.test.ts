@@ -81,6 +81,16 @@ test("selkie enclave inspect prints the SQLite enclave's identity and imports", 
   assert.deepEqual(info.permissions, ["clock", "random"]);
 });
 
+test("a database in a folder that does not exist is a usage error naming the folder, not an internal error", () => {
+  const missing = path.join(tempDir(), "no-such-folder");
+  const r = cli(["sql", path.join(missing, "x.db"), "SELECT 1"]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /DB_DIR_MISSING/);
+  assert.ok(r.stderr.includes(missing), r.stderr);
+  assert.doesNotMatch(r.stderr, /Internal error|\n\s+at /);
+  assert.equal(fs.existsSync(missing), false, "nothing was created");
+});
+
 test("selkie demo creates, writes and queries a database inside an enclave", () => {
   const dir = tempDir();
   const r = cli(["demo", "--db", path.join(dir, "demo.db")]);
