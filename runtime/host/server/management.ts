@@ -173,7 +173,7 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
   if (a === "databases" && b !== undefined && c === undefined) {
     const name = checkDbName(b);
     if (m === "GET") {
-      if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
+      if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
       return ["v1_database", json(200, dbInfo(ctx, name))];
     }
     if (m === "DELETE") {
@@ -187,7 +187,7 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
   if (a === "databases" && b !== undefined && (c === "snapshot" || c === "hibernate") && parts.length === 3) {
     if (m !== "POST") throw methodNotAllowed(req, ["POST"]);
     const name = checkDbName(b);
-    if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
+    if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
     const raw = await req.body(MAX_JSON_BODY);
     const body = raw.length === 0 ? {} : await readJson({ ...req, body: async () => raw });
     const deadline = Date.now() + ctx.limits.requestTimeoutMs;

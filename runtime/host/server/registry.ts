@@ -113,7 +113,7 @@ export class DatabaseRegistry {
 
   /** Closes and removes `name`'s files. */
   remove(name: string): void {
-    if (!this.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}`);
+    if (!this.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
     this.close(name);
     const f = this.fileFor(name);
     for (const p of [f, `${f}.log`, `${f}.snapshot`]) fs.rmSync(p, { force: true, recursive: true });
