@@ -11,7 +11,9 @@
  *  4. In sealed mode (the default) the database goes to the sealed page store and journals and temp
  *     files live only in enclave memory: nothing but ciphertext reaches the host.
  *  5. `closeAll()` releases every file and lock of the instance, so a trapped instance leaves
- *     nothing held; the store discards what was not committed.
+ *     nothing held; the store discards what was not committed only when this instance held the
+ *     write lock (the pending writes are then its own): the store is shared by the process's
+ *     connections, and another connection's open transaction is not ours to roll back.
  *  6. A snapshot (`describe()`) is taken only when the instance is idle: no lock held and no file
  *     open but the database itself, so the state is just which file ids name the database. SQLite
  *     revalidates its cache against the file when it next locks it, so a restored instance sees
@@ -166,11 +168,19 @@ export class VfsServer {
     return e;
   }
 
-  /** Releases every file and lock, and forgets uncommitted writes (after close or a trap). Never throws. */
+  /**
+   * Releases every file and lock, and forgets the uncommitted writes of THIS instance (after close
+   * or a trap). The page store is shared by every connection of the process (registry.ts): its
+   * pending writes belong to whichever connection holds the write lock (RESERVED or above, which
+   * SQLite takes before its first write and only one connection can hold). So only a file whose
+   * own lock is at RESERVED or above rolls the store back; a connection that holds no write lock
+   * leaves another connection's transaction alone (invariant 5). Never throws.
+   */
   closeAll(): void {
     for (const fid of [...this.#files.keys()]) {
       const f = this.#files.get(fid)!;
-      if (f.backend instanceof SealedFile) f.backend.store.rollback();
+      const writer = f.lockKey !== undefined && this.#locks.level(f.owner) >= LOCK_RESERVED;
+      if (writer && f.backend instanceof SealedFile) f.backend.store.rollback();
       this.close(fid);
     }
     this.#memFiles.clear();
