@@ -56,3 +56,26 @@ test("a trap in the connection that holds the write lock rolls back its own pend
   assert.deepEqual(again.query("PRAGMA integrity_check"), [{ integrity_check: "ok" }]);
   again.close();
 });
+
+test("a second opener of an open database on another platform is refused as STORAGE_WRONG_PLATFORM, as a first open would be", async () => {
+  const { Platform } = await import("../../runtime/platform/platform.js");
+  const { SelkieError } = await import("../../runtime/index.js");
+  const file = path.join(tempDir(), "shared.db");
+  const owner = openDb(file);
+  owner.exec("CREATE TABLE secret(x TEXT)");
+  owner.run("INSERT INTO secret VALUES ('only for platform 1')");
+  const other = await Platform.create(tempDir("selkie-other-platform-"));
+  try {
+    const wrong = (e: unknown): boolean => e instanceof SelkieError && e.code === "STORAGE_WRONG_PLATFORM" && /--platform/.test(e.message);
+    assert.throws(() => new Database(file, { platform: other }), wrong, "refused while the store is open and shared");
+    assert.throws(() => new Database(file, { platform: other, readonly: true }), wrong, "read-only too");
+    assert.equal(owner.query("SELECT x FROM secret")[0]!.x, "only for platform 1", "the owner's connection is unaffected");
+    const second = openDb(file);
+    assert.equal(second.query("SELECT count(*) AS n FROM secret")[0]!.n, 1, "an opener on the right platform still shares the store");
+    second.close();
+    owner.close();
+    assert.throws(() => new Database(file, { platform: other }), wrong, "and a first open says the same");
+  } finally {
+    other.close();
+  }
+});
