@@ -14,13 +14,16 @@
  *     fresh instance and memory from the same checked module. Nothing of the old memory is trusted.
  *  3. Every growth asks the EPC meter first: growth through the selkie:sys.epc_grow ocall, and every
  *     memory.grow of a module loaded with loadEnclaveModule, whose instrumentation wraps each one in
- *     the selkie:sys.memory_grow_pre/_post hooks (a refused pre-hook makes the grow return -1).
+ *     the selkie:sys.memory_grow_pre/_post hooks (a refused pre-hook makes the grow return -1 inside
+ *     the enclave, and nothing is charged). A module with a memory.grow the hooks do not meter is
+ *     refused here (ENCLAVE_UNMETERED_GROW): such a grow could take memory the meter refused.
  *     Each ocall first reconciles the meter with the memory's actual size: a charge whose grow
  *     failed is refunded when the meter takes refunds (else it stays charged until release), so
  *     the meter never counts less than is committed, and a guest calling the hooks on its own can
- *     at most use up its own cap. The memory's maximum is the manifest's EPC size, so even an
- *     uninstrumented module (checkModule alone) that runs memory.grow itself cannot pass the cap;
- *     its unhooked growth is charged (after the fact) at its next ocall.
+ *     at most use up its own cap. The memory's maximum is the manifest's EPC size less the tables.
+ *  3b. Tables are charged at admission (CheckedModule.tableBytes: their maximum size, ABI §1.3) for
+ *     the life of the instance, and count against the manifest's EPC: memory may grow only to
+ *     floor((epc - tableBytes) / 64 KiB) pages.
  *  5. capture() reads memory and every mutable global only at a quiescent point: never while one of
  *     this enclave's ocalls is on the stack (SNAPSHOT_BUSY), and only for modules whose every mutable
  *     global is exported (stateGlobals; SNAPSHOT_UNSUPPORTED otherwise). suspend() then releases the
@@ -31,7 +34,7 @@
  *     denial (naming the grant that would allow it) is recorded for the caller to surface.
  */
 import { randomFillSync } from "node:crypto";
-import { EnclaveStateError, SnapshotError } from "../errors.js";
+import { EnclaveLoadError, EnclaveStateError, SnapshotError } from "../errors.js";
 import { NS_FS, NS_SYS, WASM_PAGE, type Permission } from "./abi.js";
 import { checkManifestFits, measure, type CheckedModule } from "./loader.js";
 import type { Manifest } from "./manifest.js";
@@ -133,6 +136,14 @@ export class Enclave {
     this.module = opts.module;
     this.manifest = opts.manifest;
     checkManifestFits(this.module, this.manifest);
+    if (this.module.unmeteredGrows !== 0) {
+      throw new EnclaveLoadError(
+        "ENCLAVE_UNMETERED_GROW",
+        this.module.unmeteredGrows === undefined
+          ? `enclave "${this.manifest.name}" holds code this loader cannot decode, so its memory.grow instructions cannot be shown metered; load it with loadEnclaveModule`
+          : `enclave "${this.manifest.name}" has ${this.module.unmeteredGrows} memory.grow instruction(s) the EPC meter does not see; load it with loadEnclaveModule, which routes every one through the meter (ABI §1.1)`,
+      );
+    }
     this.mrenclave = measure(this.module, this.manifest);
     const granted = opts.grants ?? new Set(this.manifest.permissions);
     this.permissions = new Set(this.manifest.permissions.filter((p) => granted.has(p)));
@@ -193,14 +204,15 @@ export class Enclave {
 
   /** Admits `pages` of memory against the EPC, builds memory and instance; RUNNING on success. */
   #instantiate(pages: number, failed: EnclaveState): WebAssembly.Instance {
-    const maxPages = Math.min(this.manifest.epc / WASM_PAGE, this.module.maxPages ?? Infinity);
+    const maxPages = this.#maxPages();
+    const tables = this.module.tableBytes;
     if (pages > maxPages) {
       this.#state = failed;
       throw new SnapshotError("SNAPSHOT_UNSUPPORTED", `the image holds ${pages} pages of memory, more than enclave "${this.manifest.name}" may have (${maxPages}); restore it with the manifest it was taken with`);
     }
     let meter: EpcMeter;
     try {
-      meter = (this.opts.epc ?? unmetered)(pages * WASM_PAGE, maxPages * WASM_PAGE, this.manifest.name);
+      meter = (this.opts.epc ?? unmetered)(pages * WASM_PAGE + tables, maxPages * WASM_PAGE + tables, this.manifest.name);
     } catch (e) {
       this.#state = failed;
       throw e;
@@ -325,8 +337,13 @@ export class Enclave {
     this.#meter?.release();
     this.#meter = undefined;
     this.#exports = undefined;
-    if (this.#memory) giveMemory(this.#memory.memory, Math.min(this.manifest.epc / WASM_PAGE, this.module.maxPages ?? Infinity));
+    if (this.#memory) giveMemory(this.#memory.memory, this.#maxPages());
     this.#memory = undefined;
+  }
+
+  /** The memory's cap in pages: the manifest's EPC less what the tables take (invariant 3b), and the module's own maximum. */
+  #maxPages(): number {
+    return Math.min(Math.floor((this.manifest.epc - this.module.tableBytes) / WASM_PAGE), this.module.maxPages ?? Infinity);
   }
 
   #sysOcalls(mem: GuestMemory, meter: EpcMeter, maxPages: number): Record<string, (...a: number[]) => number | void> {

@@ -7,10 +7,20 @@
  *  - any import outside the ocall table (ENCLAVE_FORBIDDEN_IMPORT, naming it), or with a wrong
  *    signature (ENCLAVE_BAD_IMPORT_TYPE);
  *  - a module that does not import its memory as selkie:sys.memory (ENCLAVE_NO_MEMORY_IMPORT), that
- *    exports a memory (ENCLAVE_EXPORTS_MEMORY), uses shared or 64-bit memory (ENCLAVE_BAD_MEMORY),
+ *    exports a memory (ENCLAVE_EXPORTS_MEMORY), uses shared or 64-bit memory or imports more than
+ *    one (ENCLAVE_BAD_MEMORY), defines a memory of its own in a memory section
+ *    (ENCLAVE_DEFINES_MEMORY: the runtime could neither cap nor meter it),
  *    or has a start function that does more than initialize memory from constants (ENCLAVE_HAS_START:
  *    code would run before the runtime is ready; wasm-ld's bulk-memory .bss zeroing is allowed);
  *  - missing required ecalls (ENCLAVE_MISSING_EXPORT).
+ *
+ * Tables (ABI §1.3) are enclave memory the EPC must count: each defined table is charged
+ * TABLE_ENTRY_BYTES per entry of its maximum, and a table that declares no maximum is pinned at its
+ * minimum (pinTables: its table.grow then fails with -1 inside the enclave). `tableBytes` is that
+ * charge; checkManifestFits refuses a module whose tables (with its initial memory) do not fit the
+ * manifest's EPC (ENCLAVE_TABLE_TOO_LARGE). A memory.grow not metered by the grow hooks
+ * (`unmeteredGrows`) is refused when an Enclave is built from the module (ENCLAVE_UNMETERED_GROW);
+ * loadEnclaveModule's instrumentation meters every one.
  *
  * Two entry points: `checkModule` (synchronous) checks and compiles the bytes exactly as given;
  * `loadEnclaveModule` (async) first instruments them (instrument.ts: every mutable global exported,
@@ -18,11 +28,18 @@
  * the ORIGINAL bytes: `CheckedModule.sha256` is the hash MRENCLAVE takes (ABI §5).
  */
 import { EnclaveLoadError, ManifestError } from "../errors.js";
-import { MEMORY_IMPORT, OCALLS, WASM_PAGE } from "./abi.js";
+import { GROW_HOOKS, MEMORY_IMPORT, NS_SYS, OCALLS, WASM_PAGE } from "./abi.js";
 import { formatBytes, type Manifest } from "./manifest.js";
 import { instrumentModule, type InstrumentOptions } from "./instrument.js";
 import { measureEnclave, sha256 } from "./measure.js";
-import { parseGlobals, parseWasm, startOnlyInitializesMemory, WasmParseError, type FuncType, type WasmExport } from "./wasm-sections.js";
+import { parseGlobals, parseWasm, pinTables, scanGrows, startOnlyInitializesMemory, WasmParseError, type FuncType, type WasmExport, type WasmSummary } from "./wasm-sections.js";
+
+/**
+ * EPC charged per table entry. Measured on Node 20 (V8 11.3): a funcref table holds ~28 bytes per
+ * entry once instantiated and ~43 per entry after growing by table.grow (the backing store grows
+ * with slack); externref ~8. 48 covers the worst of these.
+ */
+export const TABLE_ENTRY_BYTES = 48;
 
 export interface CheckedModule {
   readonly module: WebAssembly.Module;
@@ -34,6 +51,10 @@ export interface CheckedModule {
   readonly minPages: number;
   /** The module's own memory maximum, if it declares one (pages). */
   readonly maxPages: number | undefined;
+  /** EPC the module's tables take: TABLE_ENTRY_BYTES per entry of each table's maximum (ABI §1.3). */
+  readonly tableBytes: number;
+  /** memory.grow instructions not metered by the grow hooks (undefined: the code could not be decoded). */
+  readonly unmeteredGrows: number | undefined;
   readonly exports: ReadonlySet<string>;
   /** The ocalls this module imports, as "ns.name". */
   readonly ocalls: readonly string[];
@@ -87,9 +108,16 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
   }
   let summary;
   let startOk: boolean;
+  let grows: { grows: number; unmetered: number } | undefined;
+  let compiled: Uint8Array;
   try {
     summary = parseWasm(bytes);
+    checkMemoryRules(summary);
     startOk = !summary.hasStart || startOnlyInitializesMemory(bytes, summary);
+    const funcImports = summary.imports.filter((i) => i.desc.kind === "function");
+    const pre = funcImports.findIndex((i) => i.module === NS_SYS && i.name === GROW_HOOKS.pre);
+    grows = scanGrows(bytes, pre);
+    compiled = pinTables(bytes);
   } catch (e) {
     if (e instanceof WasmParseError) {
       throw new EnclaveLoadError("ENCLAVE_NOT_WASM", `not a loadable enclave module: ${e.message}`);
@@ -101,6 +129,7 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
   for (const imp of summary.imports) {
     const where = `${imp.module}.${imp.name}`;
     if (imp.desc.kind === "memory") {
+      if (memory) throw new EnclaveLoadError("ENCLAVE_BAD_MEMORY", `the module imports a second memory ("${where}"); an enclave has exactly one memory, imported as ${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`);
       if (imp.module !== MEMORY_IMPORT.module || imp.name !== MEMORY_IMPORT.name) {
         throw new EnclaveLoadError("ENCLAVE_FORBIDDEN_IMPORT", `the module imports memory "${where}"; an enclave must import its memory as ${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`);
       }
@@ -136,7 +165,7 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
   }
   let module: WebAssembly.Module;
   try {
-    module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+    module = new WebAssembly.Module(compiled as Uint8Array<ArrayBuffer>);
   } catch (e) {
     throw new EnclaveLoadError("ENCLAVE_INVALID_MODULE", `the module is not valid WebAssembly: ${(e as Error).message}`);
   }
@@ -148,6 +177,8 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
     byteLength: bytes.byteLength,
     minPages: memory.min,
     maxPages: memory.max,
+    tableBytes: summary.tables.reduce((n, t) => n + (t.limits.max ?? t.limits.min) * TABLE_ENTRY_BYTES, 0),
+    unmeteredGrows: grows?.unmetered,
     exports: new Set(summary.exports.map((e) => e.name)),
     ocalls,
     mutableGlobalExports: globals,
@@ -172,6 +203,13 @@ const loaded = new WeakMap<CheckedModule, CheckedModule>();
  */
 export async function loadEnclaveModule(bytes: Uint8Array, opts: LoadOptions = {}): Promise<CheckedModule> {
   const { requiredExports = [], ...instrumentOpts } = opts;
+  // The memory rules first: the instrumenter must not be the one to refuse a second memory.
+  try {
+    checkMemoryRules(parseWasm(bytes));
+  } catch (e) {
+    if (e instanceof WasmParseError) throw new EnclaveLoadError("ENCLAVE_NOT_WASM", `not a loadable enclave module: ${e.message}`);
+    throw e;
+  }
   const inst = await instrumentModule(bytes, instrumentOpts);
   const checked = checkModule(inst.bytes, requiredExports);
   const hit = loaded.get(checked);
@@ -215,8 +253,27 @@ function requireExports(m: CheckedModule, names: readonly string[]): void {
   }
 }
 
-/** Checks that a manifest fits its module: EPC at least what the module declares it needs. */
+/**
+ * The memory rules of the ABI that need no compilation: no memory section (a module-defined memory
+ * is one the runtime neither owns, caps nor meters; Node versions with multi-memory would run it).
+ */
+function checkMemoryRules(summary: WasmSummary): void {
+  if (summary.memories.length > 0) {
+    throw new EnclaveLoadError(
+      "ENCLAVE_DEFINES_MEMORY",
+      `the module defines ${summary.memories.length} memor${summary.memories.length === 1 ? "y" : "ies"} of its own (a memory section); an enclave's only memory is the one it imports as ${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}, which the runtime caps and meters (link with --import-memory)`,
+    );
+  }
+}
+
+/** Checks that a manifest fits its module: EPC at least what the module declares it needs (memory and tables). */
 export function checkManifestFits(m: CheckedModule, manifest: Manifest): void {
+  if (m.tableBytes > 0 && m.tableBytes + m.minPages * WASM_PAGE > manifest.epc) {
+    throw new EnclaveLoadError(
+      "ENCLAVE_TABLE_TOO_LARGE",
+      `the module's tables take ${formatBytes(m.tableBytes)} of EPC (${TABLE_ENTRY_BYTES} bytes per entry of each table's maximum, or of its minimum when it declares none), which with its ${formatBytes(m.minPages * WASM_PAGE)} of initial memory exceeds manifest "${manifest.name}"'s epc ${formatBytes(manifest.epc)}; declare smaller tables, or raise epc`,
+    );
+  }
   const need = m.minPages * WASM_PAGE;
   if (manifest.epc < need) {
     throw new ManifestError(

@@ -17,7 +17,7 @@ export interface Limits { min: number; max: number | undefined; shared: boolean;
 
 export type ImportDesc =
   | { kind: "function"; type: FuncType }
-  | { kind: "table" }
+  | { kind: "table"; limits: Limits }
   | { kind: "memory"; limits: Limits }
   | { kind: "global"; type: ValType; mutable: boolean }
   | { kind: "tag" };
@@ -33,6 +33,16 @@ export interface WasmSummary {
   start?: number;
   /** Type index of each function the module defines (the function section), in order. */
   funcs: number[];
+  /** Tables the module defines (the table section), in order; imported tables are in `imports`. */
+  tables: WasmTable[];
+  /** Memories the module defines (the memory section). The enclave ABI allows none. */
+  memories: Limits[];
+}
+
+export interface WasmTable {
+  /** funcref or externref. */
+  type: ValType;
+  limits: Limits;
 }
 
 export class WasmParseError extends Error {}
@@ -99,11 +109,13 @@ class Reader {
 }
 
 export function parseWasm(bytes: Uint8Array): WasmSummary {
-  const out: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [] };
+  const out: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [], tables: [], memories: [] };
   for (const { id, s } of sections(bytes)) {
     if (id === 1) readTypes(s, out);
     else if (id === 2) readImports(s, out);
     else if (id === 3) for (let n = s.u32(); n > 0; n--) out.funcs.push(s.u32());
+    else if (id === 4) for (let n = s.u32(); n > 0; n--) out.tables.push(readTable(s));
+    else if (id === 5) for (let n = s.u32(); n > 0; n--) out.memories.push(s.limits());
     else if (id === 7) readExports(s, out);
     else if (id === 8) {
       out.hasStart = true;
@@ -189,8 +201,7 @@ function readImports(s: Reader, out: WasmSummary): void {
       desc = { kind: "function", type };
     } else if (kind === 1) {
       s.byte();
-      s.limits();
-      desc = { kind: "table" };
+      desc = { kind: "table", limits: s.limits() };
     } else if (kind === 2) {
       desc = { kind: "memory", limits: s.limits() };
     } else if (kind === 3) {
@@ -205,6 +216,52 @@ function readImports(s: Reader, out: WasmSummary): void {
     }
     out.imports.push({ module, name, desc });
   }
+}
+
+function readTable(s: Reader): WasmTable {
+  const type = s.valtype();
+  if (type !== "funcref" && type !== "externref") throw new WasmParseError("a table's element type is not a reference type");
+  return { type, limits: s.limits() };
+}
+
+function writeLeb(n: number, out: number[]): void {
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+}
+
+/**
+ * The module with every defined table that declares no maximum given one equal to its minimum,
+ * so that `table.grow` can never take it past the size the loader charged to the EPC (a grow past
+ * the maximum fails with -1 inside the enclave, as the spec says). Returns the same bytes when
+ * every table already has a maximum. Only the table section changes: no index shifts.
+ */
+export function pinTables(bytes: Uint8Array): Uint8Array {
+  for (const { id, s, start } of sections(bytes)) {
+    if (id !== 4) continue;
+    const tables: WasmTable[] = [];
+    for (let n = s.u32(); n > 0; n--) tables.push(readTable(s));
+    if (tables.every((t) => t.limits.max !== undefined)) return bytes;
+    const body: number[] = [];
+    writeLeb(tables.length, body);
+    for (const t of tables) {
+      body.push(t.type === "funcref" ? 0x70 : 0x6f, 0x01);
+      writeLeb(t.limits.min, body);
+      writeLeb(t.limits.max ?? t.limits.min, body);
+    }
+    const head: number[] = [4];
+    writeLeb(body.length, head);
+    const out = new Uint8Array(bytes.length - (s.end - start) + head.length + body.length);
+    out.set(bytes.subarray(0, start), 0);
+    out.set(head, start);
+    out.set(body, start + head.length);
+    out.set(bytes.subarray(s.end), start + head.length + body.length);
+    return out;
+  }
+  return bytes;
 }
 
 function readExports(s: Reader, out: WasmSummary): void {
@@ -276,7 +333,7 @@ export function listSections(bytes: Uint8Array): SectionSpan[] {
 /** Every global of the module (imported and defined), in index order. */
 export function parseGlobals(bytes: Uint8Array): WasmGlobal[] {
   const out: WasmGlobal[] = [];
-  const summary: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [] };
+  const summary: WasmSummary = { types: [], imports: [], exports: [], hasStart: false, funcs: [], tables: [], memories: [] };
   for (const { id, s } of sections(bytes)) {
     if (id === 1) readTypes(s, summary);
     else if (id === 2) {
@@ -303,7 +360,19 @@ export function parseGlobals(bytes: Uint8Array): WasmGlobal[] {
  * (a proposal Node 20 does not ship): callers must then assume growth may happen anywhere.
  */
 export function countMemoryGrow(bytes: Uint8Array): number | undefined {
+  return scanGrows(bytes, -1)?.grows;
+}
+
+/**
+ * Counts the memory.grow instructions, and those of them NOT metered: a metered grow is one whose
+ * operand is the result of a call to function `preHook` made immediately before it
+ * (`call $memory_grow_pre; memory.grow`), the shape load-time instrumentation emits; the hook then
+ * decides the delta, so the grow cannot pass the meter. Pass -1 when the module has no such hook.
+ * Undefined when a body holds an instruction this decoder does not know.
+ */
+export function scanGrows(bytes: Uint8Array, preHook: number): { grows: number; unmetered: number } | undefined {
   let grows = 0;
+  let unmetered = 0;
   for (const { id, s } of sections(bytes)) {
     if (id !== 10) continue;
     for (let n = s.u32(); n > 0; n--) {
@@ -320,10 +389,20 @@ export function countMemoryGrow(bytes: Uint8Array): number | undefined {
       // skipImmediates. A LEB running past the body leaves pos > end, caught below.
       const u8 = s.b;
       let pos = b.pos;
+      /** The function the previous instruction called, or -1 when it was not a call. */
+      let called = -1;
       while (pos < end) {
         const op = u8[pos++]!;
+        const callee = called;
+        called = -1;
         if (op >= 0x45 && op <= 0xc4) continue; // numeric: no immediates
-        if ((op >= 0x20 && op <= 0x24) || op === 0x41 || op === 0x42 || op === 0x0c || op === 0x0d || op === 0x10) {
+        if (op === 0x10) {
+          b.pos = pos;
+          called = b.u32();
+          pos = b.pos;
+          continue;
+        }
+        if ((op >= 0x20 && op <= 0x24) || op === 0x41 || op === 0x42 || op === 0x0c || op === 0x0d) {
           while (pos < end && u8[pos++]! & 0x80); // one LEB: local/global index, const, label, function
           continue;
         }
@@ -336,6 +415,7 @@ export function countMemoryGrow(bytes: Uint8Array): number | undefined {
         }
         if (op === 0x40) {
           grows++;
+          if (preHook < 0 || callee !== preHook) unmetered++;
           while (pos < end && u8[pos++]! & 0x80);
           continue;
         }
@@ -347,7 +427,7 @@ export function countMemoryGrow(bytes: Uint8Array): number | undefined {
       s.pos = end;
     }
   }
-  return grows;
+  return { grows, unmetered };
 }
 
 /** Skips a LEB128 number of any width (signed or unsigned, up to 64 bits). */

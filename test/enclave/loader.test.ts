@@ -38,8 +38,10 @@ test("checkModule refuses a global or table import", async () => {
 });
 
 test("checkModule refuses a module that exports its own memory", async () => {
-  const bytes = await wat(`(module (memory (export "memory") 1))`);
-  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && (e.code === "ENCLAVE_NO_MEMORY_IMPORT" || e.code === "ENCLAVE_EXPORTS_MEMORY"));
+  const bytes = await wat(`(module (import "selkie:sys" "memory" (memory 1)) (export "memory" (memory 0)))`);
+  assert.throws(() => checkModule(bytes), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_EXPORTS_MEMORY");
+  const defined = await wat(`(module (memory (export "memory") 1))`);
+  assert.throws(() => checkModule(defined), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_DEFINES_MEMORY");
 });
 
 test("checkModule refuses a memory imported under another name", async () => {
@@ -134,7 +136,7 @@ test("MRENCLAVE changes with the module bytes and every security-relevant field,
 });
 
 test("an enclave's memory cannot grow past its EPC cap, even by memory.grow in the module", async () => {
-  const m = checkModule(await wat(`(module ${MEM}
+  const m = await loadEnclaveModule(await wat(`(module ${MEM}
     (import "selkie:sys" "epc_grow" (func $grow (param i32) (result i32)))
     (func (export "via_ocall") (param i32) (result i32) local.get 0 call $grow)
     (func (export "direct") (param i32) (result i32) local.get 0 memory.grow))`));
@@ -148,6 +150,7 @@ test("an enclave's memory cannot grow past its EPC cap, even by memory.grow in t
   assert.equal(x.direct(2), -1, "memory.grow past the cap fails too");
   assert.equal(x.direct(1), 3);
   assert.equal(e.committedBytes, 4 * 65536);
+  assert.deepEqual(granted, [2 * 65536, 65536], "the meter saw the module's own memory.grow too");
 });
 
 test("a denied permission is answered inside the enclave and names the grant", async () => {
