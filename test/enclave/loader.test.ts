@@ -169,3 +169,54 @@ test("a denied permission is answered inside the enclave and names the grant", a
   assert.equal((unrequested.exports as { now(): number }).now(), -1);
   assert.match(unrequested.takeDenial() ?? "", /manifest must request "clock"/);
 });
+
+test("checkModule refuses a second memory import, and a memory section even beside the imported memory", async () => {
+  const two = await wat(`(module ${MEM} (import "selkie:sys" "memory" (memory 1)))`);
+  assert.throws(() => checkModule(two), (e: unknown) => e instanceof EnclaveLoadError && (e.code === "ENCLAVE_BAD_MEMORY" || e.code === "ENCLAVE_INVALID_MODULE"));
+  const own = await wat(`(module ${MEM} (memory 2))`);
+  assert.throws(() => checkModule(own), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_DEFINES_MEMORY" && e.message.includes("selkie:sys.memory"));
+  await assert.rejects(loadEnclaveModule(own), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_DEFINES_MEMORY", "refused before instrumentation too");
+});
+
+test("tables count against the manifest's EPC: charged per entry of their maximum, pinned at their minimum without one", async () => {
+  const { TABLE_ENTRY_BYTES } = await import("../../runtime/enclave/loader.js");
+  const pinned = checkModule(await wat(`(module ${MEM} (table $t 100 funcref) (func (export "grow") (param i32) (result i32) (table.grow $t (ref.null func) (local.get 0))) (func (export "size") (result i32) (table.size $t)))`));
+  assert.equal(pinned.tableBytes, 100 * TABLE_ENTRY_BYTES);
+  const e = new Enclave({ module: pinned, manifest: manifest({ epc: "1MiB" }) });
+  e.start();
+  const x = e.exports as { grow(n: number): number; size(): number };
+  assert.equal(x.grow(1), -1, "a table without a declared maximum does not grow past its minimum");
+  assert.equal(x.size(), 100);
+  e.close();
+
+  const bounded = checkModule(await wat(`(module ${MEM} (table $t 1 1000 funcref) (func (export "grow") (param i32) (result i32) (table.grow $t (ref.null func) (local.get 0))))`));
+  assert.equal(bounded.tableBytes, 1000 * TABLE_ENTRY_BYTES, "a declared maximum is charged in full");
+  const charged: number[] = [];
+  const b = new Enclave({ module: bounded, manifest: manifest({ epc: "1MiB" }), epc: (initial, max) => (charged.push(initial, max), { grow: () => true, release: () => {} }) });
+  b.start();
+  assert.deepEqual(charged, [65536 + 1000 * TABLE_ENTRY_BYTES, Math.floor((1024 * 1024 - 1000 * TABLE_ENTRY_BYTES) / 65536) * 65536 + 1000 * TABLE_ENTRY_BYTES], "admitted with its tables; memory capped at the EPC less the tables");
+  assert.equal((b.exports as { grow(n: number): number }).grow(999), 1, "growth within the charged maximum works");
+  b.close();
+
+  const huge = checkModule(await wat(`(module ${MEM} (table 100000 funcref))`));
+  assert.throws(() => checkManifestFits(huge, manifest({ epc: "1MiB" })), (e: unknown) => e instanceof EnclaveLoadError && e.code === "ENCLAVE_TABLE_TOO_LARGE" && /raise epc/.test(e.message));
+  assert.throws(() => new Enclave({ module: huge, manifest: manifest({ epc: "1MiB" }) }), { code: "ENCLAVE_TABLE_TOO_LARGE" });
+  checkManifestFits(huge, manifest({ epc: "8MiB" }));
+});
+
+test("an Enclave refuses a module whose memory.grow the EPC meter would not see; a refused metered grow is -1 inside and charges nothing", async () => {
+  const src = await wat(`(module ${MEM} (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))`);
+  assert.throws(() => new Enclave({ module: checkModule(src), manifest: manifest() }), { code: "ENCLAVE_UNMETERED_GROW" });
+  const m = await loadEnclaveModule(src);
+  let committed = 65536;
+  let allow = true;
+  const e = new Enclave({ module: m, manifest: manifest(), epc: (initial) => ((committed = initial), { grow: (d) => (allow || d < 0 ? ((committed += d), true) : false), release: () => {} }) });
+  e.start();
+  const x = e.exports as { grow(n: number): number };
+  assert.equal(x.grow(1), 1);
+  allow = false;
+  assert.equal(x.grow(1), -1, "the meter's refusal fails the grow inside the enclave");
+  assert.equal(committed, 2 * 65536, "and charges nothing");
+  assert.equal(e.committedBytes, 2 * 65536, "the memory did not grow");
+  e.close();
+});
