@@ -161,6 +161,30 @@ describe("custom enclaves on selkie serve", () => {
     await intact();
   });
 
+  it("refuses modules that would take host memory past the EPC meter: huge tables, own memories (400 with a code)", async () => {
+    const manifest = (name: string) => ({ format: 1, name, version: 1, epc: "1MiB", permissions: [] });
+    const cases: Array<[string, string, string]> = [
+      ["huge-table", `(module ${MEM()} (table 10000000 funcref) (func (export "f") (result i32) i32.const 1))`, "ENCLAVE_TABLE_TOO_LARGE"],
+      ["growable-table", `(module ${MEM()} (table $t 1 10000000 funcref) (func (export "grow") (param i32) (result i32) (table.grow $t (ref.null func) (local.get 0))))`, "ENCLAVE_TABLE_TOO_LARGE"],
+      ["own-memory", `(module ${MEM()} (memory 1) (func (export "f") (result i32) i32.const 1))`, "ENCLAVE_DEFINES_MEMORY"],
+    ];
+    for (const [name, text, code] of cases) {
+      const bytes = await wat(text);
+      refused(await upload(s, tok, manifest(name), bytes, sign(manifest(name), bytes)), 400, code);
+    }
+    // A table with no maximum is accepted, pinned at its minimum: table.grow fails inside the enclave.
+    const pinned = await wat(`(module ${MEM()} (table $t 1 funcref) (func (export "grow") (param i32) (result i32) (table.grow $t (ref.null func) (local.get 0))))`);
+    const r = await upload(s, tok, manifest("pinned-table"), pinned, sign(manifest("pinned-table"), pinned));
+    assert.equal(r.status, 201, r.text);
+    for (let i = 0; i < 3; i++) {
+      const g = await ecall("pinned-table", "grow", [5_000_000]);
+      assert.equal(g.status, 200, g.text);
+      assert.equal(String(g.json.result), "-1");
+    }
+    assert.equal((await api(s, tok, "DELETE", "/v1/enclaves/pinned-table")).status, 200);
+    await intact();
+  });
+
   it("a denied permission fails inside the enclave and the response names the grant", async () => {
     const bytes = await wat(`(module
       (import "selkie:sys" "clock_ms" (func $clock (result f64)))
