@@ -64,25 +64,37 @@ const unmetered: EpcAdmit = () => ({ grow: () => true, release: () => {} });
  * garbage collections driven by external memory; EPC paging drops and creates one per
  * hibernate/wake. A memory is pooled only after its instance is unreachable from runtime code (the
  * enclave dropped its exports), and it is zeroed first, so nothing of one enclave reaches another.
+ * Pooled memories are resident host memory that no EPC lease counts, so the pool is bounded in
+ * total (POOL_TOTAL_BYTES), not only per shape: enclaves of ever new shapes cannot fill the host.
  */
 const memoryPool = new Map<string, WebAssembly.Memory[]>();
 const POOL_PER_SHAPE = 32;
 const POOL_MAX_BYTES = 16 * 1024 * 1024;
+const POOL_TOTAL_BYTES = 64 * 1024 * 1024;
+let pooledBytes = 0;
 
 function takeMemory(pages: number, maxPages: number): WebAssembly.Memory {
-  const m = memoryPool.get(`${pages}/${maxPages}`)?.pop();
-  return m ?? new WebAssembly.Memory({ initial: pages, maximum: maxPages });
+  const key = `${pages}/${maxPages}`;
+  const list = memoryPool.get(key);
+  const m = list?.pop();
+  if (m) {
+    pooledBytes -= m.buffer.byteLength;
+    if (list!.length === 0) memoryPool.delete(key);
+    return m;
+  }
+  return new WebAssembly.Memory({ initial: pages, maximum: maxPages });
 }
 
 function giveMemory(m: WebAssembly.Memory, maxPages: number): void {
   const bytes = m.buffer.byteLength;
-  if (bytes > POOL_MAX_BYTES) return;
+  if (bytes > POOL_MAX_BYTES || pooledBytes + bytes > POOL_TOTAL_BYTES) return;
   const key = `${bytes / WASM_PAGE}/${maxPages}`;
   let list = memoryPool.get(key);
   if (!list) memoryPool.set(key, (list = []));
   if (list.length >= POOL_PER_SHAPE) return;
   new Uint8Array(m.buffer).fill(0);
   list.push(m);
+  pooledBytes += bytes;
 }
 
 export type EnclaveState = "created" | "running" | "suspended" | "faulted" | "closed";

@@ -23,6 +23,8 @@ interface Report {
   epcCommitted: number;
   epcBudget: number;
   rssGrowth: number;
+  pooledGrowth: number;
+  roomyCommitted: number;
 }
 
 test("hostile tables and memories under a 1 MiB EPC are refused or fail inside the enclave, and the process's resident memory stays bounded", () => {
@@ -58,4 +60,7 @@ test("hostile tables and memories under a 1 MiB EPC are refused or fail inside t
 
   // What the process holds: 4 x 10M + 4 x 2.5M table entries would be over 1 GiB.
   assert.ok(rep.rssGrowth < 64 * MiB, `the child's resident memory grew by ${(rep.rssGrowth / MiB).toFixed(1)} MiB`);
+  // Closed enclaves hold no EPC, and the memories kept for reuse are bounded in total (64 MiB).
+  assert.equal(rep.roomyCommitted, 0);
+  assert.ok(rep.pooledGrowth < 100 * MiB, `48 closed enclaves left ${(rep.pooledGrowth / MiB).toFixed(1)} MiB resident`);
 });
