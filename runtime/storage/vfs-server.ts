@@ -18,6 +18,9 @@
  *     open but the database itself, so the state is just which file ids name the database. SQLite
  *     revalidates its cache against the file when it next locks it, so a restored instance sees
  *     every commit made after the snapshot. `adopt()` reopens exactly those ids in a fresh server.
+ *  7. Every value the file layer returns is checked here, once, before the guest sees it: a read
+ *     count must be an integer in [0, asked], a size a non-negative safe integer. Anything else is
+ *     STORAGE_FILE_LAYER (an I/O error to SQLite), never passed on.
  */
 import * as path from "node:path";
 import type { FileLayer } from "../host/files.js";
@@ -191,6 +194,17 @@ export class VfsServer {
     return errnoToSqlite(e, fallback);
   }
 
+  /** A value from the file layer that cannot be true (invariant 7): a typed error, and an I/O code for SQLite. */
+  #lie(f: OpenFile, what: string, code: number): number {
+    const file = f.lockKey ?? f.name;
+    this.#storageError = new StorageError(
+      "STORAGE_FILE_LAYER",
+      `the file layer under ${file || "a temporary file"} answered a value that cannot be true (it ${what}); the storage below this process is failing or hostile: check the disk and the file system, then reopen the database`,
+      file,
+    );
+    return code;
+  }
+
   #guestName(ptr: number, len: number): string | number {
     const mem = this.#mem!;
     if (!mem.inBounds(ptr, len) || len > 512) return C.SQLITE_MISUSE;
@@ -285,11 +299,15 @@ export class VfsServer {
     const f = this.#files.get(fid);
     const mem = this.#mem!;
     if (!f || !mem.inBounds(buf, amt) || !Number.isSafeInteger(offset) || offset < 0) return -C.SQLITE_MISUSE;
+    let n: number;
     try {
-      return f.backend.read(mem.u8.subarray(buf, buf + amt), offset);
+      n = f.backend.read(mem.u8.subarray(buf, buf + amt), offset);
     } catch (e) {
       return -this.#fail(e, C.SQLITE_IOERR_READ);
     }
+    // Invariant 7: a count outside [0, amt] is a lie of the file layer, not data.
+    if (!Number.isSafeInteger(n) || n < 0 || n > amt) return -this.#lie(f, `read ${amt} bytes at offset ${offset} and was told ${String(n)} came back`, C.SQLITE_IOERR_READ);
+    return n;
   }
 
   write(fid: number, buf: number, amt: number, offset: number): number {
@@ -329,11 +347,15 @@ export class VfsServer {
   size(fid: number): number {
     const f = this.#files.get(fid);
     if (!f) return -C.SQLITE_MISUSE;
+    let n: number;
     try {
-      return f.backend.size();
+      n = f.backend.size();
     } catch (e) {
       return -this.#fail(e, C.SQLITE_IOERR);
     }
+    // Invariant 7: the guest reads this f64 as a size when >= 0 and as an error code when < 0.
+    if (!Number.isSafeInteger(n) || n < 0) return -this.#lie(f, `asked for its size and was told ${String(n)}`, C.SQLITE_IOERR);
+    return n;
   }
 
   fileControl(fid: number, op: number): number {
