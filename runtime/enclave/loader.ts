@@ -268,17 +268,17 @@ function checkMemoryRules(summary: WasmSummary): void {
 
 /** Checks that a manifest fits its module: EPC at least what the module declares it needs (memory and tables). */
 export function checkManifestFits(m: CheckedModule, manifest: Manifest): void {
-  if (m.tableBytes > 0 && m.tableBytes + m.minPages * WASM_PAGE > manifest.epc) {
-    throw new EnclaveLoadError(
-      "ENCLAVE_TABLE_TOO_LARGE",
-      `the module's tables take ${formatBytes(m.tableBytes)} of EPC (${TABLE_ENTRY_BYTES} bytes per entry of each table's maximum, or of its minimum when it declares none), which with its ${formatBytes(m.minPages * WASM_PAGE)} of initial memory exceeds manifest "${manifest.name}"'s epc ${formatBytes(manifest.epc)}; declare smaller tables, or raise epc`,
-    );
-  }
   const need = m.minPages * WASM_PAGE;
   if (manifest.epc < need) {
     throw new ManifestError(
       "MANIFEST_EPC_TOO_SMALL",
       `manifest "${manifest.name}" declares epc ${formatBytes(manifest.epc)}, but its module needs ${formatBytes(need)} at start; raise epc to at least ${formatBytes(need)}`,
+    );
+  }
+  if (m.tableBytes > 0 && m.tableBytes + m.minPages * WASM_PAGE > manifest.epc) {
+    throw new EnclaveLoadError(
+      "ENCLAVE_TABLE_TOO_LARGE",
+      `the module's tables take ${formatBytes(m.tableBytes)} of EPC (${TABLE_ENTRY_BYTES} bytes per entry of each table's maximum, or of its minimum when it declares none), which with its ${formatBytes(m.minPages * WASM_PAGE)} of initial memory exceeds manifest "${manifest.name}"'s epc ${formatBytes(manifest.epc)}; declare smaller tables, or raise epc`,
     );
   }
 }
