@@ -366,7 +366,9 @@ export class Enclave {
       const actual = mem.memory.buffer.byteLength;
       this.peakBytes = Math.max(this.peakBytes, actual);
       if (actual > accounted) {
-        // Growth that bypassed the hooks (an uninstrumented module): record it; it cannot be refused now.
+        // Growth that bypassed the hooks. Unreachable: the constructor refuses a module with a
+        // memory.grow the hooks do not meter (invariant 3). Kept so that the meter never counts
+        // less than is committed, whatever happens.
         meter.grow(actual - accounted);
         accounted = actual;
       } else if (actual < accounted) {

@@ -79,3 +79,20 @@ test("a second opener of an open database on another platform is refused as STOR
     other.close();
   }
 });
+
+test("closing one connection leaves another connection's open transaction and its pending writes alone", () => {
+  const file = path.join(tempDir(), "close.db");
+  const a = openDb(file);
+  const b = openDb(file);
+  a.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+  b.exec("PRAGMA cache_size=2");
+  b.exec("BEGIN IMMEDIATE");
+  for (let i = 0; i < 200; i++) b.run("INSERT INTO t(v) VALUES (randomblob(2000))");
+  a.close();
+  b.exec("COMMIT");
+  b.close();
+  const again = openDb(file);
+  assert.deepEqual(again.query("PRAGMA integrity_check"), [{ integrity_check: "ok" }]);
+  assert.equal(again.query("SELECT count(*) AS n FROM t")[0]!.n, 200);
+  again.close();
+});
