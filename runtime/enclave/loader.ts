@@ -114,9 +114,13 @@ export function checkModule(bytes: Uint8Array, requiredExports: readonly string[
     summary = parseWasm(bytes);
     checkMemoryRules(summary);
     startOk = !summary.hasStart || startOnlyInitializesMemory(bytes, summary);
-    const funcImports = summary.imports.filter((i) => i.desc.kind === "function");
-    const pre = funcImports.findIndex((i) => i.module === NS_SYS && i.name === GROW_HOOKS.pre);
-    grows = scanGrows(bytes, pre);
+    // Any import of the pre-hook is the runtime's hook (a module may import it twice: its own
+    // import, and the one instrumentation adds).
+    const preHooks = new Set<number>();
+    summary.imports.filter((i) => i.desc.kind === "function").forEach((i, index) => {
+      if (i.module === NS_SYS && i.name === GROW_HOOKS.pre) preHooks.add(index);
+    });
+    grows = scanGrows(bytes, preHooks);
     compiled = pinTables(bytes);
   } catch (e) {
     if (e instanceof WasmParseError) {

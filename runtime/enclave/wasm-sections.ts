@@ -360,17 +360,18 @@ export function parseGlobals(bytes: Uint8Array): WasmGlobal[] {
  * (a proposal Node 20 does not ship): callers must then assume growth may happen anywhere.
  */
 export function countMemoryGrow(bytes: Uint8Array): number | undefined {
-  return scanGrows(bytes, -1)?.grows;
+  return scanGrows(bytes, new Set())?.grows;
 }
 
 /**
  * Counts the memory.grow instructions, and those of them NOT metered: a metered grow is one whose
- * operand is the result of a call to function `preHook` made immediately before it
- * (`call $memory_grow_pre; memory.grow`), the shape load-time instrumentation emits; the hook then
- * decides the delta, so the grow cannot pass the meter. Pass -1 when the module has no such hook.
+ * operand is the result of a call, made immediately before it, to one of the functions `preHooks`
+ * (the indices of the module's imports of selkie:sys.memory_grow_pre): `call $pre; memory.grow`,
+ * the shape load-time instrumentation emits. The hook then decides the delta, so the grow cannot
+ * pass the meter.
  * Undefined when a body holds an instruction this decoder does not know.
  */
-export function scanGrows(bytes: Uint8Array, preHook: number): { grows: number; unmetered: number } | undefined {
+export function scanGrows(bytes: Uint8Array, preHooks: ReadonlySet<number>): { grows: number; unmetered: number } | undefined {
   let grows = 0;
   let unmetered = 0;
   for (const { id, s } of sections(bytes)) {
@@ -415,7 +416,7 @@ export function scanGrows(bytes: Uint8Array, preHook: number): { grows: number; 
         }
         if (op === 0x40) {
           grows++;
-          if (preHook < 0 || callee !== preHook) unmetered++;
+          if (!preHooks.has(callee)) unmetered++;
           while (pos < end && u8[pos++]! & 0x80);
           continue;
         }

@@ -220,3 +220,29 @@ test("an Enclave refuses a module whose memory.grow the EPC meter would not see;
   assert.equal(e.committedBytes, 2 * 65536, "the memory did not grow");
   e.close();
 });
+
+test("only a call of the runtime's pre-hook right before memory.grow counts as metered, whoever emitted it", async () => {
+  const src = await wat(`(module ${MEM}
+    (import "selkie:sys" "memory_grow_pre" (func $pre (param i32 i32) (result i32)))
+    (func $fake (param i32 i32) (result i32) local.get 1)
+    (func (export "hooked") (param i32) (result i32) (memory.grow (call $pre (i32.const 0) (local.get 0))))
+    (func (export "faked") (param i32) (result i32) (memory.grow (call $fake (i32.const 0) (local.get 0))))
+    (func (export "raw") (param i32) (result i32) (memory.grow (local.get 0))))`);
+  const raw = checkModule(src);
+  assert.equal(raw.unmeteredGrows, 2, "the call of a look-alike and the bare grow are unmetered; the hooked one is not");
+  assert.throws(() => new Enclave({ module: raw, manifest: manifest() }), { code: "ENCLAVE_UNMETERED_GROW" });
+  const m = await loadEnclaveModule(src);
+  assert.equal(m.unmeteredGrows, 0, "instrumentation meters every grow, the module's own hook import included");
+  const granted: number[] = [];
+  const e = new Enclave({ module: m, manifest: manifest({ epc: "256KiB" }), epc: () => ({ grow: (d) => (granted.push(d), true), release: () => {} }) });
+  e.start();
+  const x = e.exports as { hooked(n: number): number; faked(n: number): number; raw(n: number): number };
+  assert.equal(x.raw(1), 1);
+  assert.equal(x.faked(1), 2);
+  assert.equal(x.hooked(1), 3);
+  assert.equal(x.raw(1), -1, "past the 4-page cap");
+  // The module's own hook call charges too (the grow it feeds is wrapped again); the next hook
+  // call refunds what did not grow, to a meter that takes refunds.
+  assert.equal(granted.reduce((a, b) => a + b, 0), 3 * 65536, "net, the meter was charged for exactly the pages that grew");
+  e.close();
+});
