@@ -34,7 +34,7 @@ export function storeTrustFor(services: EnclaveServices, opts: StoreTrustOptions
     if (code === "SEAL_WRONG_SIGNER") {
       throw new StorageError(
         "STORAGE_WRONG_SIGNER",
-        `${file}: the database's key is sealed to a SQLite enclave of another signer; this platform's SQLite signer is ${services.identity.mrsigner.toString("hex")} (its key is sqlite-signer.key in the platform folder). Put back the platform's original sqlite-signer.key, or open the database on the platform (and signer) that created it`,
+        `${file}: the database's key is sealed to a SQLite enclave of another signer; this platform's SQLite signer is ${services.identity.mrsigner.toString("hex")} (its key is sqlite-signer.key in the platform folder), or the sealed key's header was changed. Put back the platform's original sqlite-signer.key, or open the database on the platform (and signer) that created it`,
         file,
         { cause: e },
       );
@@ -42,7 +42,7 @@ export function storeTrustFor(services: EnclaveServices, opts: StoreTrustOptions
     if (code === "SEAL_ENCLAVE_TOO_OLD") {
       throw new StorageError(
         "STORAGE_ENCLAVE_TOO_OLD",
-        `${file}: the database was sealed by a newer SQLite enclave (ISVSVN ${inspectSafe(e)}) than this one (ISVSVN ${services.identity.isvSvn}); a downgrade cannot open it: use the Selkie version that wrote it, or a newer one`,
+        `${file}: the database was sealed by a newer SQLite enclave (ISVSVN ${inspectSafe(e)}) than this one (ISVSVN ${services.identity.isvSvn}); a downgrade cannot open it (or the sealed key's header was changed): use the Selkie version that wrote it, or a newer one`,
         file,
         { cause: e },
       );
