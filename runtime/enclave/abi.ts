@@ -4,7 +4,7 @@
  */
 /** The measured ABI number (part of MRENCLAVE, ABI §5): bumped only by an incompatible change. */
 export const ABI_VERSION = 1;
-/** Additive revisions of version 1 (ABI.md heading): 2 grow hooks; 3 signatures (§6); 4 snapshot contract (§1.2); 5 memory-initializing start functions (§1); 6 tables charged to the EPC, memory sections and unmetered grows refused (§1, §1.1, §1.3). */
+/** Revisions of version 1 (ABI.md heading): 2 grow hooks; 3 signatures (§6); 4 snapshot contract (§1.2); 5 memory-initializing start functions (§1); 6 EPC cap out of MRENCLAVE (§5), signed ISVPRODID, SQLite signer (§6.1), EINIT (§7), tables charged to the EPC, memory sections and unmetered grows refused (§1, §1.1, §1.3). */
 export const ABI_REVISION = 6;
 
 export const NS_SYS = "selkie:sys";

@@ -36,7 +36,9 @@
 import { randomFillSync } from "node:crypto";
 import { EnclaveLoadError, EnclaveStateError, SnapshotError } from "../errors.js";
 import { NS_FS, NS_SYS, WASM_PAGE, type Permission } from "./abi.js";
-import { checkManifestFits, measure, type CheckedModule } from "./loader.js";
+import { checkManifestFits, type CheckedModule } from "./loader.js";
+import { measureEnclaveModule } from "./einit.js";
+import type { MeasuredEnclave } from "../platform/einit.js";
 import type { Manifest } from "./manifest.js";
 import { GuestMemory } from "./memory.js";
 
@@ -117,8 +119,11 @@ export interface EnclaveOptions {
   manifest: Manifest;
   /** Ocall namespaces served by trusted runtime code besides selkie:sys (e.g. selkie:fs). */
   services?: Record<string, Record<string, (...args: number[]) => number>>;
-  /** MRSIGNER from a verified SIGSTRUCT (sigstruct.ts); absent for unsigned enclaves. */
-  mrsigner?: Buffer;
+  /**
+   * The module's SIGSTRUCT (sigstruct.ts, as parsed from JSON): verified here over the measurement,
+   * it gives MRSIGNER and ISVPRODID (SIG_* errors if it does not verify). Absent: unsigned.
+   */
+  signature?: unknown;
   /** Operator grants; the effective set is the manifest's permissions that are also granted. */
   grants?: ReadonlySet<Permission>;
   epc?: EpcAdmit;
@@ -132,6 +137,8 @@ export class Enclave {
   readonly manifest: Manifest;
   readonly module: CheckedModule;
   readonly mrenclave: Buffer;
+  /** EINIT's proof (einit.ts): what Platform.servicesFor takes for this enclave. */
+  readonly measured: MeasuredEnclave;
   readonly permissions: ReadonlySet<Permission>;
   #state: EnclaveState = "created";
   #exports: WebAssembly.Exports | undefined;
@@ -156,7 +163,8 @@ export class Enclave {
           : `enclave "${this.manifest.name}" has ${this.module.unmeteredGrows} memory.grow instruction(s) the EPC meter does not see; load it with loadEnclaveModule, which routes every one through the meter (ABI §1.1)`,
       );
     }
-    this.mrenclave = measure(this.module, this.manifest);
+    this.measured = measureEnclaveModule(this.module, this.manifest, opts.signature);
+    this.mrenclave = this.measured.mrenclave;
     const granted = opts.grants ?? new Set(this.manifest.permissions);
     this.permissions = new Set(this.manifest.permissions.filter((p) => granted.has(p)));
   }

@@ -1,6 +1,8 @@
 /**
  * SIGSTRUCT (enclaves/ABI.md §6, format 1): a developer's Ed25519 signature over an enclave's
- * identity (name, ISVSVN, MRENCLAVE). MRSIGNER = SHA-256 of the signer's raw 32-byte public key.
+ * identity (name, ISVSVN, ISVPRODID, MRENCLAVE). MRSIGNER = SHA-256 of the signer's raw 32-byte
+ * public key. ISVPRODID (the signer's product number, 0 when absent) is signed too, so sealed data
+ * and counters of one product are out of reach of the same signer's other products.
  *
  * The signed message is built from the manifest and the MRENCLAVE the verifier computes itself from
  * the module bytes, never from the fields of the signature file, so any change to the module, the
@@ -22,6 +24,8 @@ export interface Sigstruct {
   readonly name: string;
   /** ISVSVN: the manifest's version. */
   readonly version: number;
+  /** ISVPRODID, 0..65535; absent means 0 (ABI revision 5 signatures have none). */
+  readonly isvProdId?: number;
   /** Hex. */
   readonly mrenclave: string;
   /** Raw Ed25519 public key, base64 (32 bytes). */
@@ -31,8 +35,10 @@ export interface Sigstruct {
 }
 
 /** The bytes a SIGSTRUCT signs (ABI §6). */
-export function signedMessage(manifest: Manifest, mrenclave: Uint8Array): Buffer {
-  const canonical = `{"format":${SIGSTRUCT_FORMAT},"name":${JSON.stringify(manifest.name)},"version":${manifest.version},"mrenclave":"${Buffer.from(mrenclave).toString("hex")}"}`;
+export function signedMessage(manifest: Manifest, mrenclave: Uint8Array, isvProdId = 0): Buffer {
+  // ISVPRODID 0 signs exactly what revision 5 signed, so existing signatures stay valid.
+  const prod = isvProdId === 0 ? "" : `,"isvProdId":${isvProdId}`;
+  const canonical = `{"format":${SIGSTRUCT_FORMAT},"name":${JSON.stringify(manifest.name)},"version":${manifest.version}${prod},"mrenclave":"${Buffer.from(mrenclave).toString("hex")}"}`;
   return Buffer.concat([Buffer.from(TAG, "utf8"), Buffer.from(canonical, "utf8")]);
 }
 
@@ -68,20 +74,23 @@ export function loadSigningKey(pem: string | Buffer): KeyObject {
   return key;
 }
 
-export function signEnclave(manifest: Manifest, mrenclave: Uint8Array, key: KeyObject): Sigstruct {
+export function signEnclave(manifest: Manifest, mrenclave: Uint8Array, key: KeyObject, opts: { isvProdId?: number } = {}): Sigstruct {
+  const isvProdId = opts.isvProdId ?? 0;
+  if (!Number.isInteger(isvProdId) || isvProdId < 0 || isvProdId > 0xffff) throw new SigstructError("SIG_MALFORMED", "isvProdId must be an integer 0..65535");
   const pub = rawPublicKey(key);
-  const sig = sign(null, signedMessage(manifest, mrenclave), key);
+  const sig = sign(null, signedMessage(manifest, mrenclave, isvProdId), key);
   return {
     format: SIGSTRUCT_FORMAT,
     name: manifest.name,
     version: manifest.version,
+    ...(isvProdId !== 0 ? { isvProdId } : {}),
     mrenclave: Buffer.from(mrenclave).toString("hex"),
     publicKey: pub.toString("base64"),
     signature: sig.toString("base64"),
   };
 }
 
-const KEYS = ["format", "name", "version", "mrenclave", "publicKey", "signature"];
+const KEYS = ["format", "name", "version", "isvProdId", "mrenclave", "publicKey", "signature"];
 
 /** Strict parse of a SIGSTRUCT object (as read from JSON). */
 export function parseSigstruct(raw: unknown): Sigstruct {
@@ -94,6 +103,7 @@ export function parseSigstruct(raw: unknown): Sigstruct {
   if (s.format !== SIGSTRUCT_FORMAT) fail(`format must be ${SIGSTRUCT_FORMAT}`);
   if (typeof s.name !== "string") fail("name must be a string");
   if (!Number.isInteger(s.version)) fail("version must be an integer");
+  if (s.isvProdId !== undefined && (!Number.isInteger(s.isvProdId) || (s.isvProdId as number) < 0 || (s.isvProdId as number) > 0xffff)) fail("isvProdId must be an integer 0..65535");
   if (typeof s.mrenclave !== "string" || !/^[0-9a-f]{64}$/.test(s.mrenclave)) fail("mrenclave must be 64 lowercase hex digits");
   const b64 = (v: unknown, len: number, what: string): void => {
     if (typeof v !== "string" || !/^[A-Za-z0-9+/]+={0,2}$/.test(v) || Buffer.from(v, "base64").length !== len) fail(`${what} must be ${len} bytes in base64`);
@@ -108,7 +118,7 @@ export function parseSigstruct(raw: unknown): Sigstruct {
  * signer's MRSIGNER. Throws SigstructError: SIG_MALFORMED, SIG_NAME_MISMATCH, SIG_VERSION_MISMATCH,
  * SIG_MRENCLAVE_MISMATCH, SIG_BAD_SIGNATURE.
  */
-export function verifyEnclaveSignature(raw: unknown, manifest: Manifest, mrenclave: Uint8Array): { mrsigner: Buffer; publicKey: Buffer } {
+export function verifyEnclaveSignature(raw: unknown, manifest: Manifest, mrenclave: Uint8Array): { mrsigner: Buffer; publicKey: Buffer; isvProdId: number } {
   const s = parseSigstruct(raw);
   if (s.name !== manifest.name) throw new SigstructError("SIG_NAME_MISMATCH", `the signature is for enclave "${s.name}", the manifest names "${manifest.name}"`);
   if (s.version !== manifest.version) throw new SigstructError("SIG_VERSION_MISMATCH", `the signature is for version ${s.version}, the manifest has version ${manifest.version}`);
@@ -120,10 +130,10 @@ export function verifyEnclaveSignature(raw: unknown, manifest: Manifest, mrencla
   let ok = false;
   try {
     const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, pub]), format: "der", type: "spki" });
-    ok = verify(null, signedMessage(manifest, mrenclave), key, Buffer.from(s.signature, "base64"));
+    ok = verify(null, signedMessage(manifest, mrenclave, s.isvProdId ?? 0), key, Buffer.from(s.signature, "base64"));
   } catch {
     ok = false;
   }
   if (!ok) throw new SigstructError("SIG_BAD_SIGNATURE", "the signature does not verify with its public key over this manifest and module");
-  return { mrsigner: mrsignerOf(pub), publicKey: pub };
+  return { mrsigner: mrsignerOf(pub), publicKey: pub, isvProdId: s.isvProdId ?? 0 };
 }

@@ -18,7 +18,9 @@ export type PlatformErrorCode =
   | "PLATFORM_BAD_OPTION"
   | "PLATFORM_CERT_MISMATCH"
   | "PLATFORM_CLOSED"
-  | "PLATFORM_BAD_IDENTITY";
+  | "PLATFORM_BAD_IDENTITY"
+  | "PLATFORM_NOT_MEASURED"
+  | "PLATFORM_EINIT_TAKEN";
 export class PlatformError extends SelkieError {
   declare readonly code: PlatformErrorCode;
   constructor(code: PlatformErrorCode, message: string, options?: { cause?: unknown }) {
@@ -102,7 +104,8 @@ export type QuoteErrorCode =
   | "QUOTE_SVN_TOO_LOW"
   | "QUOTE_CPUSVN_TOO_LOW"
   | "QUOTE_DEBUG_ENCLAVE"
-  | "QUOTE_BAD_OPTIONS";
+  | "QUOTE_BAD_OPTIONS"
+  | "QUOTE_NO_POLICY";
 export class QuoteError extends SelkieError {
   declare readonly code: QuoteErrorCode;
   constructor(code: QuoteErrorCode, message: string, options?: { cause?: unknown }) {
@@ -131,4 +134,5 @@ export const QUOTE_EXIT_CODES: Readonly<Record<QuoteErrorCode, number>> = Object
   QUOTE_CPUSVN_TOO_LOW: 23,
   QUOTE_DEBUG_ENCLAVE: 24,
   QUOTE_BAD_OPTIONS: 2,
+  QUOTE_NO_POLICY: 2,
 });

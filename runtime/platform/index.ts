@@ -1,14 +1,15 @@
 /**
  * Public API of the emulated SGX platform (trusted layer). Formats: FORMATS.md.
  *
- * Host (untrusted) code may use: Platform.create/open/close, quote(), EpcManager usage, the CA and
- * the verifier. Only the enclave loader calls Platform.servicesFor (EINIT). Nothing exported here
- * yields a key.
+ * Host (untrusted) code may use: Platform.create/open/close, quoteSelf(), EpcManager usage, the CA
+ * and the verifier. Platform.servicesFor (EINIT) takes only a MeasuredEnclave, which only the
+ * enclave loader makes (runtime/enclave/einit.ts). Nothing exported here yields a key.
  */
 export { Platform, readPlatformInfo, PLATFORM_JSON, PLATFORM_CERT, DEV_CA_DIR } from "./platform.js";
 export type { PlatformCreateOptions, PlatformOpenOptions, PlatformInfo } from "./platform.js";
 export type { EnclaveServices } from "./services.js";
 export type { EnclaveIdentity, TargetInfo } from "./identity.js";
+export { MeasuredEnclave, isMeasured } from "./einit.js";
 export { checkIdentity, fromHex, toHex, identityToJSON } from "./identity.js";
 export { RUNTIME_VERSION, SealPolicy } from "./keys.js";
 export type { SealPolicyName } from "./keys.js";

@@ -8,9 +8,14 @@
  * - `create` refuses to overwrite an existing platform unless `force` is set; `platform.json` is
  *   written last, so a platform either opens completely or is reported incomplete.
  * - On open, the attestation key in `secrets.bin`, `platform.json` and `platform.cert` must agree.
- * - `servicesFor(identity)` is EINIT: only the enclave loader, which measured the module, may call it.
- *   It is the only way to reach sealing, counters and reports; no key ever leaves this layer.
- * - The platform quotes only a local report targeted at its quoting identity whose MAC verifies.
+ * - `servicesFor(measured)` is EINIT: it takes only a MeasuredEnclave (einit.ts), which only the
+ *   enclave loader can make, after measuring a module it holds and verifying its signature. A plain
+ *   identity object is refused (PLATFORM_NOT_MEASURED). It is the only way to reach sealing,
+ *   counters, reports and enclave quotes; no key ever leaves this layer.
+ * - The platform quotes only a local report targeted at its quoting identity whose MAC verifies, so
+ *   a quote of an enclave exists only if that enclave's services (its EINIT holder) asked for it.
+ *   `quoteSelf` quotes the platform's own quoting identity (FORMATS.md §6.4): it attests the
+ *   platform (certificate chain, runtime version), never an enclave.
  *
  * Lifecycle: open --close()--> closed (services refuse with PLATFORM_CLOSED; counter lock released).
  */
@@ -26,9 +31,10 @@ import { privateKeyFromSeed, rawPublic } from "./ed25519.js";
 import { DEFAULT_EPC_BYTES, EpcManager, checkEpcBudget, parseSize } from "./epc.js";
 import { PlatformError } from "./errors.js";
 import { ensureDir, exists, fsyncDir, writeFileAtomic, DIR_MODE } from "./files.js";
-import { checkIdentity, taggedHash, type EnclaveIdentity, type TargetInfo } from "./identity.js";
+import { taggedHash, type TargetInfo } from "./identity.js";
+import { isMeasured, type MeasuredEnclave } from "./einit.js";
 import { deriveCounterStoreKey, RUNTIME_VERSION } from "./keys.js";
-import { buildQuote, QUOTING_TARGET } from "./quote.js";
+import { buildQuote, QUOTING_IDENTITY, QUOTING_TARGET } from "./quote.js";
 import { REPORT_BODY_LEN, Reporter } from "./report.js";
 import { Sealer } from "./seal.js";
 import { generateSecrets, readSecrets, writeSecrets, type RootSecrets } from "./secrets.js";
@@ -38,6 +44,12 @@ export const PLATFORM_JSON = "platform.json";
 export const SECRETS_FILE = "secrets.bin";
 export const PLATFORM_CERT = "platform.cert";
 export const DEV_CA_DIR = "dev-ca";
+/**
+ * The platform's local enclave-signing key for the SQLite enclave Selkie builds itself (created at
+ * first use by runtime/sql/sqlite-signer.ts; README "Sealing policy"). Not a platform secret: a
+ * developer key kept next to the platform so a recreated platform starts with a new one.
+ */
+export const SQLITE_SIGNER_FILE = "sqlite-signer.key";
 const PLATFORM_FORMAT = 1;
 
 export interface PlatformCreateOptions {
@@ -189,7 +201,7 @@ export class Platform {
     const epcBytes = resolveEpc(opts.epc);
     if (Platform.exists(d)) {
       if (opts.force !== true) throw new PlatformError("PLATFORM_EXISTS", `a platform already exists in ${d}; refusing to overwrite its root secrets (--force destroys them)`);
-      for (const f of [PLATFORM_JSON, SECRETS_FILE, PLATFORM_CERT, DEV_CA_DIR, COUNTERS_DIR]) fs.rmSync(path.join(d, f), { recursive: true, force: true });
+      for (const f of [PLATFORM_JSON, SECRETS_FILE, PLATFORM_CERT, DEV_CA_DIR, COUNTERS_DIR, SQLITE_SIGNER_FILE]) fs.rmSync(path.join(d, f), { recursive: true, force: true });
       fsyncDir(d);
     } else {
       // A dev CA left by a create that crashed before writing secrets.bin (it certified nothing that
@@ -290,12 +302,17 @@ export class Platform {
   };
 
   /**
-   * EINIT: the services of one enclave identity (sealing, counters, reports, quotes). Call it from the
-   * enclave loader with the identity it measured; nothing else should hold the result.
+   * EINIT: the services of one measured enclave (sealing, counters, reports, quotes). `measured`
+   * must come from the enclave loader (runtime/enclave/einit.ts: `Enclave#measured`); any other
+   * value, however it is shaped, is refused with PLATFORM_NOT_MEASURED. Whoever holds the result
+   * acts as that enclave: keep it with the loaded instance it was made for.
    */
-  servicesFor(identity: EnclaveIdentity): EnclaveServices {
+  servicesFor(measured: MeasuredEnclave): EnclaveServices {
     this.#alive();
-    const id = checkIdentity(identity);
+    if (!isMeasured(measured)) {
+      throw new PlatformError("PLATFORM_NOT_MEASURED", "EINIT takes only an enclave the loader measured (Enclave#measured); an identity object cannot ask the platform to act as an enclave");
+    }
+    const id = measured;
     return makeServices({
       identity: id,
       cpuSvn: RUNTIME_VERSION,
@@ -311,6 +328,16 @@ export class Platform {
   /** Target info of the platform's quoting identity: make a report for it, then call quote(). */
   quotingTarget(): TargetInfo {
     return QUOTING_TARGET;
+  }
+
+  /**
+   * A quote of the platform's own quoting identity (FORMATS.md §6.4) binding `reportData`: it
+   * attests this platform (its certificate chain and runtime version) and nothing about any enclave.
+   * What `selkie quote` prints.
+   */
+  quoteSelf(reportData: Uint8Array): Buffer {
+    this.#alive();
+    return this.quote(this.#reporter.report(QUOTING_IDENTITY, RUNTIME_VERSION, QUOTING_TARGET, reportData));
   }
 
   /** Signs a quote over a local report targeted at the quoting identity (REPORT_BAD_MAC otherwise). */

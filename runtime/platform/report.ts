@@ -32,12 +32,19 @@ export interface ReportBody {
 }
 
 function toBuffer(v: string | Uint8Array): Buffer {
-  return typeof v === "string" ? Buffer.from(v, "utf8") : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (typeof v === "string") {
+    if (v.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(v)) throw new TypeError("a nonce given as a string must be hex (an even number of 0-9 a-f digits, e.g. 32 random hex digits); give bytes otherwise");
+    return Buffer.from(v, "hex");
+  }
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
-/** Checks a verifier nonce (8..1024 bytes; a string is taken as UTF-8). */
+/**
+ * Checks a verifier nonce: 8..1024 bytes, given as bytes or as a HEX string (FORMATS.md §6.1: the
+ * one text encoding of a nonce, in the library, the CLI and the server's quote endpoint alike).
+ */
 export function checkNonce(nonce: string | Uint8Array): Buffer {
-  if (typeof nonce !== "string" && !(nonce instanceof Uint8Array)) throw new TypeError("nonce must be a string or bytes");
+  if (typeof nonce !== "string" && !(nonce instanceof Uint8Array)) throw new TypeError("nonce must be a hex string or bytes");
   const b = toBuffer(nonce);
   if (b.length < NONCE_MIN || b.length > NONCE_MAX) throw new TypeError(`nonce must be ${NONCE_MIN}..${NONCE_MAX} bytes (use at least 16 random bytes), got ${b.length}`);
   return b;

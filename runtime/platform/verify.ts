@@ -20,13 +20,20 @@ export interface VerifyQuoteOptions {
   ca?: Certificate | Uint8Array;
   /** The trusted CA's raw Ed25519 public key (when its certificate is not at hand). */
   caPublicKey?: Uint8Array;
-  /** The verifier's fresh nonce, as given to the quoting side (a string is UTF-8). */
+  /** The verifier's fresh nonce, as given to the quoting side: bytes, or a hex string. */
   nonce: string | Uint8Array;
-  /** Expected measurement (bytes or 64 hex digits). */
+  /**
+   * The enclave policy: a verifier must choose one (QUOTE_NO_POLICY otherwise):
+   *  - `mrenclave`: exactly that measurement;
+   *  - `mrsigner` + `isvProdId` (+ `minIsvSvn`): any build of that signer's product, SGX's MRSIGNER policy;
+   *  - `anyEnclave: true`: any enclave (only the platform is checked), stated explicitly.
+   */
   mrenclave?: Uint8Array | string;
-  /** Expected signer (bytes or 64 hex digits). */
+  /** Expected signer (bytes or 64 hex digits); needs isvProdId. */
   mrsigner?: Uint8Array | string;
   isvProdId?: number;
+  /** Accept any measurement and signer: the quote then proves only which platform made it. */
+  anyEnclave?: boolean;
   minIsvSvn?: number;
   /** Minimum runtime version (CPUSVN) of the quoting platform. */
   minCpuSvn?: number;
@@ -150,6 +157,13 @@ export function verifyQuote(quote: Uint8Array, opts: VerifyQuoteOptions): Verifi
   const wantProd = optU16(opts.isvProdId, "isvProdId");
   const minSvn = optU16(opts.minIsvSvn, "minIsvSvn");
   const minCpu = optU16(opts.minCpuSvn, "minCpuSvn");
+  if (opts.anyEnclave !== undefined && typeof opts.anyEnclave !== "boolean") fail("QUOTE_BAD_OPTIONS", "anyEnclave must be true or false");
+  if (wantSigner !== undefined && wantProd === undefined) {
+    fail("QUOTE_NO_POLICY", "an MRSIGNER policy needs the product too: give isvProdId (--isvprodid) with mrsigner (and minIsvSvn for the oldest version you accept)");
+  }
+  if (wantEnclave === undefined && wantSigner === undefined && opts.anyEnclave !== true) {
+    fail("QUOTE_NO_POLICY", "choose what enclave you trust: mrenclave (--mrenclave), or mrsigner + isvProdId (--mrsigner --isvprodid [--min-isvsvn]), or anyEnclave: true (--any-enclave) to check only the platform");
+  }
   const now = opts.now === undefined ? Date.now() : opts.now instanceof Date ? opts.now.getTime() : opts.now;
   if (!Number.isFinite(now)) fail("QUOTE_BAD_OPTIONS", "now must be a time");
 

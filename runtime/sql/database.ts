@@ -40,7 +40,8 @@ import { acquireStore } from "../storage/registry.js";
 import { storeTrustFor } from "../storage/trust.js";
 import type { PageStore } from "../storage/page-store.js";
 import type { Platform } from "../platform/platform.js";
-import { enclaveIdentity } from "../enclave/identity.js";
+import { measureLegacyV1 } from "../enclave/einit.js";
+import { sqliteSignature } from "./sqlite-signer.js";
 import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
 import { SqliteError } from "./errors.js";
@@ -103,6 +104,13 @@ export interface EnclaveInfo {
   sqliteVersion: string;
   state: EnclaveRunState;
 }
+
+/**
+ * Another build of the SQLite enclave (module file, ISVSVN): for tests of upgrades and downgrades.
+ * Not a public option.
+ */
+export const SQLITE_BUILD = Symbol("sqliteBuild");
+type BuildOptions = DatabaseOptions & { [SQLITE_BUILD]?: { modulePath?: string; version?: number } };
 
 /** Where Database.restore passes the image folder to the constructor (not a public option). */
 const RESTORE_FROM = Symbol("restoreFrom");
@@ -168,7 +176,8 @@ export class Database {
     if (this.sealed && !opts.platform) {
       throw new UsageError("NO_PLATFORM", "a sealed database needs a platform: pass { platform } (see Platform.open), use `await Database.open(file)` for the default platform, or { plain: true } for an unprotected plain file");
     }
-    const image = loadSqliteEnclave(opts.epc === undefined ? {} : { epc: opts.epc });
+    const build = (opts as BuildOptions)[SQLITE_BUILD];
+    const image = loadSqliteEnclave({ ...(opts.epc === undefined ? {} : { epc: opts.epc }), ...build });
     const files = opts.files ?? new NodeFileLayer();
     const platform = opts.platform;
     this.#platform = platform;
@@ -184,6 +193,9 @@ export class Database {
     this.#enclave = new Enclave({
       module: image.module,
       manifest: image.manifest,
+      // Sealed databases run the SQLite enclave signed by the platform's SQLite signer (MRSIGNER
+      // policy, sqlite-signer.ts); the loader verifies the signature at EINIT like any other.
+      ...(platform ? { signature: sqliteSignature(platform.dir, image) } : {}),
       services: { [NS_FS]: this.#vfs.imports() },
       ...(opts.grants ? { grants: new Set(opts.grants) } : {}),
       ...(epcAdmit ? { epc: epcAdmit } : {}),
@@ -192,7 +204,13 @@ export class Database {
     acquireProcessLock(this.path);
     try {
       if (this.sealed) {
-        const trust = storeTrustFor(platform!.servicesFor(enclaveIdentity(this.#enclave)));
+        const trust = storeTrustFor(platform!.servicesFor(this.#enclave.measured), {
+          file: this.path,
+          legacy: (sealedTo) => {
+            const old = measureLegacyV1(image.module, image.manifest, sealedTo);
+            return old && platform!.servicesFor(old);
+          },
+        });
         this.#store = acquireStore(this.path, { files, trust, readonly: this.readonly, create: opts.create !== false });
       }
       const from = (opts as RestoreOptions)[RESTORE_FROM];
@@ -257,11 +275,11 @@ export class Database {
   }
 
   #services() {
-    return this.#platform!.servicesFor(enclaveIdentity(this.#enclave));
+    return this.#platform!.servicesFor(this.#enclave.measured);
   }
 
   #binding() {
-    const id = enclaveIdentity(this.#enclave);
+    const id = this.#enclave.measured;
     return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform?.platformId ?? "" };
   }
 

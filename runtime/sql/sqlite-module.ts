@@ -40,15 +40,20 @@ export interface SqliteEnclaveImage {
 
 let cached: { key: string; image: SqliteEnclaveImage } | undefined;
 
-/** Loads the SQLite enclave; `epc` overrides the manifest's EPC size. */
-export function loadSqliteEnclave(opts: { epc?: number | string; modulePath?: string } = {}): SqliteEnclaveImage {
+/**
+ * Loads the SQLite enclave; `epc` overrides the manifest's EPC size (runtime policy: it does not
+ * change MRENCLAVE). `modulePath` and `version` (the ISVSVN) stand for another build of the enclave
+ * (tests of upgrades and downgrades).
+ */
+export function loadSqliteEnclave(opts: { epc?: number | string; modulePath?: string; version?: number } = {}): SqliteEnclaveImage {
   const root = packageRoot();
   const manifestPath = path.join(root, "enclaves", "sqlite", "manifest.json");
   const raw = JSON.parse(fs.readFileSync(manifestPath, "utf8")) as Record<string, unknown>;
   if (opts.epc !== undefined) raw.epc = typeof opts.epc === "number" ? opts.epc : parseSize(opts.epc, "epc");
+  if (opts.version !== undefined) raw.version = opts.version;
   const manifest = parseManifest(raw, manifestPath);
   const modulePath = opts.modulePath ?? path.resolve(path.dirname(manifestPath), manifest.module ?? "sqlite3.wasm");
-  const key = `${modulePath}|${manifest.epc}`;
+  const key = `${modulePath}|${manifest.epc}|${manifest.version}`;
   if (cached?.key === key) return cached.image;
   let bytes: Buffer;
   try {

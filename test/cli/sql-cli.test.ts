@@ -126,3 +126,14 @@ test("selkie db export writes a plain SQLite file the stock sqlite3 reads, and d
   assert.match(bad.stderr, /SQLITE_NOTADB|not a database/);
   assert.ok(!fs.existsSync(path.join(dir, "g.db")), "nothing was created from a bad import");
 });
+
+test("selkie sql --epc 32MiB, then without --epc, then --epc 128MiB: the same database opens each time", () => {
+  const file = path.join(tempDir(), "epc.db");
+  const first = cli(["sql", file, "CREATE TABLE t(n); INSERT INTO t VALUES (1)", "--epc", "32MiB"]);
+  assert.equal(first.status, 0, first.stderr);
+  const dflt = cli(["sql", file, "INSERT INTO t VALUES (2)"]);
+  assert.equal(dflt.status, 0, dflt.stderr);
+  const big = cli(["sql", file, "SELECT count(*) AS n FROM t", "--epc", "128MiB", "--mode", "json"]);
+  assert.equal(big.status, 0, big.stderr);
+  assert.deepEqual(JSON.parse(big.stdout), [{ n: 2 }]);
+});

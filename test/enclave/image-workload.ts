@@ -7,6 +7,8 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import type { ImageBinding, SnapshotState } from "../../runtime/enclave/snapshot/image-store.js";
 import type { EnclaveIdentity } from "../../runtime/platform/identity.js";
+import type { MeasuredEnclave } from "../../runtime/platform/einit.js";
+import { measuredIdentity } from "../platform/helpers.js";
 import { rng } from "../../tools/rng.js";
 
 export const WASM_PAGE = 65536;
@@ -15,9 +17,10 @@ export const PAGE = 4096;
 /** The crash writer's lineage and workload (image-crash-writer.ts and its test). */
 export const CRASH = { identity: "crash-writer", maxChain: 3, startPages: 1, maxPages: 6 } as const;
 
-export function identity(name: string, over: Partial<EnclaveIdentity> = {}): EnclaveIdentity {
+/** A measured identity (EINIT of a tiny module, test/platform/helpers.ts): the fields of `over` are seeds. */
+export function identity(name: string, over: Partial<EnclaveIdentity> = {}): MeasuredEnclave {
   const h = (s: string): Buffer => createHash("sha256").update(s).digest();
-  return { mrenclave: h(`mrenclave:${name}`), mrsigner: h(`mrsigner:${name}`), isvProdId: 7, isvSvn: 2, debug: false, ...over };
+  return measuredIdentity({ mrenclave: h(`mrenclave:${name}`), mrsigner: h(`mrsigner:${name}`), isvProdId: 7, isvSvn: 2, debug: false, ...over });
 }
 
 export function bindingOf(id: EnclaveIdentity, platformId: string): ImageBinding {

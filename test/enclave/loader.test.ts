@@ -122,14 +122,17 @@ test("parseManifest refuses unknown keys, bad sizes, unknown permissions and for
   assert.equal(manifest({ epc: "93.5MiB" }).epc, 98041856);
 });
 
-test("MRENCLAVE changes with the module bytes and every security-relevant field, not with name or version", async () => {
+test("MRENCLAVE changes with the module bytes and every security-relevant field, not with name, version or EPC cap", async () => {
   const a = checkModule(await wat(`(module ${MEM} (func (export "f") (result i32) i32.const 1))`));
   const b = checkModule(await wat(`(module ${MEM} (func (export "f") (result i32) i32.const 2))`));
   const base = measure(a, manifest()).toString("hex");
   assert.equal(measure(a, manifest()).toString("hex"), base, "measurement is deterministic");
   assert.equal(measure(a, manifest({ name: "other", version: 9 })).toString("hex"), base);
   assert.notEqual(measure(b, manifest()).toString("hex"), base);
-  assert.notEqual(measure(a, manifest({ epc: "2MiB" })).toString("hex"), base);
+  // A memory cap is runtime policy, not identity (ABI §5, revision 6): data sealed by the enclave
+  // must survive `--epc` changes.
+  assert.equal(measure(a, manifest({ epc: "2MiB" })).toString("hex"), base);
+  assert.equal(measure(a, manifest({ epc: "128MiB" })).toString("hex"), base);
   assert.notEqual(measure(a, manifest({ debug: true })).toString("hex"), base);
   assert.notEqual(measure(a, manifest({ permissions: ["clock"] })).toString("hex"), base);
   assert.equal(measure(a, manifest({ permissions: ["random", "clock"] })).toString("hex"), measure(a, manifest({ permissions: ["clock", "random"] })).toString("hex"));

@@ -18,7 +18,7 @@ test("a SIGSTRUCT verifies, yields MRSIGNER = SHA-256(public key), and breaks on
   const sig = signEnclave(manifest, mr, createPrivateKey(k.pem));
   const v = verifyEnclaveSignature(sig, manifest, mr);
   assert.deepEqual(v.mrsigner, k.mrsigner);
-  const e = new Enclave({ module: m, manifest, mrsigner: v.mrsigner });
+  const e = new Enclave({ module: m, manifest, signature: sig });
   assert.deepEqual(enclaveIdentity(e).mrsigner, k.mrsigner);
   assert.deepEqual(enclaveIdentity(new Enclave({ module: m, manifest })).mrsigner, UNSIGNED_MRSIGNER);
 

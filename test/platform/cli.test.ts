@@ -31,27 +31,32 @@ test("selkie init, quote and verify-quote work end to end with a development CA"
     const quote = selkie(["quote", "--nonce", NONCE, "--out", q], { SELKIE_HOME: home });
     assert.equal(quote.code, 0, quote.err);
     const ca = path.join(home, "dev-ca", "ca.cert");
-    const dev = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE]);
+    const none = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev"]);
+    assert.equal(none.code, 2, "no enclave policy chosen");
+    assert.match(none.err, /QUOTE_NO_POLICY/);
+    const text = selkie(["verify-quote", q, "--ca", ca, "--nonce", "a nonce as text", "--allow-dev", "--any-enclave"]);
+    assert.equal(text.code, 2, "a nonce is hex");
+    const dev = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--any-enclave"]);
     assert.equal(dev.code, QUOTE_EXIT_CODES.QUOTE_DEV_CA);
     assert.match(dev.err, /FAILED QUOTE_DEV_CA/);
     const good = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev", "--mrenclave", QUOTING_IDENTITY.mrenclave.toString("hex")]);
     assert.equal(good.code, 0, good.err);
     assert.match(good.out, /quote verified/);
-    const nonce = selkie(["verify-quote", q, "--ca", ca, "--nonce", "another-nonce-123", "--allow-dev"]);
+    const nonce = selkie(["verify-quote", q, "--ca", ca, "--nonce", "a0a0a0a0a0a0a0a0", "--allow-dev", "--any-enclave"]);
     assert.equal(nonce.code, QUOTE_EXIT_CODES.QUOTE_NONCE_MISMATCH);
-    const wrong = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev", "--mrsigner", "00".repeat(32)]);
+    const wrong = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev", "--mrsigner", "00".repeat(32), "--isvprodid", "0"]);
     assert.equal(wrong.code, QUOTE_EXIT_CODES.QUOTE_MRSIGNER_MISMATCH);
-    const svn = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev", "--min-isvsvn", "9", "--json"]);
+    const svn = selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev", "--any-enclave", "--min-isvsvn", "9", "--json"]);
     assert.equal(svn.code, QUOTE_EXIT_CODES.QUOTE_SVN_TOO_LOW);
     assert.equal((JSON.parse(svn.out) as { code: string }).code, "QUOTE_SVN_TOO_LOW");
     // base64 on stdout is accepted too.
     const b64 = selkie(["quote", "--nonce", NONCE], { SELKIE_HOME: home });
     fs.writeFileSync(path.join(home, "q.txt"), b64.out);
-    ok(selkie(["verify-quote", path.join(home, "q.txt"), "--ca", ca, "--nonce", NONCE, "--allow-dev"]));
+    ok(selkie(["verify-quote", path.join(home, "q.txt"), "--ca", ca, "--nonce", NONCE, "--allow-dev", "--any-enclave"]));
     const tampered = fs.readFileSync(q);
     tampered[30] = (tampered[30] ?? 0) ^ 1;
     fs.writeFileSync(q, tampered);
-    assert.equal(selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev"]).code, QUOTE_EXIT_CODES.QUOTE_BAD_SIGNATURE);
+    assert.equal(selkie(["verify-quote", q, "--ca", ca, "--nonce", NONCE, "--allow-dev", "--any-enclave"]).code, QUOTE_EXIT_CODES.QUOTE_BAD_SIGNATURE);
   } finally {
     rmDir(home);
   }
@@ -69,7 +74,7 @@ test("selkie ca init / issue / install certify platforms for a fleet", () => {
     ok(selkie(["init", "--dir", p1, "--ca", caDir]));
     const q1 = path.join(root, "q1.bin");
     ok(selkie(["quote", "--dir", p1, "--nonce", NONCE, "--out", q1]));
-    ok(selkie(["verify-quote", q1, "--ca", ca, "--nonce", NONCE]));
+    ok(selkie(["verify-quote", q1, "--ca", ca, "--nonce", NONCE, "--any-enclave"]));
     // A remote platform: request, issue, install.
     ok(selkie(["init", "--dir", p2]));
     const cert = path.join(root, "p2.cert");
@@ -79,15 +84,15 @@ test("selkie ca init / issue / install certify platforms for a fleet", () => {
     ok(selkie(["ca", "install", cert, "--dir", p2]));
     const q2 = path.join(root, "q2.bin");
     ok(selkie(["quote", "--dir", p2, "--nonce", NONCE, "--out", q2]));
-    ok(selkie(["verify-quote", q2, "--ca", ca, "--nonce", NONCE]));
+    ok(selkie(["verify-quote", q2, "--ca", ca, "--nonce", NONCE, "--any-enclave"]));
     // A CA that did not certify the platform.
     const other = path.join(root, "other-ca");
     selkie(["ca", "init", "--dir", other]);
-    assert.equal(selkie(["verify-quote", q2, "--ca", path.join(other, "ca.cert"), "--nonce", NONCE]).code, QUOTE_EXIT_CODES.QUOTE_UNTRUSTED_CA);
+    assert.equal(selkie(["verify-quote", q2, "--ca", path.join(other, "ca.cert"), "--nonce", NONCE, "--any-enclave"]).code, QUOTE_EXIT_CODES.QUOTE_UNTRUSTED_CA);
     // In place.
     ok(selkie(["ca", "issue", "--ca", other, "--platform", p1]));
     ok(selkie(["quote", "--dir", p1, "--nonce", NONCE, "--out", q1]));
-    ok(selkie(["verify-quote", q1, "--ca", path.join(other, "ca.cert"), "--nonce", NONCE]));
+    ok(selkie(["verify-quote", q1, "--ca", path.join(other, "ca.cert"), "--nonce", NONCE, "--any-enclave"]));
   } finally {
     rmDir(root);
   }

@@ -70,7 +70,7 @@ test("a valid quote verifies and carries the identity, platform and bound X25519
     assert.deepEqual(v.peerPublicKey, pub);
     // Also by CA public key alone, by CA certificate bytes, and with hex expectations.
     verifyQuote(q, { caPublicKey: f.ca.publicKey, nonce: NONCE, mrenclave: id.mrenclave.toString("hex") });
-    verifyQuote(q, { ca: readCaCertificate(path.join(f.ca.dir, "ca.cert")).bytes, nonce: NONCE });
+    verifyQuote(q, { ca: readCaCertificate(path.join(f.ca.dir, "ca.cert")).bytes, nonce: NONCE, anyEnclave: true });
   } finally {
     done(f);
   }
@@ -83,8 +83,8 @@ test("a VerifiedQuote cannot be constructed outside the verifier", () => {
 test("a quote with a replayed or wrong nonce fails with QUOTE_NONCE_MISMATCH", async () => {
   const f = await fleet();
   try {
-    const old = f.p.servicesFor(identity()).quote(reportDataFor("an-earlier-nonce-0001"));
-    refuses(old, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_NONCE_MISMATCH");
+    const old = f.p.servicesFor(identity()).quote(reportDataFor("ea41e7aa00010203"));
+    refuses(old, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_NONCE_MISMATCH");
   } finally {
     done(f);
   }
@@ -95,13 +95,13 @@ test("a quote with a forged signature fails with QUOTE_BAD_SIGNATURE", async () 
   try {
     const q = Buffer.from(f.p.servicesFor(identity()).quote(reportDataFor(NONCE)));
     q[q.length - 10] = (q[q.length - 10] ?? 0) ^ 0xff;
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_BAD_SIGNATURE");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_BAD_SIGNATURE");
     // A signature by another platform's key over this quote's bytes: also refused.
     const g = await fleet();
     try {
       const other = g.p.servicesFor(identity()).quote(reportDataFor(NONCE));
       const spliced = Buffer.concat([q.subarray(0, q.length - 64), other.subarray(other.length - 64)]);
-      refuses(spliced, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_BAD_SIGNATURE");
+      refuses(spliced, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_BAD_SIGNATURE");
     } finally {
       done(g);
     }
@@ -115,7 +115,7 @@ test("a quote whose certificate comes from another CA fails with QUOTE_UNTRUSTED
   const g = await fleet();
   try {
     const q = g.p.servicesFor(identity()).quote(reportDataFor(NONCE));
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_UNTRUSTED_CA");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_UNTRUSTED_CA");
   } finally {
     done(f);
     done(g);
@@ -127,7 +127,7 @@ test("a platform certificate claiming the trusted CA but signed by another key f
   try {
     const q = Buffer.from(f.p.servicesFor(identity()).quote(reportDataFor(NONCE)));
     q[188 + 100] = (q[188 + 100] ?? 0) ^ 1; // inside the certificate signature
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_CERT_BAD_SIGNATURE");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_CERT_BAD_SIGNATURE");
   } finally {
     done(f);
   }
@@ -150,7 +150,7 @@ test("a quote with a tampered report field fails with QUOTE_BAD_SIGNATURE", asyn
     for (const [name, at] of fields) {
       const t = Buffer.from(q);
       t[at] = (t[at] ?? 0) ^ 0x01;
-      assert.throws(() => verifyQuote(t, { ca: f.ca.certificate, nonce: NONCE, allowDebug: true }), { code: "QUOTE_BAD_SIGNATURE" }, name);
+      assert.throws(() => verifyQuote(t, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, allowDebug: true }), { code: "QUOTE_BAD_SIGNATURE" }, name);
     }
   } finally {
     done(f);
@@ -162,8 +162,8 @@ test("a quote with a wrong measurement fails with QUOTE_MRENCLAVE_MISMATCH / QUO
   try {
     const q = f.p.servicesFor(identity()).quote(reportDataFor(NONCE));
     refuses(q, { ca: f.ca.certificate, nonce: NONCE, mrenclave: h("enclave-b") }, "QUOTE_MRENCLAVE_MISMATCH");
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, mrsigner: h("signer-b") }, "QUOTE_MRSIGNER_MISMATCH");
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, isvProdId: 9 }, "QUOTE_PRODID_MISMATCH");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, mrsigner: h("signer-b"), isvProdId: 1 }, "QUOTE_MRSIGNER_MISMATCH");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, isvProdId: 9 }, "QUOTE_PRODID_MISMATCH");
   } finally {
     done(f);
   }
@@ -173,8 +173,8 @@ test("a quote of an enclave below the required version fails with QUOTE_SVN_TOO_
   const f = await fleet();
   try {
     const q = f.p.servicesFor(identity({ isvSvn: 2 })).quote(reportDataFor(NONCE));
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, minIsvSvn: 3 }, "QUOTE_SVN_TOO_LOW");
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, minCpuSvn: 2 }, "QUOTE_CPUSVN_TOO_LOW");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, minIsvSvn: 3 }, "QUOTE_SVN_TOO_LOW");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, minCpuSvn: 2 }, "QUOTE_CPUSVN_TOO_LOW");
   } finally {
     done(f);
   }
@@ -184,8 +184,8 @@ test("a debug enclave's quote fails with QUOTE_DEBUG_ENCLAVE where production is
   const f = await fleet();
   try {
     const q = f.p.servicesFor(identity({ debug: true })).quote(reportDataFor(NONCE));
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_DEBUG_ENCLAVE");
-    assert.equal(verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, allowDebug: true }).identity.debug, true);
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_DEBUG_ENCLAVE");
+    assert.equal(verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, allowDebug: true }).identity.debug, true);
   } finally {
     done(f);
   }
@@ -195,11 +195,11 @@ test("a quote with an expired or not yet valid certificate fails with QUOTE_CERT
   const f = await fleet({ certDays: 1 });
   try {
     const q = f.p.servicesFor(identity()).quote(reportDataFor(NONCE));
-    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE });
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, now: Date.now() + 2 * DAY }, "QUOTE_CERT_EXPIRED");
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, now: Date.now() - DAY }, "QUOTE_CERT_NOT_YET_VALID");
+    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true });
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, now: Date.now() + 2 * DAY }, "QUOTE_CERT_EXPIRED");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, now: Date.now() - DAY }, "QUOTE_CERT_NOT_YET_VALID");
     // The CA's own certificate expires too (10 years by default).
-    refuses(q, { ca: f.ca.certificate, nonce: NONCE, now: Date.now() + 4000 * DAY }, "QUOTE_CERT_EXPIRED");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true, now: Date.now() + 4000 * DAY }, "QUOTE_CERT_EXPIRED");
   } finally {
     done(f);
   }
@@ -212,10 +212,10 @@ test("a quote certified by a development CA fails with QUOTE_DEV_CA unless dev i
     assert.equal(p.dev, true);
     const q = p.servicesFor(identity()).quote(reportDataFor(NONCE));
     const ca = readCaCertificate(path.join(d, "dev-ca", "ca.cert"));
-    refuses(q, { ca, nonce: NONCE }, "QUOTE_DEV_CA");
-    assert.equal(verifyQuote(q, { ca, nonce: NONCE, allowDev: true }).dev, true);
+    refuses(q, { ca, nonce: NONCE, anyEnclave: true }, "QUOTE_DEV_CA");
+    assert.equal(verifyQuote(q, { ca, nonce: NONCE, anyEnclave: true, allowDev: true }).dev, true);
     // Marked dev even when the verifier only has the CA's key.
-    refuses(q, { caPublicKey: ca.subjectKey, nonce: NONCE }, "QUOTE_DEV_CA");
+    refuses(q, { caPublicKey: ca.subjectKey, nonce: NONCE, anyEnclave: true }, "QUOTE_DEV_CA");
   } finally {
     p.close();
     rmDir(d);
@@ -226,7 +226,7 @@ test("malformed quotes and unknown versions fail with QUOTE_MALFORMED / QUOTE_VE
   const f = await fleet();
   try {
     const q = f.p.servicesFor(identity()).quote(reportDataFor(NONCE));
-    const opts = { ca: f.ca.certificate, nonce: NONCE };
+    const opts = { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true };
     for (let n = 0; n < q.length; n += 7) refuses(q.subarray(0, n), opts, "QUOTE_MALFORMED");
     refuses(Buffer.concat([q, Buffer.alloc(1)]), opts, "QUOTE_MALFORMED");
     const v = Buffer.from(q);
@@ -253,14 +253,45 @@ test("malformed quotes and unknown versions fail with QUOTE_MALFORMED / QUOTE_VE
   }
 });
 
+test("verifyQuote makes the verifier choose an enclave policy: MRENCLAVE, MRSIGNER + ISVPRODID, or anyEnclave", async () => {
+  const f = await fleet();
+  try {
+    const id = identity();
+    const q = f.p.servicesFor(id).quote(reportDataFor(NONCE));
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE }, "QUOTE_NO_POLICY");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, minIsvSvn: 1, isvProdId: 1 }, "QUOTE_NO_POLICY");
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, mrsigner: id.mrsigner }, "QUOTE_NO_POLICY"); // a signer without its product
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: false }, "QUOTE_NO_POLICY");
+    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, mrenclave: id.mrenclave });
+    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, mrsigner: id.mrsigner, isvProdId: id.isvProdId, minIsvSvn: id.isvSvn });
+    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true });
+    refuses(q, { ca: f.ca.certificate, nonce: NONCE, mrsigner: id.mrsigner, isvProdId: id.isvProdId, minIsvSvn: id.isvSvn + 1 }, "QUOTE_SVN_TOO_LOW");
+  } finally {
+    done(f);
+  }
+});
+
+test("a nonce given as a string is hex, the same bytes as given as a Buffer; text is refused", async () => {
+  const f = await fleet();
+  try {
+    const q = f.p.servicesFor(identity()).quote(reportDataFor(Buffer.from(NONCE, "hex")));
+    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE, anyEnclave: true });
+    verifyQuote(q, { ca: f.ca.certificate, nonce: NONCE.toUpperCase(), anyEnclave: true });
+    refuses(q, { ca: f.ca.certificate, nonce: "not hex, just some text", anyEnclave: true }, "QUOTE_BAD_OPTIONS");
+    assert.throws(() => reportDataFor("nonce-as-text-1234"), TypeError);
+  } finally {
+    done(f);
+  }
+});
+
 test("verifyQuote refuses missing trust anchors and bad options with QUOTE_BAD_OPTIONS", async () => {
   const f = await fleet();
   try {
     const q = f.p.servicesFor(identity()).quote(reportDataFor(NONCE));
-    refuses(q, { nonce: NONCE }, "QUOTE_BAD_OPTIONS");
+    refuses(q, { nonce: NONCE, anyEnclave: true }, "QUOTE_BAD_OPTIONS");
     refuses(q, { ca: f.ca.certificate, nonce: "short" }, "QUOTE_BAD_OPTIONS");
     refuses(q, { ca: f.ca.certificate, nonce: NONCE, mrenclave: "zz" }, "QUOTE_BAD_OPTIONS");
-    refuses(q, { ca: f.p.certificate, nonce: NONCE }, "QUOTE_BAD_OPTIONS");
+    refuses(q, { ca: f.p.certificate, nonce: NONCE, anyEnclave: true }, "QUOTE_BAD_OPTIONS");
   } finally {
     done(f);
   }
@@ -303,9 +334,11 @@ test("the platform quotes only a report targeted at its quoting identity with a 
     const forged = Buffer.from(forQe);
     forged[16] = (forged[16] ?? 0) ^ 1; // claim another MRENCLAVE
     assert.throws(() => f.p.quote(forged), { code: "REPORT_BAD_MAC" });
-    // The built-in quoting identity quotes itself (what `selkie quote` does).
-    const self = f.p.servicesFor(QUOTING_IDENTITY).quote(data);
-    assert.deepEqual(verifyQuote(self, { ca: f.ca.certificate, nonce: NONCE }).identity.mrenclave, QUOTING_IDENTITY.mrenclave);
+    // The platform quotes its own quoting identity (what `selkie quote` does): it attests the
+    // platform only. There is no way to get services for that identity, or any other made-up one.
+    const self = f.p.quoteSelf(data);
+    assert.deepEqual(verifyQuote(self, { ca: f.ca.certificate, nonce: NONCE, mrenclave: QUOTING_IDENTITY.mrenclave }).identity.mrenclave, QUOTING_IDENTITY.mrenclave);
+    assert.throws(() => f.p.servicesFor(QUOTING_IDENTITY as never), { code: "PLATFORM_NOT_MEASURED" });
   } finally {
     done(f);
   }

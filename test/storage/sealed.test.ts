@@ -91,7 +91,7 @@ test("a bit flipped anywhere in any file is refused with a typed error, never an
       } catch (e) {
         if (e instanceof assert.AssertionError) throw e;
         assert.ok(e instanceof SelkieError, `flip at ${path.basename(f)}:${at} gave an untyped error: ${String(e)}`);
-        assert.ok(/^STORAGE_(TAMPERED|ROLLBACK|UNSUPPORTED_FORMAT|WRONG_PLATFORM|WRONG_ENCLAVE)$/.test(e.code), `flip at ${path.basename(f)}:${at}: code ${e.code}`);
+        assert.ok(/^STORAGE_(TAMPERED|ROLLBACK|UNSUPPORTED_FORMAT|WRONG_PLATFORM|WRONG_ENCLAVE|WRONG_SIGNER|ENCLAVE_TOO_OLD)$/.test(e.code), `flip at ${path.basename(f)}:${at}: code ${e.code}`);
         refused++;
       } finally {
         fs.writeFileSync(f, bytes);

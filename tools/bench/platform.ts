@@ -12,6 +12,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { createCipheriv, createDecipheriv, createSecretKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { CertificateAuthority, Platform, reportDataFor, verifyQuote } from "../../runtime/platform/index.js";
+import { measuredIdentity } from "../../test/platform/helpers.js";
 
 const SECONDS = Number(process.env["SELKIE_BENCH_SECONDS"] ?? 1);
 const ROUNDS = Number(process.env["SELKIE_BENCH_ROUNDS"] ?? 3);
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
   try {
     const ca = CertificateAuthority.create(path.join(root, "ca"));
     const p = await Platform.create(path.join(root, "platform"), { ca });
-    const id = { mrenclave: randomBytes(32), mrsigner: randomBytes(32), isvProdId: 1, isvSvn: 1, debug: false };
+    const id = measuredIdentity({ mrenclave: randomBytes(32), mrsigner: randomBytes(32), isvProdId: 1, isvSvn: 1, debug: false }); // EINIT of a tiny module
     const s = p.servicesFor(id);
     const rawKey = createSecretKey(randomBytes(32));
 
@@ -127,10 +128,10 @@ async function main(): Promise<void> {
     // 2. Quotes: generation (EREPORT to the quoting identity, MAC check, Ed25519 sign) and verification
     //    of distinct quotes (fresh nonces) from one platform: chain checked, one Ed25519 verify each.
     //    Interleaved with bare Ed25519 sign/verify, per CPU-second.
-    const rd = reportDataFor("bench-nonce-000000", randomBytes(32));
+    const rd = reportDataFor("be4c0000000000000000", randomBytes(32));
     let k = 0;
     const N = 512;
-    const nonces = Array.from({ length: N }, (_, i) => `bench-nonce-${i.toString().padStart(6, "0")}`);
+    const nonces = Array.from({ length: N }, (_, i) => `be4c${i.toString(16).padStart(12, "0")}`);
     const quotes = nonces.map((n) => s.quote(reportDataFor(n)));
     // References: bare node:crypto Ed25519 (a quote costs one sign; a verification one verify).
     const msg = randomBytes(480);

@@ -44,6 +44,7 @@ import { changedPagesByCompare, changedPagesByHash, ImageStore, pageHashes, type
 import { EpcPager } from "../../runtime/enclave/snapshot/pager.js";
 import type { EnclaveServices } from "../../runtime/platform/services.js";
 import { rng } from "../rng.js";
+import { measuredIdentity } from "../../test/platform/helpers.js";
 import { markdownTable } from "../table.js";
 
 const MiB = 1024 * 1024;
@@ -967,7 +968,7 @@ async function main(): Promise<void> {
   try {
     const platform = await Platform.create(path.join(root, "platform"));
     try {
-      const identity = { mrenclave: randomBytes(32), mrsigner: randomBytes(32), isvProdId: 0, isvSvn: 1, debug: false };
+      const identity = measuredIdentity({ mrenclave: randomBytes(32), mrsigner: randomBytes(32), isvProdId: 0, isvSvn: 1, debug: false }); // EINIT of a tiny module
       const ctx: ImageCtx = {
         root,
         platform,

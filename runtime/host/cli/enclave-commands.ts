@@ -89,11 +89,12 @@ export function registerEnclaveCommands(program: Command, run: (fn: () => Promis
     });
   enclave
     .command("sign")
-    .description("Signs an enclave: checks MANIFEST and its module against the ABI, measures them, and writes the\nSIGSTRUCT (enclaves/ABI.md §6) over name, version and MRENCLAVE. Upload module, manifest and\nsignature together (POST /v1/enclaves on `selkie serve`).")
+    .description("Signs an enclave: checks MANIFEST and its module against the ABI, measures them, and writes the\nSIGSTRUCT (enclaves/ABI.md §6) over name, version, ISVPRODID and MRENCLAVE. Upload module, manifest and\nsignature together (POST /v1/enclaves on `selkie serve`).")
     .argument("<manifest>", "path of a manifest.json")
     .requiredOption("--key <file>", "the signing key (from `selkie enclave keygen`)")
     .option("--out <file>", "where to write the signature (default: NAME.sig.json next to the manifest)")
-    .action(async (file: string, o: { key: string; out?: string }) => {
+    .option("--isvprodid <n>", "the product number (ISVPRODID, 0..65535, default 0): data sealed under MRSIGNER policy is per product")
+    .action(async (file: string, o: { key: string; out?: string; isvprodid?: string }) => {
       await run(() => {
         const { manifest, mrenclave } = readEnclave(file, false);
         let pem: Buffer;
@@ -103,11 +104,13 @@ export function registerEnclaveCommands(program: Command, run: (fn: () => Promis
           throw new UsageError("KEY_UNREADABLE", `cannot read the key ${o.key}: ${(e as Error).message}`);
         }
         const key = loadSigningKey(pem);
-        const sig = signEnclave(manifest, mrenclave, key);
+        const isvProdId = o.isvprodid === undefined ? 0 : Number(o.isvprodid);
+        if (!/^\d+$/.test(o.isvprodid ?? "0") || isvProdId > 0xffff) throw new UsageError("CLI_USAGE", "--isvprodid must be an integer 0..65535");
+        const sig = signEnclave(manifest, mrenclave, key, { isvProdId });
         verifyEnclaveSignature(sig, manifest, mrenclave);
         const out = o.out ?? path.join(path.dirname(file), `${manifest.name}.sig.json`);
         fs.writeFileSync(out, JSON.stringify(sig, null, 2) + "\n");
-        process.stdout.write(`name       ${manifest.name} (version ${manifest.version})\nmrenclave  ${sig.mrenclave}\nmrsigner   ${mrsignerOf(rawPublicKey(key)).toString("hex")}\n`);
+        process.stdout.write(`name       ${manifest.name} (version ${manifest.version}, isvprodid ${isvProdId})\nmrenclave  ${sig.mrenclave}\nmrsigner   ${mrsignerOf(rawPublicKey(key)).toString("hex")}\n`);
         process.stderr.write(`wrote the signature to ${out}\n`);
         return EXIT_OK;
       });

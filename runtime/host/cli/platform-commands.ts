@@ -235,13 +235,16 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     .summary("produce a quote of the platform's quoting identity for a verifier's nonce")
     .description(
       "Produces a quote (report + platform certificate, signed by the attestation key) bound to NONCE.\n\n" +
-        "The CLI runs no user enclave, so it attests the platform's built-in quoting identity (below); quotes of " +
-        "enclaves come from the runtime (selkie serve). It never quotes a measurement given on the command line: that " +
-        "would let a host forge attestations.\n\n" +
+        "The CLI runs no enclave, so it attests the platform's own quoting identity (below): the quote proves which " +
+        "platform (certificate chain, runtime version) made it, nothing about any enclave. A quote of an enclave is " +
+        "requested by that enclave, through the loader that measured it (POST /v1/platform/quote of selkie serve " +
+        "quotes the SQLite enclave it serves databases with). No measurement is ever taken from the command line.\n\n" +
+        "Verify it with `selkie verify-quote --any-enclave` (only the platform is attested) or --mrenclave of the " +
+        "quoting identity.\n\n" +
         "Report data = SHA-256(tag || NONCE) || the X25519 public key given with --pubkey (or zeros); see " +
         "runtime/platform/FORMATS.md §6.1.",
     )
-    .requiredOption("--nonce <nonce>", "the verifier's nonce, as text (8..1024 bytes; use 32 random hex digits)")
+    .requiredOption("--nonce <hex>", "the verifier's nonce, in hex (8..1024 bytes; use 32 random hex digits)")
     .option("--dir <dir>", DIR_HELP)
     .option("--out <file>", "write the binary quote to FILE (default: print it as base64)")
     .option("--pubkey <hex>", "an X25519 public key (64 hex digits) to bind into the report data", hex32)
@@ -249,7 +252,7 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
       "after",
       `\nQuoting identity:\n  mrenclave ${QUOTING_IDENTITY.mrenclave.toString("hex")}\n  mrsigner  ${QUOTING_IDENTITY.mrsigner.toString("hex")}\n` +
         "\nExample:\n  selkie quote --nonce 5f0c8a3e9d1b47c2a6e0f4b8d2c61a97 --out q.bin\n" +
-        "  selkie verify-quote q.bin --ca ~/.selkie/dev-ca/ca.cert --nonce 5f0c8a3e9d1b47c2a6e0f4b8d2c61a97 --allow-dev\n",
+        "  selkie verify-quote q.bin --ca ~/.selkie/dev-ca/ca.cert --nonce 5f0c8a3e9d1b47c2a6e0f4b8d2c61a97 --allow-dev --any-enclave\n",
     )
     .action(async (opts: { nonce: string; dir?: string; out?: string; pubkey?: string }) => {
       await run(async () => {
@@ -261,7 +264,7 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
         }
         const p = await Platform.open(platformDir(opts.dir));
         try {
-          const q = p.servicesFor(QUOTING_IDENTITY).quote(reportData);
+          const q = p.quoteSelf(reportData);
           if (opts.out !== undefined) {
             fs.writeFileSync(path.resolve(opts.out), q, { mode: 0o644 });
             process.stderr.write(`wrote quote (${q.length} bytes) of platform ${p.platformId}${p.dev ? " [dev CA]" : ""} to ${path.resolve(opts.out)}\n`);
@@ -276,7 +279,7 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
     });
 
   const exitTable = Object.entries(QUOTE_EXIT_CODES)
-    .filter(([code]) => code !== "QUOTE_BAD_OPTIONS")
+    .filter(([code]) => code !== "QUOTE_BAD_OPTIONS" && code !== "QUOTE_NO_POLICY")
     .sort((a, b) => a[1] - b[1])
     .map(([code, n]) => `  ${String(n).padStart(2)}  ${code}`)
     .join("\n");
@@ -288,24 +291,29 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
         "certificate and the nonce you sent.\n\n" +
         "Checks, in order: format, CA chain, certificate signatures and validity, quote signature, development CA, " +
         "nonce, MRENCLAVE/MRSIGNER/ISVPRODID, ISVSVN and runtime version minimums, debug flag. Prints the first " +
-        "check that failed and exits with its code. Without --mrenclave/--mrsigner the measurement is not checked.",
+        "check that failed and exits with its code.\n\n" +
+        "You must say which enclave you trust: --mrenclave HEX (that exact measurement), or --mrsigner HEX " +
+        "--isvprodid N [--min-isvsvn N] (any version of that signer's product, SGX's MRSIGNER policy), or " +
+        "--any-enclave (check only the platform). Without one of them it exits 2 (QUOTE_NO_POLICY).\n\n" +
+        "The nonce is hex, as `selkie quote --nonce` and POST /v1/platform/quote {\"nonce\": \"<hex>\"} take it.",
     )
     .argument("<file>", "the quote")
     .requiredOption("--ca <cafile>", "the trusted CA certificate (ca.cert of `selkie ca init`, or DIR/dev-ca/ca.cert)")
-    .requiredOption("--nonce <nonce>", "the nonce given to the quoting side (text)")
+    .requiredOption("--nonce <hex>", "the nonce given to the quoting side, in hex")
     .option("--mrenclave <hex>", "required MRENCLAVE (64 hex digits)", hex32)
     .option("--mrsigner <hex>", "required MRSIGNER (64 hex digits)", hex32)
-    .option("--isvprodid <n>", "required ISVPRODID", intOption(0, 65535))
+    .option("--isvprodid <n>", "required ISVPRODID (needed with --mrsigner)", intOption(0, 65535))
+    .option("--any-enclave", "accept any enclave measurement and signer: only the platform is attested")
     .option("--min-isvsvn <n>", "minimum ISVSVN (enclave version)", intOption(0, 65535))
     .option("--min-cpusvn <n>", "minimum runtime version (CPUSVN) of the platform", intOption(0, 65535))
     .option("--allow-debug", "accept a debug enclave")
     .option("--allow-dev", "accept a quote certified by a development CA")
     .option("--json", "print the result as JSON")
-    .addHelpText("after", `\nExit codes:\n   0  verified\n   1  other error (unreadable file, bad CA certificate)\n   2  wrong usage\n${exitTable}\n`)
+    .addHelpText("after", `\nExit codes:\n   0  verified\n   1  other error (unreadable file, bad CA certificate)\n   2  wrong usage, or no enclave policy (QUOTE_NO_POLICY)\n${exitTable}\n`)
     .action(
       async (
         file: string,
-        opts: { ca: string; nonce: string; mrenclave?: string; mrsigner?: string; isvprodid?: number; minIsvsvn?: number; minCpusvn?: number; allowDebug?: boolean; allowDev?: boolean; json?: boolean },
+        opts: { ca: string; nonce: string; mrenclave?: string; mrsigner?: string; isvprodid?: number; minIsvsvn?: number; minCpusvn?: number; anyEnclave?: boolean; allowDebug?: boolean; allowDev?: boolean; json?: boolean },
       ) => {
         await run(() => {
           const caCert = readCaCertificate(opts.ca);
@@ -324,13 +332,14 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
               ...(opts.isvprodid !== undefined ? { isvProdId: opts.isvprodid } : {}),
               ...(opts.minIsvsvn !== undefined ? { minIsvSvn: opts.minIsvsvn } : {}),
               ...(opts.minCpusvn !== undefined ? { minCpuSvn: opts.minCpusvn } : {}),
+              anyEnclave: opts.anyEnclave === true,
               allowDebug: opts.allowDebug === true,
               allowDev: opts.allowDev === true,
             });
             if (opts.json) out(JSON.stringify({ ok: true, ...v.toJSON() }, null, 2));
             else {
               const id = identityToJSON(v.identity);
-              const unchecked = opts.mrenclave === undefined && opts.mrsigner === undefined ? "\n  note       no --mrenclave/--mrsigner given: the measurement was not checked" : "";
+              const unchecked = opts.mrenclave === undefined && opts.mrsigner === undefined ? "\n  note       --any-enclave: only the platform was attested, not the enclave" : "";
               out(
                 `quote verified\n  mrenclave  ${id.mrenclave}\n  mrsigner   ${id.mrsigner}\n  isvprodid  ${id.isvProdId}   isvsvn ${id.isvSvn}   cpusvn ${v.cpuSvn}   debug ${id.debug}\n` +
                   `  platform   ${v.platformId}\n  ca         ${v.caId}${v.dev ? " (DEVELOPMENT CA)" : ""}\n` +

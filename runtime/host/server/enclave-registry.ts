@@ -101,6 +101,7 @@ class Hosted {
     readonly module: CheckedModule,
     readonly mrsigner: Buffer,
     readonly publicKey: Buffer,
+    signature: unknown,
     readonly ecalls: Map<string, FuncType>,
     readonly uploadedAt: string,
     opts: EnclaveRegistryOptions,
@@ -110,7 +111,7 @@ class Hosted {
     this.enclave = new Enclave({
       module,
       manifest,
-      mrsigner,
+      signature, // verified again by the loader's EINIT (einit.ts): MRSIGNER comes only from there
       grants: opts.grants,
       epc: (initial, max, label) => opts.platform.epc.admit(`enclave:${label}#${seq()}`, `enclave:${label}`, initial, max),
       onLog: (code, message) => opts.logger.info({ event: "enclave_log", enclave: name, code }, message),
@@ -359,7 +360,7 @@ export class EnclaveRegistry {
       const mrenclave = measure(module, manifest);
       const { mrsigner, publicKey } = verifyEnclaveSignature(signatureRaw, manifest, mrenclave);
       const ecalls = new Map([...exportedFunctionTypes(parseWasm(bytes))].filter(([n]) => n !== "_initialize" && !n.startsWith("__selkie_")));
-      return new Hosted(manifest.name, manifest, module, mrsigner, publicKey, ecalls, uploadedAt, this.#opts, () => ++this.#seq, this.dir);
+      return new Hosted(manifest.name, manifest, module, mrsigner, publicKey, signatureRaw, ecalls, uploadedAt, this.#opts, () => ++this.#seq, this.dir);
     } catch (e) {
       asBadRequest(e);
     }

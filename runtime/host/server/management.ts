@@ -40,8 +40,10 @@
  */
 import * as fs from "node:fs";
 import { Enclave } from "../../enclave/enclave.js";
-import { enclaveIdentity } from "../../enclave/identity.js";
 import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
+import { sqliteSignature } from "../../sql/sqlite-signer.js";
+import type { EnclaveServices } from "../../platform/services.js";
+import type { Platform } from "../../platform/platform.js";
 import { reportDataFor } from "../../platform/report.js";
 import { EpcPager } from "../../enclave/snapshot/pager.js";
 import { SelkieError } from "../../errors.js";
@@ -155,6 +157,19 @@ function dbInfo(ctx: ServerContext, name: string): Record<string, unknown> {
   return info;
 }
 
+/** The SQLite enclave measured once per platform for the quote endpoint (a loaded, signed, measured instance). */
+const quoters = new WeakMap<Platform, EnclaveServices>();
+function sqliteQuoter(platform: Platform): EnclaveServices {
+  let s = quoters.get(platform);
+  if (s === undefined) {
+    const image = loadSqliteEnclave();
+    const enclave = new Enclave({ module: image.module, manifest: image.manifest, signature: sqliteSignature(platform.dir, image) });
+    s = platform.servicesFor(enclave.measured);
+    quoters.set(platform, s);
+  }
+  return s;
+}
+
 export async function management(ctx: ServerContext, req: CoreRequest, parts: string[]): Promise<[string, CoreResponse]> {
   const [a, b, c] = parts;
   const m = req.method;
@@ -225,14 +240,24 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
       throw badRequest("BAD_NONCE", "give the nonce as hex, 8 to 1024 bytes: {\"nonce\": \"<hex>\"} (use at least 16 random bytes)");
     }
     const nonce = Buffer.from(body.nonce, "hex");
-    // The SQLite enclave's identity as EINIT measures it; the platform's quoting service signs a
-    // report of that identity whose data binds the nonce (FORMATS.md). No key leaves the platform.
-    const image = loadSqliteEnclave();
-    const identity = enclaveIdentity(new Enclave({ module: image.module, manifest: image.manifest }));
-    const quote = ctx.platform.servicesFor(identity).quote(reportDataFor(nonce));
+    // A quote of the SQLite enclave this server runs databases with: the loader measured it and
+    // verified its signature (EINIT), and its services, held for the server's life, ask the
+    // platform's quoting service for a report binding the nonce (FORMATS.md §6). No identity is
+    // ever made up here: Platform.servicesFor takes only what the loader measured.
+    const services = sqliteQuoter(ctx.platform);
+    const quote = services.quote(reportDataFor(nonce));
+    const id = services.identity;
     return [
       "v1_quote",
-      json(200, { quote: quote.toString("base64"), nonce: body.nonce.toLowerCase(), mrenclave: identity.mrenclave.toString("hex"), mrsigner: identity.mrsigner.toString("hex"), isvSvn: identity.isvSvn }),
+      json(200, {
+        quote: quote.toString("base64"),
+        nonce: body.nonce.toLowerCase(),
+        subject: "sqlite-enclave",
+        mrenclave: id.mrenclave.toString("hex"),
+        mrsigner: id.mrsigner.toString("hex"),
+        isvProdId: id.isvProdId,
+        isvSvn: id.isvSvn,
+      }),
     ];
   }
   if (a === "tokens" && b === undefined) {
