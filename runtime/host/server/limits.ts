@@ -10,9 +10,12 @@
  *   concurrent requests   64        --max-concurrent      503 DB_BUSY (per database, queued + running)
  *   open streams          1000      --max-streams         503 TOO_MANY_STREAMS (per server)
  *   stream idle time      10 s      --stream-idle         the stream is closed, an open transaction rolled back; its baton then gets 400 STREAM_EXPIRED
+ *   transaction life      30 s      --max-transaction     an interactive transaction is rolled back at it (statements interrupted); its baton gets 400 TRANSACTION_TIMEOUT
+ *   read-only txn life    2 s       --max-read-transaction the same for read-only tokens, whose transaction blocks writers
  *
- * One statement, once started inside the enclave, runs to its end: the request-time limit is checked
- * between the requests of a pipeline and between result rows, not inside a single SQLite step.
+ * The request-time limit also bounds each statement: a progress handler inside the enclave
+ * interrupts a statement still running at the request's deadline (STATEMENT_TIMEOUT, rolled back,
+ * the database usable). It is checked between requests and result rows too.
  */
 export interface Limits {
   maxBodyBytes: number;
@@ -22,6 +25,8 @@ export interface Limits {
   maxConcurrentPerDb: number;
   maxStreams: number;
   streamIdleMs: number;
+  maxTransactionMs: number;
+  readOnlyTransactionMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -32,6 +37,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxConcurrentPerDb: 64,
   maxStreams: 1000,
   streamIdleMs: 10_000,
+  maxTransactionMs: 30_000,
+  readOnlyTransactionMs: 2_000,
 });
 
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {

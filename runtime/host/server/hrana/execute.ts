@@ -11,6 +11,7 @@ import type { Database } from "../../../sql/database.js";
 import type { Statement, Row } from "../../../sql/statement.js";
 import type { SqlValue } from "../../../sql/ecalls.js";
 import { SelkieError } from "../../../errors.js";
+import { SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "../../../sql/errors.js";
 import { forbidden, HttpError } from "../errors.js";
 import type { BatchCond, BatchStep, Stmt } from "./protocol.js";
 import { encodeValue, type HranaValue } from "./values.js";
@@ -47,6 +48,20 @@ export function timeoutError(): StatementError {
   return new StatementError("REQUEST_TIMEOUT", "the request ran past its time limit (selkie serve --request-timeout); the remaining requests of the pipeline were not run");
 }
 
+/** The request's deadline passed while a statement ran: SQLite interrupted and rolled it back. */
+export function statementTimeout(): StatementError {
+  return new StatementError("STATEMENT_TIMEOUT", "the statement was interrupted at the request's deadline (selkie serve --request-timeout) and rolled back; nothing it did was kept. Make it cheaper (an index, a LIMIT) or split it");
+}
+
+/** A statement the token's scope does not allow: 403 naming the statement and the scope. */
+export function notAuthorized(e: SqlNotAuthorizedError, sql: string): HttpError {
+  const text = sql.length > 200 ? `${sql.slice(0, 200)}...` : sql;
+  if (e.scope === "read-only") {
+    return forbidden("READ_ONLY_TOKEN", `this token is read-only: ${e.denied} is not allowed in ${JSON.stringify(text)} (read-only tokens may SELECT, read PRAGMA values and use transactions; see the README's "Token scopes"); use a read-write token`);
+  }
+  return forbidden("SETTING_NOT_ALLOWED", `this token (read-write) may not run ${e.denied} in ${JSON.stringify(text)}: it changes a setting every client of the database shares (see the README's "Token scopes"); the operator sets these`);
+}
+
 /** Maps anything a statement threw to a Hrana Error; rethrows HTTP-level errors and bugs. */
 export function toHranaError(e: unknown): HranaError {
   if (e instanceof HttpError) throw e;
@@ -65,16 +80,21 @@ export class SqlRunner {
     readonly cacheSize = 128,
   ) {}
 
-  /** A prepared statement for `sql`, from a per-database LRU cache. */
+  /**
+   * A prepared statement for `sql`, from a per-database LRU cache keyed by scope too: the authorizer
+   * judges a statement when it is prepared, so one prepared for a read-write token is never handed
+   * to a read-only one.
+   */
   prepare(sql: string): Statement {
-    let st = this.#cache.get(sql);
+    const key = `${this.db.scope}\0${sql}`;
+    let st = this.#cache.get(key);
     if (st && !st.finalized) {
-      this.#cache.delete(sql);
-      this.#cache.set(sql, st);
+      this.#cache.delete(key);
+      this.#cache.set(key, st);
       return st;
     }
     st = this.db.prepare(sql);
-    this.#cache.set(sql, st);
+    this.#cache.set(key, st);
     if (this.#cache.size > this.cacheSize) {
       const [k, old] = this.#cache.entries().next().value as [string, Statement];
       this.#cache.delete(k);
@@ -98,7 +118,31 @@ export class SqlRunner {
     return true;
   }
 
+  /**
+   * Sets the caller's scope (the enclave's authorizer) and deadline (its progress handler) for the
+   * statements `run` runs, and takes the deadline off afterwards (a group COMMIT runs without one).
+   * Maps the limits' errors to the server's: 403 for a refused statement, STATEMENT_TIMEOUT.
+   */
+  limited<T>(opts: RunOptions, sql: string, run: () => T): T {
+    const scope: SqlScope = opts.readOnly ? "read-only" : "read-write";
+    try {
+      this.db.setScope(scope);
+      this.db.setDeadline(opts.deadline);
+      return run();
+    } catch (e) {
+      if (e instanceof SqlNotAuthorizedError) throw notAuthorized(e, sql);
+      if (e instanceof StatementTimeoutError) throw statementTimeout();
+      throw e;
+    } finally {
+      if (this.db.open) this.db.setDeadline(0);
+    }
+  }
+
   execute(stmt: Stmt & { sql: string }, opts: RunOptions): StmtResult {
+    return this.limited(opts, stmt.sql, () => this.#execute(stmt, opts));
+  }
+
+  #execute(stmt: Stmt & { sql: string }, opts: RunOptions): StmtResult {
     if (Date.now() > opts.deadline) throw timeoutError();
     const st = this.prepare(stmt.sql);
     if (opts.readOnly && !st.readonly) {
@@ -215,6 +259,10 @@ export class SqlRunner {
 
   /** Runs every statement of `sql` in order, ignoring rows; stops at the first error. */
   sequence(sql: string, opts: RunOptions): void {
+    this.limited(opts, sql, () => this.#sequence(sql, opts));
+  }
+
+  #sequence(sql: string, opts: RunOptions): void {
     for (const st of this.db.statements(sql)) {
       if (Date.now() > opts.deadline) throw timeoutError();
       if (opts.readOnly && !st.readonly) {
@@ -224,8 +272,8 @@ export class SqlRunner {
     }
   }
 
-  describe(sql: string): DescribeResult {
-    return describeSql(this.db, sql);
+  describe(sql: string, opts: RunOptions): DescribeResult {
+    return this.limited(opts, sql, () => describeSql(this.db, sql));
   }
 
   /** Finalizes cached statements (before the database closes). */
