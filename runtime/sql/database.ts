@@ -540,6 +540,34 @@ export class Database {
   }
 
   /**
+   * Restarts the enclave with fresh memory, the database reopened: wasm memory never shrinks, so
+   * an enclave that one statement grew (a huge sort, a group_concat ending in NOMEM) keeps that EPC
+   * until it is recycled. Only between transactions (false otherwise, or when hibernated);
+   * statements re-prepare themselves, nothing committed is touched. Scope and deadline carry over.
+   */
+  recycle(): boolean {
+    this.#requireOpen();
+    if (this.#hibernated || this.#enclave.state !== "running" || this.#enclave.busy || this.#vfs.locked) return false;
+    if (this.inTransaction) return false;
+    this._guard(() => {
+      for (const st of this.#live) st._drop(true);
+      this.#live.clear();
+      this.#cache.clear();
+      this.#x!.sk_close(this.#db);
+    });
+    this.#vfs.closeAll();
+    this.#enclave.suspend();
+    this._generation++;
+    this.#open = false;
+    try {
+      this.#boot(false);
+    } catch (e) {
+      throw this.#recover(e);
+    }
+    return true;
+  }
+
+  /**
    * What the connection may do from now on, enforced by an authorizer inside the enclave at
    * prepare time (see SqlScope): a refused statement fails with SQL_NOT_AUTHORIZED naming what was
    * refused. Statements prepared earlier keep the scope they were prepared under until re-prepared.

@@ -10,12 +10,23 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { spawn } from "node:child_process";
 import { createClient, type Client } from "@libsql/client";
+import { tempDir } from "../helpers.js";
+import { acquireProcessLock, releaseProcessLock } from "../../runtime/host/process-lock.js";
+import { clientMessage } from "../../runtime/host/server/errors.js";
+import { toHranaError } from "../../runtime/host/server/hrana/execute.js";
+import { StorageError } from "../../runtime/storage/errors.js";
 import { api, createDb, exec, pipeline, startServer, type ServerProc } from "./harness.js";
 
 const REQUEST_TIMEOUT = 1500;
 const MAX_TXN = 1500;
 const MAX_READ_TXN = 400;
+const MAX_RESPONSE = 4 * 1024 * 1024;
+const rowsOf = (n: number): string => `(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT ${n}) SELECT i FROM c)`;
 const RUNAWAY = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) SELECT count(*) FROM c";
 
 async function token(s: ServerProc, scope: "read-only" | "read-write", db: string): Promise<string> {
@@ -64,7 +75,7 @@ describe("hostile tenants cannot stop, starve or reconfigure the others", () => 
 
   before(async () => {
     s = await startServer({
-      args: ["--request-timeout", String(REQUEST_TIMEOUT), "--max-transaction", String(MAX_TXN), "--max-read-transaction", String(MAX_READ_TXN), "--stream-idle", "5000"],
+      args: ["--request-timeout", String(REQUEST_TIMEOUT), "--max-transaction", String(MAX_TXN), "--max-read-transaction", String(MAX_READ_TXN), "--stream-idle", "5000", "--max-response-bytes", String(MAX_RESPONSE)],
     });
     await createDb(s, "a");
     await createDb(s, "b");
@@ -206,6 +217,65 @@ describe("hostile tenants cannot stop, starve or reconfigure the others", () => 
     await a.execute("ANALYZE");
     await intact();
   });
+
+  it("a response past --max-response-bytes fails with RESPONSE_TOO_LARGE before it is built, duplicate column names too", async () => {
+    for (const sql of [`SELECT randomblob(1000000) AS b FROM ${rowsOf(450)}`, `SELECT randomblob(1000000) AS b, 1 AS b FROM ${rowsOf(450)}`]) {
+      await assert.rejects(ro.execute(sql), (e) => codeOf(e) === "RESPONSE_TOO_LARGE", sql);
+    }
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${s.proc.pid}/status`, "utf8"))![1]) * 1024;
+    assert.ok(rss < 600 * 1024 * 1024, `server resident ${rss} bytes`);
+    await intact();
+  });
+
+  it("a query that pushes its enclave to the EPC cap (NOMEM) gives the memory back: the enclave is recycled", async () => {
+    await assert.rejects(ro.execute(`SELECT length(group_concat(hex(zeroblob(1000000)))) FROM ${rowsOf(40)}`), (e) => /NOMEM|RESPONSE|TOO/.test(codeOf(e)) || /memory/i.test(String(e)));
+    const info = await api(s, s.adminToken, "GET", "/v1/databases/a");
+    assert.equal(info.status, 200, info.text);
+    assert.ok(info.json.enclave.committedBytes <= 24 * 1024 * 1024, `the enclave keeps ${info.json.enclave.committedBytes} bytes`);
+    const m = await api(s, s.adminToken, "GET", "/metrics");
+    assert.match(m.text, /selkie_enclave_recycles [1-9]/);
+    await intact();
+  });
+
+  it("Infinity comes back to @libsql/client as Infinity (not a null float it refuses)", async () => {
+    const r = await ro.execute("SELECT 1e999 AS p, -1e999 AS n, 0.5 AS h");
+    assert.equal(r.rows[0]!.p, Infinity);
+    assert.equal(r.rows[0]!.n, -Infinity);
+    assert.equal(r.rows[0]!.h, 0.5);
+    await intact();
+  });
+
+  it("clients that never read their responses do not stop the server: it keeps answering, its memory bounded", async () => {
+    // Each response is near --max-response-bytes; what the kernel's socket buffers cannot take
+    // stays in the server until the connection is cut at the request timeout (serve.ts).
+    const url = new URL(s.url);
+    const body = JSON.stringify({ baton: null, requests: [{ type: "execute", stmt: { sql: `SELECT randomblob(950000) AS b FROM ${rowsOf(3)}` } }, { type: "close" }] });
+    const sockets: net.Socket[] = [];
+    for (let i = 0; i < 8; i++) {
+      const sock = net.connect(Number(url.port), url.hostname);
+      sock.pause(); // never reads
+      sock.on("error", () => {});
+      sock.write(`POST /db/a/v2/pipeline HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${roA}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      sockets.push(sock);
+    }
+    await new Promise((r) => setTimeout(r, REQUEST_TIMEOUT + 1000));
+    await intact();
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${s.proc.pid}/status`, "utf8"))![1]) * 1024;
+    assert.ok(rss < 600 * 1024 * 1024, `server resident ${rss} bytes`);
+    for (const sock of sockets) sock.destroy();
+  });
+
+  it("an aborted request body is not logged as an internal error", async () => {
+    const url = new URL(s.url);
+    const sock = net.connect(Number(url.port), url.hostname);
+    await new Promise((r) => sock.once("connect", r));
+    sock.write(`POST /db/a/v2/pipeline HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${rwA}\r\ncontent-type: application/json\r\ncontent-length: 10000\r\n\r\n{"baton":`);
+    await new Promise((r) => setTimeout(r, 100));
+    sock.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.doesNotMatch(s.stdout(), /internal error|"level":50/);
+    await intact();
+  });
 });
 
 describe("SIGTERM stops a server whatever runs", () => {
@@ -252,5 +322,36 @@ describe("SIGTERM stops a server whatever runs", () => {
     } finally {
       await s.stop("SIGKILL");
     }
+  });
+});
+
+describe("server errors and locks", () => {
+  it("storage errors reach database-token clients without the server's paths", () => {
+    const e = new StorageError("STORE_TAMPERED", "/srv/selkie/databases/app.db.log: the commit record at 4096 fails authentication", "/srv/selkie/databases/app.db.log");
+    const h = toHranaError(e);
+    assert.equal(h.code, "STORE_TAMPERED");
+    assert.doesNotMatch(h.message, /\/srv/);
+    assert.match(h.message, /app\.db\.log: the commit record/);
+    assert.equal(clientMessage("near \"/\": syntax error"), "near \"/\": syntax error");
+  });
+
+  it("a lock left by a process that exited but is not reaped yet (a zombie) is taken over, not DB_LOCKED_BY_PROCESS", async () => {
+    // sh starts a short child and replaces itself with sleep, which never reaps it: a zombie.
+    const parent = spawn("sh", ["-c", "sleep 0.05 & echo $!; exec sleep 10"], { stdio: ["ignore", "pipe", "ignore"] });
+    const pid = Number(await new Promise<string>((r) => parent.stdout!.once("data", (c: Buffer) => r(c.toString().trim()))));
+    assert.ok(pid > 0);
+    let state = "";
+    for (let i = 0; i < 50 && state !== "Z"; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    }
+    assert.equal(state, "Z", "the test needs a zombie");
+    const db = path.join(tempDir("selkie-zombie-"), "app.db");
+    fs.writeFileSync(`${db}.lock`, `${pid}\n`);
+    acquireProcessLock(db);
+    assert.equal(fs.readFileSync(`${db}.lock`, "utf8").trim(), String(process.pid));
+    releaseProcessLock(db);
+    parent.kill("SIGKILL");
   });
 });

@@ -50,6 +50,7 @@ interface ServeFlags {
   maxBody?: number;
   maxSql?: number;
   maxRows?: number;
+  maxResponseBytes?: number;
   requestTimeout?: number;
   maxConcurrent?: number;
   maxStreams?: number;
@@ -85,6 +86,7 @@ export function registerServeCommands(program: Command, run: Run): void {
     .addOption(new Option("--max-body <size>", `largest request body (default ${DEFAULT_LIMITS.maxBodyBytes} bytes)`).argParser(size("--max-body")))
     .addOption(new Option("--max-sql <size>", `longest SQL text (default ${DEFAULT_LIMITS.maxSqlBytes} bytes)`).argParser(size("--max-sql")))
     .addOption(new Option("--max-rows <n>", `most rows one statement may return (default ${DEFAULT_LIMITS.maxRows})`).argParser(positiveInt("--max-rows")))
+    .addOption(new Option("--max-response-bytes <size>", `largest response to one request (default ${DEFAULT_LIMITS.maxResponseBytes} bytes)`).argParser(size("--max-response-bytes")))
     .addOption(new Option("--request-timeout <ms>", `request time limit (default ${DEFAULT_LIMITS.requestTimeoutMs})`).argParser(positiveInt("--request-timeout")))
     .addOption(new Option("--max-concurrent <n>", `requests queued per database (default ${DEFAULT_LIMITS.maxConcurrentPerDb})`).argParser(positiveInt("--max-concurrent")))
     .addOption(new Option("--max-streams <n>", `open Hrana streams (default ${DEFAULT_LIMITS.maxStreams})`).argParser(positiveInt("--max-streams")))
@@ -178,6 +180,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     ...(f.maxBody !== undefined ? { maxBodyBytes: f.maxBody } : {}),
     ...(f.maxSql !== undefined ? { maxSqlBytes: f.maxSql } : {}),
     ...(f.maxRows !== undefined ? { maxRows: f.maxRows } : {}),
+    ...(f.maxResponseBytes !== undefined ? { maxResponseBytes: f.maxResponseBytes } : {}),
     ...(f.requestTimeout !== undefined ? { requestTimeoutMs: f.requestTimeout } : {}),
     ...(f.maxConcurrent !== undefined ? { maxConcurrentPerDb: f.maxConcurrent } : {}),
     ...(f.maxStreams !== undefined ? { maxStreams: f.maxStreams } : {}),

@@ -6,6 +6,7 @@
  *   request body          10 MiB    --max-body            413 BODY_TOO_LARGE (nothing executed)
  *   statement length      1 MiB     --max-sql             400 SQL_TOO_LONG (nothing executed)
  *   rows returned         100000    --max-rows            the statement fails with ROWS_LIMIT (a write is rolled back)
+ *   response bytes        32 MiB    --max-response-bytes  the statement fails with RESPONSE_TOO_LARGE as soon as its rows pass it (a write is rolled back)
  *   request time          30 s      --request-timeout     503 REQUEST_TIMEOUT while queued; later pipeline requests fail with REQUEST_TIMEOUT
  *   concurrent requests   64        --max-concurrent      503 DB_BUSY (per database, queued + running)
  *   open streams          1000      --max-streams         503 TOO_MANY_STREAMS (per server)
@@ -21,6 +22,7 @@ export interface Limits {
   maxBodyBytes: number;
   maxSqlBytes: number;
   maxRows: number;
+  maxResponseBytes: number;
   requestTimeoutMs: number;
   maxConcurrentPerDb: number;
   maxStreams: number;
@@ -33,6 +35,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxBodyBytes: 10 * 1024 * 1024,
   maxSqlBytes: 1024 * 1024,
   maxRows: 100_000,
+  maxResponseBytes: 32 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   maxConcurrentPerDb: 64,
   maxStreams: 1000,

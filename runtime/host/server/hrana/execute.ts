@@ -11,8 +11,8 @@ import type { Database } from "../../../sql/database.js";
 import type { Statement, Row } from "../../../sql/statement.js";
 import type { SqlValue } from "../../../sql/ecalls.js";
 import { SelkieError } from "../../../errors.js";
-import { SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "../../../sql/errors.js";
-import { forbidden, HttpError } from "../errors.js";
+import { SqliteError, SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "../../../sql/errors.js";
+import { clientMessage, forbidden, HttpError } from "../errors.js";
 import type { BatchCond, BatchStep, Stmt } from "./protocol.js";
 import { encodeValue, type HranaValue } from "./values.js";
 import { describeSql, type DescribeResult } from "./describe.js";
@@ -39,6 +39,8 @@ export interface RunOptions {
   readOnly: boolean;
   maxRows: number;
   deadline: number;
+  /** Bytes the rest of the response may still take (shared by every statement of a request). */
+  budget?: { left: number; max: number };
 }
 
 /** A statement failed in a way the client should see as a Hrana Error (not an HTTP error). */
@@ -65,7 +67,9 @@ export function notAuthorized(e: SqlNotAuthorizedError, sql: string): HttpError 
 /** Maps anything a statement threw to a Hrana Error; rethrows HTTP-level errors and bugs. */
 export function toHranaError(e: unknown): HranaError {
   if (e instanceof HttpError) throw e;
-  if (e instanceof SelkieError) return { message: e.message, code: e.code };
+  // SQLite's messages quote the client's own SQL; other errors (storage, enclave) may name server files.
+  if (e instanceof StatementError || e instanceof SqliteError) return { message: e.message, code: e.code };
+  if (e instanceof SelkieError) return { message: clientMessage(e.message), code: e.code };
   throw e;
 }
 
@@ -168,15 +172,18 @@ export class SqlRunner {
     const names = st.columns();
     const out: HranaValue[][] = [];
     if (new Set(names).size !== names.length || names.includes("__proto__")) {
-      // Duplicate names would collapse in row objects: read arrays (no early stop).
-      const all = st.values(...(args as []));
-      if (all.length > opts.maxRows) throw rowsLimit(opts.maxRows);
-      for (const r of all) out.push(r.map(encodeValue));
+      // Duplicate names would collapse in row objects: read arrays.
+      for (const r of st.iterateValues(...(args as []))) {
+        if (out.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
+        charge(opts, r);
+        out.push(r.map(encodeValue));
+      }
       return out;
     }
     const objs: Row[] = [];
     for (const row of st.iterate(...(args as []))) {
       if (objs.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
+      charge(opts, Object.values(row));
       objs.push(row);
       if ((objs.length & 255) === 0 && Date.now() > opts.deadline) throw timeoutError();
     }
@@ -195,6 +202,7 @@ export class SqlRunner {
     try {
       rows = st.values(...(args as []));
       if (rows.length > opts.maxRows) throw rowsLimit(opts.maxRows);
+      if (wantRows) for (const r of rows) charge(opts, r); // rolled back when over
       this.#changes ??= this.db.prepare("SELECT changes() AS c, last_insert_rowid() AS r");
       const c = this.#changes.get()!;
       changes = Number(c.c);
@@ -283,6 +291,25 @@ export class SqlRunner {
     this.#changes?.finalize();
     this.#changes = undefined;
   }
+}
+
+function responseTooLarge(max: number): StatementError {
+  return new StatementError("RESPONSE_TOO_LARGE", `the response would be larger than ${max} bytes (selkie serve --max-response-bytes); select fewer or smaller values (a LIMIT, substr()) or page through the rows`);
+}
+
+/** About the bytes a value takes in the JSON response (before it is built). */
+function valueBytes(v: SqlValue): number {
+  if (typeof v === "string") return v.length + 32;
+  if (v instanceof Uint8Array) return Math.ceil(v.length / 3) * 4 + 32;
+  return 48;
+}
+
+/** Charges a row to the response budget; throws RESPONSE_TOO_LARGE when it is spent. */
+function charge(opts: RunOptions, row: Iterable<SqlValue>): void {
+  const b = opts.budget;
+  if (!b) return;
+  for (const v of row) b.left -= valueBytes(v);
+  if (b.left < 0) throw responseTooLarge(b.max);
 }
 
 function rowsLimit(max: number): StatementError {

@@ -71,7 +71,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
   const { host, streams, limits } = ctx;
   if (groupable(req)) {
     const deadline = ctx.started + limits.requestTimeoutMs;
-    const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline };
+    const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline, budget: { left: limits.maxResponseBytes, max: limits.maxResponseBytes } };
     const results = await host.group(() => {
       const out: StreamResult[] = [];
       for (const r of req.requests) {
@@ -100,7 +100,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
     endStream(stream);
     throw e;
   }
-  const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline };
+  const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline, budget: { left: limits.maxResponseBytes, max: limits.maxResponseBytes } };
   const results: StreamResult[] = [];
   let closed = false;
   let timedOut = false;
@@ -138,10 +138,12 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
   if (closed || (timedOut && !host.runner.autocommit)) {
     streams.discard(stream);
     endStream(stream);
+    host.shrink();
     return { baton: null, base_url: null, results };
   }
   if (host.runner.autocommit) {
     stream.txnDeadline = undefined;
+    host.shrink();
     host.release(stream);
   } else {
     // The transaction's life counts from the request that left it open; read-only tokens get a short one.
