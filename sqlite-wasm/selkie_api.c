@@ -10,6 +10,10 @@
 #include "sqlite3.h"
 
 #define SK_EXPORT(name) __attribute__((export_name(name)))
+#define SK_IMPORT(mod, name) __attribute__((import_module(mod), import_name(name)))
+
+/* The wall clock (selkie:sys, also used by the VFS): ms since the epoch, -1 when not granted. */
+SK_IMPORT("selkie:sys", "clock_ms") double sk_sys_clock_ms(void);
 
 /* Largest magnitude an f64 carries exactly (2^53 - 1), for INTEGER columns of type 1. */
 #define SK_MAX_SAFE_INT 9007199254740991LL
@@ -72,6 +76,8 @@ SK_EXPORT("sk_open") int sk_open(const char *path, int path_len, int flags, sqli
 
 SK_EXPORT("sk_close") int sk_close(sqlite3 *db) {
   if (db == sk_exec_db) sk_exec_db = 0;
+  sqlite3_progress_handler(db, 0, 0, 0);
+  sqlite3_set_authorizer(db, 0, 0);
   return sqlite3_close_v2(db);
 }
 
@@ -112,6 +118,8 @@ SK_EXPORT("sk_get_autocommit") int sk_get_autocommit(sqlite3 *db) {
   return sqlite3_get_autocommit(db);
 }
 
+static int sk_scope_check(sqlite3 *db, sqlite3_stmt *stmt);
+
 /* Runs every statement of the text in turn, discarding rows; stops at (and returns) the first
 ** error, whose message stays available through sk_errmsg. */
 SK_EXPORT("sk_exec") int sk_exec(sqlite3 *db, const char *sql, int sql_len) {
@@ -125,6 +133,7 @@ SK_EXPORT("sk_exec") int sk_exec(sqlite3 *db, const char *sql, int sql_len) {
     const char *tail = end;
     sk_exec_base = (int)(p - sql);
     int rc = sqlite3_prepare_v2(db, p, (int)(end - p), &stmt, &tail);
+    if (rc == SQLITE_OK) rc = sk_scope_check(db, stmt);
     if (rc != SQLITE_OK) return rc;
     if (stmt) {
       while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -153,6 +162,8 @@ int sk_prepare(sqlite3 *db, const char *sql, int sql_len, int flags, sqlite3_stm
   if (sql_len < 0 || (sql_len > 0 && !sql)) return SQLITE_MISUSE;
   if (sql_len == 0) sql = tail = ""; /* an empty text is an empty statement, not a misuse */
   rc = sqlite3_prepare_v3(db, sql, sql_len, (unsigned int)flags, &stmt, &tail);
+  if (rc == SQLITE_OK) rc = sk_scope_check(db, stmt);
+  if (rc != SQLITE_OK) stmt = 0;
   *out_stmt = stmt;
   *out_tail = (tail && tail >= sql && tail <= sql + sql_len) ? (int)(tail - sql) : 0;
   return rc;
@@ -273,4 +284,213 @@ SK_EXPORT("sk_column_blob") const void *sk_column_blob(sqlite3_stmt *stmt, int i
 
 SK_EXPORT("sk_column_bytes") int sk_column_bytes(sqlite3_stmt *stmt, int i) {
   return sqlite3_column_bytes(stmt, i);
+}
+
+/* ---- limits: deadlines (progress handler) and token scopes (authorizer) -------------------- */
+/*
+** The host bounds what one caller can do with the connection, from inside SQLite:
+**  - a deadline (ms since the epoch, read through selkie:sys.clock_ms): a progress handler checks
+**    it every SK_PROGRESS_OPS virtual-machine instructions and interrupts the statement once it has
+**    passed; SQLite then rolls the statement back (SQLITE_INTERRUPT) and the connection stays
+**    usable. sk_deadline_hit tells the host the interrupt was this deadline's;
+**  - a scope, enforced by an authorizer when a statement is prepared (and re-prepared):
+**      0 everything (the local API's default),
+**      1 read-write: no connection-wide or safety setting other clients share (see sk_rw_pragma),
+**        no ATTACH/DETACH, no TEMP triggers or views (they would act on other clients' statements),
+**      2 read-only: reads only (SELECT, read-only PRAGMAs, transactions and savepoints).
+**    A refusal fails the prepare with SQLITE_AUTH; sk_denied describes what was refused.
+** Both are per connection; the server has one connection per enclave.
+*/
+#define SK_PROGRESS_OPS 2000
+
+static double sk_deadline_ms;
+static int sk_deadline_hit_flag;
+static int sk_scope;
+static char sk_denied_buf[256];
+
+static int sk_progress(void *arg) {
+  double now;
+  (void)arg;
+  if (sk_deadline_ms <= 0) return 0;
+  now = sk_sys_clock_ms();
+  if (now >= 0 && now >= sk_deadline_ms) {
+    sk_deadline_hit_flag = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* ms <= 0 removes the deadline. Clears the "deadline hit" flag. */
+SK_EXPORT("sk_set_deadline") int sk_set_deadline(sqlite3 *db, double ms) {
+  sk_deadline_hit_flag = 0;
+  sk_deadline_ms = (ms > 0) ? ms : 0;
+  sqlite3_progress_handler(db, sk_deadline_ms > 0 ? SK_PROGRESS_OPS : 0, sk_deadline_ms > 0 ? sk_progress : 0, 0);
+  return SQLITE_OK;
+}
+
+/* 1 when the last interrupt came from the deadline. */
+SK_EXPORT("sk_deadline_hit") int sk_deadline_hit(void) {
+  return sk_deadline_hit_flag;
+}
+
+static int sk_in_list(const char *name, const char *const *list) {
+  if (!name) return 0;
+  for (; *list; list++) {
+    if (sqlite3_stricmp(name, *list) == 0) return 1;
+  }
+  return 0;
+}
+
+/* PRAGMAs that only describe the schema or check the database (any argument names what to look at). */
+static const char *const sk_introspect_pragmas[] = {
+  "table_info", "table_xinfo", "table_list", "index_info", "index_xinfo", "index_list",
+  "foreign_key_list", "foreign_key_check", "database_list", "collation_list", "function_list",
+  "module_list", "pragma_list", "compile_options", "data_version", "page_count", "freelist_count",
+  "integrity_check", "quick_check", 0};
+
+/* PRAGMAs whose current value any token may read (without an argument). */
+static const char *const sk_readable_pragmas[] = {
+  "user_version", "application_id", "schema_version", "page_size", "encoding", "auto_vacuum",
+  "max_page_count", "cache_size", "journal_mode", "synchronous", "foreign_keys", "locking_mode",
+  "query_only", "defer_foreign_keys", "recursive_triggers", "automatic_index", "busy_timeout",
+  "temp_store", "secure_delete", "cell_size_check", "case_sensitive_like", "legacy_alter_table",
+  "trusted_schema", "ignore_check_constraints", "writable_schema", "hard_heap_limit",
+  "soft_heap_limit", "cache_spill", "mmap_size", "journal_size_limit", "analysis_limit",
+  "threads", "reverse_unordered_selects", "fullfsync", "checkpoint_fullfsync", 0};
+
+/* PRAGMAs a read-write token may give a value: the database's own content, or this transaction. */
+static const char *const sk_rw_settable_pragmas[] = {
+  "user_version", "application_id", "defer_foreign_keys", "optimize", "incremental_vacuum", 0};
+
+static int sk_pragma_ok(int scope, const char *name, const char *value) {
+  if (sk_in_list(name, sk_introspect_pragmas)) return 1;
+  if (scope == 2) return value == 0 && sk_in_list(name, sk_readable_pragmas);
+  /* read-write: reading any setting or running an action without argument (optimize,
+  ** shrink_memory, incremental_vacuum) is fine; giving a value only to its own content. */
+  return value == 0 || sk_in_list(name, sk_rw_settable_pragmas);
+}
+
+static const char *sk_action_name(int action) {
+  switch (action) {
+    case SQLITE_CREATE_INDEX: return "CREATE INDEX";
+    case SQLITE_CREATE_TABLE: return "CREATE TABLE";
+    case SQLITE_CREATE_TEMP_INDEX: return "CREATE TEMP INDEX";
+    case SQLITE_CREATE_TEMP_TABLE: return "CREATE TEMP TABLE";
+    case SQLITE_CREATE_TEMP_TRIGGER: return "CREATE TEMP TRIGGER";
+    case SQLITE_CREATE_TEMP_VIEW: return "CREATE TEMP VIEW";
+    case SQLITE_CREATE_TRIGGER: return "CREATE TRIGGER";
+    case SQLITE_CREATE_VIEW: return "CREATE VIEW";
+    case SQLITE_DELETE: return "DELETE";
+    case SQLITE_DROP_INDEX: return "DROP INDEX";
+    case SQLITE_DROP_TABLE: return "DROP TABLE";
+    case SQLITE_DROP_TEMP_INDEX: return "DROP TEMP INDEX";
+    case SQLITE_DROP_TEMP_TABLE: return "DROP TEMP TABLE";
+    case SQLITE_DROP_TEMP_TRIGGER: return "DROP TEMP TRIGGER";
+    case SQLITE_DROP_TEMP_VIEW: return "DROP TEMP VIEW";
+    case SQLITE_DROP_TRIGGER: return "DROP TRIGGER";
+    case SQLITE_DROP_VIEW: return "DROP VIEW";
+    case SQLITE_INSERT: return "INSERT";
+    case SQLITE_PRAGMA: return "PRAGMA";
+    case SQLITE_UPDATE: return "UPDATE";
+    case SQLITE_ATTACH: return "ATTACH";
+    case SQLITE_DETACH: return "DETACH";
+    case SQLITE_ALTER_TABLE: return "ALTER TABLE";
+    case SQLITE_REINDEX: return "REINDEX";
+    case SQLITE_ANALYZE: return "ANALYZE";
+    case SQLITE_CREATE_VTABLE: return "CREATE VIRTUAL TABLE";
+    case SQLITE_DROP_VTABLE: return "DROP VIRTUAL TABLE";
+    default: return "statement";
+  }
+}
+
+static int sk_authorize(void *arg, int action, const char *a1, const char *a2, const char *dbname,
+                        const char *trigger) {
+  int scope = sk_scope, ok;
+  (void)arg;
+  (void)dbname;
+  (void)trigger;
+  switch (action) {
+    case SQLITE_SELECT:
+    case SQLITE_READ:
+    case SQLITE_FUNCTION:
+    case SQLITE_RECURSIVE:
+    case SQLITE_TRANSACTION:
+    case SQLITE_SAVEPOINT:
+      ok = 1;
+      break;
+    case SQLITE_PRAGMA:
+      ok = sk_pragma_ok(scope, a1, a2);
+      break;
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_VIEW:
+      ok = 0;
+      break;
+    default:
+      ok = scope == 1; /* every other write is a read-write token's to make */
+      break;
+  }
+  if (ok) return SQLITE_OK;
+  if (action == SQLITE_PRAGMA) {
+    sqlite3_snprintf((int)sizeof sk_denied_buf, sk_denied_buf, a2 ? "PRAGMA %.60s = %.60s" : "PRAGMA %.60s", a1 ? a1 : "?", a2 ? a2 : "");
+  } else if (action == SQLITE_ATTACH && a1) {
+    sqlite3_snprintf((int)sizeof sk_denied_buf, sk_denied_buf, "ATTACH %.100Q", a1);
+  } else if (a1 && action != SQLITE_TRANSACTION) {
+    sqlite3_snprintf((int)sizeof sk_denied_buf, sk_denied_buf, "%s %.100s", sk_action_name(action), a1);
+  } else {
+    sqlite3_snprintf((int)sizeof sk_denied_buf, sk_denied_buf, "%s", sk_action_name(action));
+  }
+  return SQLITE_DENY;
+}
+
+/* Skips whitespace and SQL comments. */
+static const char *sk_skip_space(const char *p) {
+  for (;;) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f') p++;
+    if (p[0] == '-' && p[1] == '-') {
+      while (*p && *p != '\n') p++;
+    } else if (p[0] == '/' && p[1] == '*') {
+      p += 2;
+      while (*p && !(p[0] == '*' && p[1] == '/')) p++;
+      if (*p) p += 2;
+    } else {
+      return p;
+    }
+  }
+}
+
+/*
+** What the authorizer cannot see, checked after a prepare under the read-only scope: a statement
+** that takes the write lock (BEGIN IMMEDIATE/EXCLUSIVE, anything sqlite3_stmt_readonly calls a
+** write) and a REINDEX of everything (SQLite asks the authorizer only about a named REINDEX).
+** A refused statement is finalized and the prepare fails with SQLITE_AUTH.
+*/
+static int sk_scope_check(sqlite3 *db, sqlite3_stmt *stmt) {
+  const char *p;
+  (void)db;
+  if (!stmt || sk_scope != 2) return SQLITE_OK;
+  p = sk_skip_space(sqlite3_sql(stmt));
+  if (sqlite3_strnicmp(p, "REINDEX", 7) == 0 && !((p[7] >= 'a' && p[7] <= 'z') || (p[7] >= 'A' && p[7] <= 'Z') || (p[7] >= '0' && p[7] <= '9') || p[7] == '_')) {
+    sqlite3_snprintf((int)sizeof sk_denied_buf, sk_denied_buf, "REINDEX");
+  } else if (!sqlite3_stmt_readonly(stmt)) {
+    sqlite3_snprintf((int)sizeof sk_denied_buf, sk_denied_buf, "%.40s (it takes the write lock)", p);
+  } else {
+    return SQLITE_OK;
+  }
+  sqlite3_finalize(stmt);
+  return SQLITE_AUTH;
+}
+
+/* 0 everything, 1 read-write, 2 read-only (see above); anything else is a misuse. */
+SK_EXPORT("sk_set_scope") int sk_set_scope(sqlite3 *db, int scope) {
+  if (scope < 0 || scope > 2) return SQLITE_MISUSE;
+  sk_scope = scope;
+  sk_denied_buf[0] = 0;
+  return sqlite3_set_authorizer(db, scope == 0 ? 0 : sk_authorize, 0);
+}
+
+/* What the authorizer refused last (NUL-terminated, empty when nothing was). */
+SK_EXPORT("sk_denied") const char *sk_denied(void) {
+  return sk_denied_buf;
 }

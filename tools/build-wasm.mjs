@@ -99,6 +99,7 @@ const ECALLS = {
   sk_column_blob: "ii:i", sk_column_bytes: "ii:i", sk_stmt_readonly: "i:i", sk_stmt_status: "iii:i", sk_run_info: "ii:",
   sk_changes: "i:F", sk_total_changes: "i:F", sk_last_insert_rowid: "i:I", sk_get_autocommit: "i:i",
   sk_memory_used: ":F", sk_memory_highwater: "i:F", sk_release_memory: "i:i",
+  sk_set_deadline: "iF:i", sk_deadline_hit: ":i", sk_set_scope: "ii:i", sk_denied: ":i",
 };
 const GLOBAL_EXPORTS = ["__stack_pointer"];
 

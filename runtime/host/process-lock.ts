@@ -18,10 +18,26 @@ function ownerAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
+  return !exited(pid);
+}
+
+/**
+ * True when `pid` has exited but is not reaped yet (a zombie, state Z or X in /proc/PID/stat):
+ * kill(pid, 0) still succeeds for it, yet it holds nothing any more. Where /proc is missing, false.
+ */
+function exited(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  // "pid (comm) S ...": comm may hold spaces and parentheses, so the state follows the last ")".
+  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return state === "Z" || state === "X";
 }
 
 /** Takes (or re-enters, within this process) the lock of `dbPath`. */

@@ -44,7 +44,7 @@ import { measureLegacyV1 } from "../enclave/einit.js";
 import { sqliteSignature } from "./sqlite-signer.js";
 import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
-import { SqliteError } from "./errors.js";
+import { SCOPE_IDS, SqliteError, SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "./errors.js";
 import { loadSqliteEnclave } from "./sqlite-module.js";
 import { EpcPager, nextUse, type Pageable } from "../enclave/snapshot/pager.js";
 import { ImageStore, type ImageInfo } from "../enclave/snapshot/image-store.js";
@@ -164,6 +164,9 @@ export class Database {
   #durable: { dir: string; store: ImageStore } | undefined;
   /** @internal — bumps on every enclave restart; statements compare it to know their handle died. */
   _generation = 0;
+  /** Limits set inside the enclave (setScope/setDeadline), kept here to be set again after a restart. */
+  #scope: SqlScope = "all";
+  #deadline = 0;
 
   constructor(file: string, opts: DatabaseOptions = {}) {
     if (typeof file !== "string" || file.length === 0) throw new UsageError("BAD_PATH", "Database needs a file path");
@@ -549,6 +552,69 @@ export class Database {
     this.#db = db;
     this.#open = true;
     this.#sqliteVersion = this._mem.cstring(x.sk_libversion(), 64);
+    // A restarted enclave starts without limits: set the connection's again.
+    if (this.#scope !== "all") x.sk_set_scope(db, SCOPE_IDS[this.#scope]);
+    if (this.#deadline > 0) x.sk_set_deadline(db, this.#deadline);
+  }
+
+  /**
+   * Restarts the enclave with fresh memory, the database reopened: wasm memory never shrinks, so
+   * an enclave that one statement grew (a huge sort, a group_concat ending in NOMEM) keeps that EPC
+   * until it is recycled. Only between transactions (false otherwise, or when hibernated);
+   * statements re-prepare themselves, nothing committed is touched. Scope and deadline carry over.
+   */
+  recycle(): boolean {
+    this.#requireOpen();
+    if (this.#hibernated || this.#enclave.state !== "running" || this.#enclave.busy || this.#vfs.locked) return false;
+    if (this.inTransaction) return false;
+    this._guard(() => {
+      for (const st of this.#live) st._drop(true);
+      this.#live.clear();
+      this.#cache.clear();
+      this.#x!.sk_close(this.#db);
+    });
+    this.#vfs.closeAll();
+    this.#enclave.suspend();
+    this._generation++;
+    this.#open = false;
+    try {
+      this.#boot(false);
+    } catch (e) {
+      throw this.#recover(e);
+    }
+    return true;
+  }
+
+  /**
+   * What the connection may do from now on, enforced by an authorizer inside the enclave at
+   * prepare time (see SqlScope): a refused statement fails with SQL_NOT_AUTHORIZED naming what was
+   * refused. Statements prepared earlier keep the scope they were prepared under until re-prepared.
+   */
+  setScope(scope: SqlScope): void {
+    this.#requireOpen();
+    if (!(scope in SCOPE_IDS)) throw new UsageError("BAD_ARGUMENT", `unknown scope ${JSON.stringify(scope)}; use "all", "read-write" or "read-only"`);
+    if (scope === this.#scope) return;
+    this._guard(() => this._x.sk_set_scope(this.#db, SCOPE_IDS[scope]));
+    this.#scope = scope;
+  }
+
+  get scope(): SqlScope {
+    return this.#scope;
+  }
+
+  /**
+   * A deadline (ms since the epoch, as Date.now()) for every statement from now on, checked inside
+   * SQLite every few thousand instructions: a statement still running at it is interrupted and
+   * fails with STATEMENT_TIMEOUT, rolled back, the connection usable. 0 or undefined removes it.
+   */
+  setDeadline(epochMs: number | undefined): void {
+    const ms = epochMs !== undefined && Number.isFinite(epochMs) && epochMs > 0 ? epochMs : 0;
+    if (ms === this.#deadline || !this.#open) {
+      this.#deadline = this.#open ? ms : 0;
+      return;
+    }
+    this.#deadline = ms;
+    this._guard(() => this._x.sk_set_deadline(this.#db, ms));
   }
 
   get open(): boolean {
@@ -737,6 +803,11 @@ export class Database {
     const x = this._x;
     const ext = x.sk_errcode(this.#db);
     const code = (ext & 0xff) === (rc & 0xff) ? ext : rc;
+    if ((code & 0xff) === C.SQLITE_INTERRUPT && x.sk_deadline_hit() !== 0) return new StatementTimeoutError();
+    if ((code & 0xff) === C.SQLITE_AUTH && this.#scope !== "all") {
+      const denied = this._mem.cstring(x.sk_denied(), 256);
+      if (denied !== "") return new SqlNotAuthorizedError(this.#scope, denied);
+    }
     return new SqliteError(code, this._mem.cstring(x.sk_errmsg(this.#db), 65536), x.sk_error_offset(this.#db));
   }
 

@@ -51,6 +51,10 @@ export interface SqliteExports {
   sk_memory_used(): number;
   sk_memory_highwater(reset: I): number;
   sk_release_memory(n: I): I;
+  sk_set_deadline(db: I, ms: number): I;
+  sk_deadline_hit(): I;
+  sk_set_scope(db: I, scope: I): I;
+  sk_denied(): I;
 }
 
 /** A value SQLite can store, as the SQL API hands it out. */

@@ -17,7 +17,7 @@ export const SQLITE_ECALLS = [
   "sk_bind_blob", "sk_column_count", "sk_column_name", "sk_column_decltype", "sk_column_type", "sk_column_int",
   "sk_column_int64", "sk_column_double", "sk_column_text", "sk_column_blob", "sk_column_bytes", "sk_stmt_readonly", "sk_stmt_status",
   "sk_changes", "sk_total_changes", "sk_last_insert_rowid", "sk_run_info", "sk_get_autocommit", "sk_memory_used",
-  "sk_memory_highwater", "sk_release_memory",
+  "sk_memory_highwater", "sk_release_memory", "sk_set_deadline", "sk_deadline_hit", "sk_set_scope", "sk_denied",
 ] as const;
 
 /** The package root: the folder holding selkie's package.json (works from runtime/ and dist/runtime/). */

@@ -274,6 +274,35 @@ export class Statement {
     }
   }
 
+  /** Rows one at a time as arrays of values in column order; busy until the loop ends or breaks. */
+  *iterateValues(...args: BindArgs): IterableIterator<SqlValue[]> {
+    const gen = this.db._generation;
+    const h = this.db._guard(() => this.#start(args));
+    this.#busy = true;
+    try {
+      for (;;) {
+        if (this.db._generation !== gen) throw new UsageError("STATEMENT_INVALIDATED", "the enclave restarted during iteration; run the query again");
+        const row = this.db._guard(() => {
+          const x = this.db._x;
+          const rc = x.sk_step(h);
+          if (rc === SQLITE_ROW) {
+            const n = x.sk_column_count(h);
+            const r: SqlValue[] = new Array(n);
+            for (let i = 0; i < n; i++) r[i] = columnValue(x, this.db._mem, h, i);
+            return r;
+          }
+          if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
+          return undefined;
+        });
+        if (row === undefined) return;
+        yield row;
+      }
+    } finally {
+      this.#busy = false;
+      if (this.db._generation === gen && this.db.open) this.db._x.sk_reset(h);
+    }
+  }
+
   /** Frees the statement inside the enclave. Further use throws. */
   finalize(): void {
     if (this.#finalized) return;

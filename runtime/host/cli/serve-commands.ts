@@ -18,6 +18,7 @@ import { HttpError } from "../server/errors.js";
 import { UsageError } from "../../errors.js";
 import type { Permission } from "../../enclave/abi.js";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
+import { startShutdownWatchdog } from "../server/watchdog.js";
 
 type Run = (fn: () => Promise<number> | number) => Promise<void>;
 
@@ -49,10 +50,13 @@ interface ServeFlags {
   maxBody?: number;
   maxSql?: number;
   maxRows?: number;
+  maxResponseBytes?: number;
   requestTimeout?: number;
   maxConcurrent?: number;
   maxStreams?: number;
   streamIdle?: number;
+  maxTransaction?: number;
+  maxReadTransaction?: number;
   metricsPublic?: boolean;
   allowClock?: boolean;
   allowRandom?: boolean;
@@ -82,10 +86,13 @@ export function registerServeCommands(program: Command, run: Run): void {
     .addOption(new Option("--max-body <size>", `largest request body (default ${DEFAULT_LIMITS.maxBodyBytes} bytes)`).argParser(size("--max-body")))
     .addOption(new Option("--max-sql <size>", `longest SQL text (default ${DEFAULT_LIMITS.maxSqlBytes} bytes)`).argParser(size("--max-sql")))
     .addOption(new Option("--max-rows <n>", `most rows one statement may return (default ${DEFAULT_LIMITS.maxRows})`).argParser(positiveInt("--max-rows")))
+    .addOption(new Option("--max-response-bytes <size>", `largest response to one request (default ${DEFAULT_LIMITS.maxResponseBytes} bytes)`).argParser(size("--max-response-bytes")))
     .addOption(new Option("--request-timeout <ms>", `request time limit (default ${DEFAULT_LIMITS.requestTimeoutMs})`).argParser(positiveInt("--request-timeout")))
     .addOption(new Option("--max-concurrent <n>", `requests queued per database (default ${DEFAULT_LIMITS.maxConcurrentPerDb})`).argParser(positiveInt("--max-concurrent")))
     .addOption(new Option("--max-streams <n>", `open Hrana streams (default ${DEFAULT_LIMITS.maxStreams})`).argParser(positiveInt("--max-streams")))
     .addOption(new Option("--stream-idle <ms>", `idle time before a stream expires (default ${DEFAULT_LIMITS.streamIdleMs})`).argParser(positiveInt("--stream-idle")))
+    .addOption(new Option("--max-transaction <ms>", `longest life of an interactive transaction, rolled back at it (default ${DEFAULT_LIMITS.maxTransactionMs})`).argParser(positiveInt("--max-transaction")))
+    .addOption(new Option("--max-read-transaction <ms>", `the same for read-only tokens (default ${DEFAULT_LIMITS.readOnlyTransactionMs})`).argParser(positiveInt("--max-read-transaction")))
     .option("--metrics-public", "serve /metrics without a token")
     .option("--allow-clock", "custom enclaves whose signed manifest requests \"clock\" may read the wall clock (denied by default)")
     .option("--allow-random", "custom enclaves whose signed manifest requests \"random\" may get randomness (denied by default)")
@@ -173,10 +180,13 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     ...(f.maxBody !== undefined ? { maxBodyBytes: f.maxBody } : {}),
     ...(f.maxSql !== undefined ? { maxSqlBytes: f.maxSql } : {}),
     ...(f.maxRows !== undefined ? { maxRows: f.maxRows } : {}),
+    ...(f.maxResponseBytes !== undefined ? { maxResponseBytes: f.maxResponseBytes } : {}),
     ...(f.requestTimeout !== undefined ? { requestTimeoutMs: f.requestTimeout } : {}),
     ...(f.maxConcurrent !== undefined ? { maxConcurrentPerDb: f.maxConcurrent } : {}),
     ...(f.maxStreams !== undefined ? { maxStreams: f.maxStreams } : {}),
     ...(f.streamIdle !== undefined ? { streamIdleMs: f.streamIdle } : {}),
+    ...(f.maxTransaction !== undefined ? { maxTransactionMs: f.maxTransaction } : {}),
+    ...(f.maxReadTransaction !== undefined ? { readOnlyTransactionMs: f.maxReadTransaction } : {}),
   };
   const grants: Permission[] = [...(f.allowClock ? ["clock" as const] : []), ...(f.allowRandom ? ["random" as const] : []), ...(f.allowNet ? ["net" as const] : [])];
   const tokens = new TokenStore(dir);
@@ -209,6 +219,8 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     `selkie: connect:            createClient({ url: "${server.url}/db/app/", authToken: TOKEN })   // @libsql/client`,
   ];
   process.stderr.write(`${lines.join("\n")}\n`);
+  // Stops the process if the graceful shutdown cannot finish in time (a statement still running).
+  const watchdog = startShutdownWatchdog(f.shutdownTimeout + 2_000);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       process.off("SIGINT", onInt);
@@ -221,6 +233,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
           platform.close();
           logger.info({ event: "stopped" }, "stopped");
           logger.flush();
+          watchdog.stop();
           resolve();
         });
     };

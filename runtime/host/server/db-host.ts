@@ -39,6 +39,14 @@ interface Job {
   deadline: number;
 }
 
+/**
+ * An enclave whose memory grew past this is recycled (fresh memory) after its request, between
+ * transactions: wasm memory never shrinks, and a tenant's one big query (or one that ended in NOMEM
+ * at the EPC cap) would otherwise keep its EPC and push other tenants out. A database's usual size
+ * (4 MB page cache, 1 MiB stack, its statements) is well under it.
+ */
+export const RECYCLE_BYTES = 24 * 1024 * 1024;
+
 /** The most jobs one group commit takes. */
 const MAX_GROUP = 256;
 interface Waiter {
@@ -58,6 +66,8 @@ export class DbHost {
   #flushWaiting = false;
   /** Group commits run, and the jobs they carried (metrics). */
   readonly groupStats = { groups: 0, jobs: 0 };
+  /** Times the enclave was recycled because it had grown (metrics). */
+  recycles = 0;
 
   constructor(
     readonly name: string,
@@ -86,6 +96,8 @@ export class DbHost {
         return Promise.resolve(run());
       } catch (e) {
         return Promise.reject(e);
+      } finally {
+        this.shrink();
       }
     }
     if (this.#closed) return Promise.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));
@@ -130,6 +142,7 @@ export class DbHost {
     } finally {
       this.#flushing = false;
       for (const j of this.#jobs.splice(0)) j.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));
+      this.shrink();
       this.release(owner);
     }
   }
@@ -203,6 +216,21 @@ export class DbHost {
     await withEpcRoom(deadline, (last) => {
       if (!this.closed) this.db.wake({ retrying: !last }); // closed: the statements report it
     });
+  }
+
+  /**
+   * Gives memory back after a request (holding the lease, or with the database idle): recycles an
+   * enclave that grew past RECYCLE_BYTES when no transaction is open. Never throws: a failed
+   * recycle is the database's own fault handling's to report on its next statement.
+   */
+  shrink(): void {
+    try {
+      const db = this.db;
+      if (this.closed || db.paging.state !== "running" || db.enclave.committedBytes <= RECYCLE_BYTES) return;
+      if (db.recycle()) this.recycles++;
+    } catch {
+      // reported by the next statement
+    }
   }
 
   owns(owner: object): boolean {

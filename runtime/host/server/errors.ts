@@ -25,3 +25,12 @@ export const unauthorized = (): HttpError =>
   new HttpError(401, "UNAUTHORIZED", "authentication required: pass a valid token as 'Authorization: Bearer <token>'", { "www-authenticate": 'Bearer realm="selkie"' });
 
 export const forbidden = (code: string, message: string): HttpError => new HttpError(403, code, message);
+
+/**
+ * A message for clients: absolute paths of the server's files (in storage, enclave and platform
+ * errors) are cut to their last part, so clients learn nothing of the host's layout. The server's
+ * log keeps the full message.
+ */
+export function clientMessage(message: string): string {
+  return message.replace(/(?:[A-Za-z]:)?(?:[\\/][^\s\\/'"`,;()\[\]{}]+){2,}/g, (p) => p.split(/[\\/]/).pop() ?? "");
+}

@@ -22,7 +22,7 @@
 import type { Platform } from "../../platform/platform.js";
 import { SelkieError } from "../../errors.js";
 import { DatabaseLockedError } from "../process-lock.js";
-import { badRequest, forbidden, HttpError, notFound, unauthorized } from "./errors.js";
+import { badRequest, clientMessage, forbidden, HttpError, notFound, unauthorized } from "./errors.js";
 import { fromWebRequest, json, text, toWebResponse, type CoreRequest, type CoreResponse } from "./http.js";
 import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
@@ -107,6 +107,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     streamsOpen: () => streams.size,
     waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
     groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
+    recycles: () => registry.openHosts().reduce((a, h) => a + h.recycles, 0),
   });
   const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger };
   let inFlight = 0;
@@ -270,12 +271,14 @@ export function errorResponse(e: unknown, req: CoreRequest, logger: Logger): Cor
     return json(503, { message: e.message, code: e.code }, { "retry-after": "5" });
   }
   if (e instanceof DatabaseLockedError) {
-    return json(409, { message: e.message, code: e.code });
+    logger.warn({ method: req.method, path: req.pathname, code: e.code, err: e.message }, "database locked by another process");
+    return json(409, { message: clientMessage(e.message), code: e.code });
   }
   if (e instanceof SelkieError) {
     // Storage refusals (tampered, rolled back), enclave faults, platform errors: the server's state.
+    // The log has the full message; the client gets it without the server's paths.
     logger.error({ method: req.method, path: req.pathname, code: e.code, err: e.message }, "request failed");
-    return json(500, { message: e.message, code: e.code });
+    return json(500, { message: clientMessage(e.message), code: e.code });
   }
   logger.error({ method: req.method, path: req.pathname, err: e instanceof Error ? e.stack : String(e) }, "internal error");
   return json(500, { message: "internal server error (logged on the server)", code: "INTERNAL" });

@@ -3,6 +3,7 @@
  * web-standard Request/Response (createHandler) and node:http (serve). Keeping the core off the
  * web classes lets node:http skip building a Request and a Response per call.
  */
+import { randomBytes } from "node:crypto";
 import { HttpError } from "./errors.js";
 
 export interface CoreRequest {
@@ -25,11 +26,29 @@ export function tooLarge(limit: number): HttpError {
 }
 
 /**
+ * JSON has no Infinity: JSON.stringify writes null, which Hrana clients refuse for a float (and
+ * sqld's serde_json does the same). A float value of +-Infinity is written as the JSON number
+ * 1e999 / -1e999 instead: valid JSON, and JSON.parse (so @libsql/client) reads it back as
+ * +-Infinity. encodeValue puts a per-process random placeholder string in the value; json()
+ * replaces it in the text, so no client-chosen text can collide with it.
+ */
+const NON_FINITE = `selkie-nonfinite-${randomBytes(12).toString("hex")}`;
+export function infinityPlaceholder(v: number): string {
+  return v > 0 ? `${NON_FINITE}+` : `${NON_FINITE}-`;
+}
+
+function stringify(value: unknown): string {
+  const s = JSON.stringify(value);
+  if (!s.includes(NON_FINITE)) return s;
+  return s.replaceAll(`"${NON_FINITE}+"`, "1e999").replaceAll(`"${NON_FINITE}-"`, "-1e999");
+}
+
+/**
  * JSON response. The content type is exactly "application/json": @libsql/client only parses an
  * error body as a Hrana Error when it is (no charset parameter).
  */
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): CoreResponse {
-  return { status, headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(value) };
+  return { status, headers: { "content-type": "application/json", ...headers }, body: stringify(value) };
 }
 
 export function text(status: number, body: string, headers: Record<string, string> = {}): CoreResponse {

@@ -6,32 +6,42 @@
  *   request body          10 MiB    --max-body            413 BODY_TOO_LARGE (nothing executed)
  *   statement length      1 MiB     --max-sql             400 SQL_TOO_LONG (nothing executed)
  *   rows returned         100000    --max-rows            the statement fails with ROWS_LIMIT (a write is rolled back)
+ *   response bytes        32 MiB    --max-response-bytes  the statement fails with RESPONSE_TOO_LARGE as soon as its rows pass it (a write is rolled back)
  *   request time          30 s      --request-timeout     503 REQUEST_TIMEOUT while queued; later pipeline requests fail with REQUEST_TIMEOUT
  *   concurrent requests   64        --max-concurrent      503 DB_BUSY (per database, queued + running)
  *   open streams          1000      --max-streams         503 TOO_MANY_STREAMS (per server)
  *   stream idle time      10 s      --stream-idle         the stream is closed, an open transaction rolled back; its baton then gets 400 STREAM_EXPIRED
+ *   transaction life      30 s      --max-transaction     an interactive transaction is rolled back at it (statements interrupted); its baton gets 400 TRANSACTION_TIMEOUT
+ *   read-only txn life    2 s       --max-read-transaction the same for read-only tokens, whose transaction blocks writers
  *
- * One statement, once started inside the enclave, runs to its end: the request-time limit is checked
- * between the requests of a pipeline and between result rows, not inside a single SQLite step.
+ * The request-time limit also bounds each statement: a progress handler inside the enclave
+ * interrupts a statement still running at the request's deadline (STATEMENT_TIMEOUT, rolled back,
+ * the database usable). It is checked between requests and result rows too.
  */
 export interface Limits {
   maxBodyBytes: number;
   maxSqlBytes: number;
   maxRows: number;
+  maxResponseBytes: number;
   requestTimeoutMs: number;
   maxConcurrentPerDb: number;
   maxStreams: number;
   streamIdleMs: number;
+  maxTransactionMs: number;
+  readOnlyTransactionMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxBodyBytes: 10 * 1024 * 1024,
   maxSqlBytes: 1024 * 1024,
   maxRows: 100_000,
+  maxResponseBytes: 32 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   maxConcurrentPerDb: 64,
   maxStreams: 1000,
   streamIdleMs: 10_000,
+  maxTransactionMs: 30_000,
+  readOnlyTransactionMs: 2_000,
 });
 
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {

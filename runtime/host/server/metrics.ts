@@ -25,6 +25,8 @@ export interface MetricsSources {
   streamsOpen(): number;
   waiting(): Array<{ db: string; n: number }>;
   groupCommits(): { groups: number; jobs: number };
+  /** Enclaves recycled because one request grew them (open databases). */
+  recycles?(): number;
 }
 
 export class ServerMetrics {
@@ -69,6 +71,7 @@ export class ServerMetrics {
       },
     });
     new prom.Gauge({ name: "selkie_group_commits", help: "Group commits run by the open databases", registers, collect() { this.set(src.groupCommits().groups); } });
+    new prom.Gauge({ name: "selkie_enclave_recycles", help: "Database enclaves restarted with fresh memory after a request grew them past 24 MiB", registers, collect() { this.set(src.recycles?.() ?? 0); } });
     new prom.Gauge({ name: "selkie_group_commit_requests", help: "Requests carried by group commits of the open databases", registers, collect() { this.set(src.groupCommits().jobs); } });
     new prom.Gauge({
       name: "selkie_db_waiting_requests",

@@ -65,8 +65,9 @@ function coreRequest(req: http.IncomingMessage): CoreRequest {
           if (total > limit) reject(tooLarge(limit));
           else resolve(Buffer.concat(chunks, total));
         });
-        req.on("error", (e) => {
-          if (!done) (done = true), reject(e);
+        req.on("error", () => {
+          // ECONNRESET "aborted": the client went away mid-body. Not a server fault: no stack trace.
+          if (!done) (done = true), reject(new HttpError(400, "ABORTED", "the request body ended early: the client closed the connection"));
         });
         req.on("close", () => {
           // The client went away before the body ended: nothing runs for this request.
@@ -76,20 +77,66 @@ function coreRequest(req: http.IncomingMessage): CoreRequest {
   };
 }
 
-function send(res: http.ServerResponse, r: CoreResponse, closing: boolean): void {
+/**
+ * Back-pressure for clients that do not read their responses: the bytes of responses handed to
+ * node:http but not yet flushed to the socket are counted; past a bound, new SQL requests get 503
+ * RESPONSES_PENDING (nothing runs for them) until clients read or their connections are cut. A
+ * response not flushed within the drain time has its connection destroyed, which frees its bytes.
+ */
+class PendingResponses {
+  bytes = 0;
+  constructor(
+    readonly maxBytes: number,
+    readonly drainMs: number,
+  ) {}
+
+  track(res: http.ServerResponse, n: number): void {
+    if (res.writableFinished) return;
+    this.bytes += n;
+    let done = false;
+    const settle = (): void => {
+      if (done) return;
+      done = true;
+      this.bytes -= n;
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(() => {
+      settle();
+      res.destroy(); // the client stopped reading: its connection goes, and its buffered response
+    }, this.drainMs);
+    timer.unref();
+    res.once("finish", settle);
+    res.once("close", settle);
+  }
+
+  get full(): boolean {
+    return this.bytes > this.maxBytes;
+  }
+}
+
+function send(res: http.ServerResponse, r: CoreResponse, closing: boolean, pending: PendingResponses): void {
   const body = typeof r.body === "string" ? Buffer.from(r.body, "utf8") : r.body;
   res.writeHead(r.status, { ...r.headers, "content-length": String(body.length), ...(closing ? { connection: "close" } : {}) });
   res.end(body);
+  pending.track(res, body.length);
 }
 
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const handler = createHandler(opts);
   const logger = handler.context.logger;
-  const server = http.createServer({ requestTimeout: handler.context.limits.requestTimeoutMs + 5_000 }, (req, res) => {
+  const limits = handler.context.limits;
+  const pending = new PendingResponses(4 * limits.maxResponseBytes, limits.requestTimeoutMs);
+  const server = http.createServer({ requestTimeout: limits.requestTimeoutMs + 5_000 }, (req, res) => {
     const core = coreRequest(req);
+    if (pending.full && core.pathname.endsWith("/pipeline")) {
+      req.resume();
+      const busy = new HttpError(503, "RESPONSES_PENDING", `the server holds ${pending.bytes} bytes of responses that clients have not read yet; retry shortly`, { "retry-after": "1" });
+      send(res, errorResponse(busy, core, logger), handler.draining, pending);
+      return;
+    }
     handler.handle(core).then(
-      (r) => send(res, r, handler.draining),
-      (e) => send(res, errorResponse(e, core, logger), handler.draining),
+      (r) => send(res, r, handler.draining, pending),
+      (e) => send(res, errorResponse(e, core, logger), handler.draining, pending),
     );
   });
   const host = opts.host ?? "127.0.0.1";

@@ -11,7 +11,8 @@ import type { Database } from "../../../sql/database.js";
 import type { Statement, Row } from "../../../sql/statement.js";
 import type { SqlValue } from "../../../sql/ecalls.js";
 import { SelkieError } from "../../../errors.js";
-import { forbidden, HttpError } from "../errors.js";
+import { SqliteError, SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "../../../sql/errors.js";
+import { clientMessage, forbidden, HttpError } from "../errors.js";
 import type { BatchCond, BatchStep, Stmt } from "./protocol.js";
 import { encodeValue, type HranaValue } from "./values.js";
 import { describeSql, type DescribeResult } from "./describe.js";
@@ -38,6 +39,8 @@ export interface RunOptions {
   readOnly: boolean;
   maxRows: number;
   deadline: number;
+  /** Bytes the rest of the response may still take (shared by every statement of a request). */
+  budget?: { left: number; max: number };
 }
 
 /** A statement failed in a way the client should see as a Hrana Error (not an HTTP error). */
@@ -47,10 +50,26 @@ export function timeoutError(): StatementError {
   return new StatementError("REQUEST_TIMEOUT", "the request ran past its time limit (selkie serve --request-timeout); the remaining requests of the pipeline were not run");
 }
 
+/** The request's deadline passed while a statement ran: SQLite interrupted and rolled it back. */
+export function statementTimeout(): StatementError {
+  return new StatementError("STATEMENT_TIMEOUT", "the statement was interrupted at the request's deadline (selkie serve --request-timeout) and rolled back; nothing it did was kept. Make it cheaper (an index, a LIMIT) or split it");
+}
+
+/** A statement the token's scope does not allow: 403 naming the statement and the scope. */
+export function notAuthorized(e: SqlNotAuthorizedError, sql: string): HttpError {
+  const text = sql.length > 200 ? `${sql.slice(0, 200)}...` : sql;
+  if (e.scope === "read-only") {
+    return forbidden("READ_ONLY_TOKEN", `this token is read-only: ${e.denied} is not allowed in ${JSON.stringify(text)} (read-only tokens may SELECT, read PRAGMA values and use transactions; see the README's "Token scopes"); use a read-write token`);
+  }
+  return forbidden("SETTING_NOT_ALLOWED", `this token (read-write) may not run ${e.denied} in ${JSON.stringify(text)}: it changes a setting every client of the database shares (see the README's "Token scopes"); the operator sets these`);
+}
+
 /** Maps anything a statement threw to a Hrana Error; rethrows HTTP-level errors and bugs. */
 export function toHranaError(e: unknown): HranaError {
   if (e instanceof HttpError) throw e;
-  if (e instanceof SelkieError) return { message: e.message, code: e.code };
+  // SQLite's messages quote the client's own SQL; other errors (storage, enclave) may name server files.
+  if (e instanceof StatementError || e instanceof SqliteError) return { message: e.message, code: e.code };
+  if (e instanceof SelkieError) return { message: clientMessage(e.message), code: e.code };
   throw e;
 }
 
@@ -65,16 +84,21 @@ export class SqlRunner {
     readonly cacheSize = 128,
   ) {}
 
-  /** A prepared statement for `sql`, from a per-database LRU cache. */
+  /**
+   * A prepared statement for `sql`, from a per-database LRU cache keyed by scope too: the authorizer
+   * judges a statement when it is prepared, so one prepared for a read-write token is never handed
+   * to a read-only one.
+   */
   prepare(sql: string): Statement {
-    let st = this.#cache.get(sql);
+    const key = `${this.db.scope}\0${sql}`;
+    let st = this.#cache.get(key);
     if (st && !st.finalized) {
-      this.#cache.delete(sql);
-      this.#cache.set(sql, st);
+      this.#cache.delete(key);
+      this.#cache.set(key, st);
       return st;
     }
     st = this.db.prepare(sql);
-    this.#cache.set(sql, st);
+    this.#cache.set(key, st);
     if (this.#cache.size > this.cacheSize) {
       const [k, old] = this.#cache.entries().next().value as [string, Statement];
       this.#cache.delete(k);
@@ -98,7 +122,31 @@ export class SqlRunner {
     return true;
   }
 
+  /**
+   * Sets the caller's scope (the enclave's authorizer) and deadline (its progress handler) for the
+   * statements `run` runs, and takes the deadline off afterwards (a group COMMIT runs without one).
+   * Maps the limits' errors to the server's: 403 for a refused statement, STATEMENT_TIMEOUT.
+   */
+  limited<T>(opts: RunOptions, sql: string, run: () => T): T {
+    const scope: SqlScope = opts.readOnly ? "read-only" : "read-write";
+    try {
+      this.db.setScope(scope);
+      this.db.setDeadline(opts.deadline);
+      return run();
+    } catch (e) {
+      if (e instanceof SqlNotAuthorizedError) throw notAuthorized(e, sql);
+      if (e instanceof StatementTimeoutError) throw statementTimeout();
+      throw e;
+    } finally {
+      if (this.db.open) this.db.setDeadline(0);
+    }
+  }
+
   execute(stmt: Stmt & { sql: string }, opts: RunOptions): StmtResult {
+    return this.limited(opts, stmt.sql, () => this.#execute(stmt, opts));
+  }
+
+  #execute(stmt: Stmt & { sql: string }, opts: RunOptions): StmtResult {
     if (Date.now() > opts.deadline) throw timeoutError();
     const st = this.prepare(stmt.sql);
     if (opts.readOnly && !st.readonly) {
@@ -124,15 +172,18 @@ export class SqlRunner {
     const names = st.columns();
     const out: HranaValue[][] = [];
     if (new Set(names).size !== names.length || names.includes("__proto__")) {
-      // Duplicate names would collapse in row objects: read arrays (no early stop).
-      const all = st.values(...(args as []));
-      if (all.length > opts.maxRows) throw rowsLimit(opts.maxRows);
-      for (const r of all) out.push(r.map(encodeValue));
+      // Duplicate names would collapse in row objects: read arrays.
+      for (const r of st.iterateValues(...(args as []))) {
+        if (out.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
+        charge(opts, r);
+        out.push(r.map(encodeValue));
+      }
       return out;
     }
     const objs: Row[] = [];
     for (const row of st.iterate(...(args as []))) {
       if (objs.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
+      charge(opts, Object.values(row));
       objs.push(row);
       if ((objs.length & 255) === 0 && Date.now() > opts.deadline) throw timeoutError();
     }
@@ -151,6 +202,7 @@ export class SqlRunner {
     try {
       rows = st.values(...(args as []));
       if (rows.length > opts.maxRows) throw rowsLimit(opts.maxRows);
+      if (wantRows) for (const r of rows) charge(opts, r); // rolled back when over
       this.#changes ??= this.db.prepare("SELECT changes() AS c, last_insert_rowid() AS r");
       const c = this.#changes.get()!;
       changes = Number(c.c);
@@ -215,6 +267,10 @@ export class SqlRunner {
 
   /** Runs every statement of `sql` in order, ignoring rows; stops at the first error. */
   sequence(sql: string, opts: RunOptions): void {
+    this.limited(opts, sql, () => this.#sequence(sql, opts));
+  }
+
+  #sequence(sql: string, opts: RunOptions): void {
     for (const st of this.db.statements(sql)) {
       if (Date.now() > opts.deadline) throw timeoutError();
       if (opts.readOnly && !st.readonly) {
@@ -224,8 +280,8 @@ export class SqlRunner {
     }
   }
 
-  describe(sql: string): DescribeResult {
-    return describeSql(this.db, sql);
+  describe(sql: string, opts: RunOptions): DescribeResult {
+    return this.limited(opts, sql, () => describeSql(this.db, sql));
   }
 
   /** Finalizes cached statements (before the database closes). */
@@ -235,6 +291,25 @@ export class SqlRunner {
     this.#changes?.finalize();
     this.#changes = undefined;
   }
+}
+
+function responseTooLarge(max: number): StatementError {
+  return new StatementError("RESPONSE_TOO_LARGE", `the response would be larger than ${max} bytes (selkie serve --max-response-bytes); select fewer or smaller values (a LIMIT, substr()) or page through the rows`);
+}
+
+/** About the bytes a value takes in the JSON response (before it is built). */
+function valueBytes(v: SqlValue): number {
+  if (typeof v === "string") return v.length + 32;
+  if (v instanceof Uint8Array) return Math.ceil(v.length / 3) * 4 + 32;
+  return 48;
+}
+
+/** Charges a row to the response budget; throws RESPONSE_TOO_LARGE when it is spent. */
+function charge(opts: RunOptions, row: Iterable<SqlValue>): void {
+  const b = opts.budget;
+  if (!b) return;
+  for (const v of row) b.left -= valueBytes(v);
+  if (b.left < 0) throw responseTooLarge(b.max);
 }
 
 function rowsLimit(max: number): StatementError {

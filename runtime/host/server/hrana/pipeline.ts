@@ -6,7 +6,10 @@
  * `ok` or `error` result. Exceptions: a read-only token trying to write aborts the whole HTTP request
  * with 403 (the stream is closed and its transaction rolled back; reads before it changed nothing),
  * and once the request's time limit has passed the remaining requests fail with REQUEST_TIMEOUT
- * (and an open transaction of the stream is rolled back and the stream closed).
+ * (and an open transaction of the stream is rolled back and the stream closed). A statement still
+ * running at that deadline is interrupted inside SQLite (STATEMENT_TIMEOUT). Inside an interactive
+ * transaction the deadline is also the transaction's end of life (--max-transaction, and the
+ * shorter --max-read-transaction for read-only tokens): at it the transaction is rolled back.
  *
  * One-shot autocommit pipelines (execute..., close) go through the database's group commit
  * (db-host.ts): same results, one COMMIT shared by the writers that arrived together.
@@ -68,7 +71,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
   const { host, streams, limits } = ctx;
   if (groupable(req)) {
     const deadline = ctx.started + limits.requestTimeoutMs;
-    const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline };
+    const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline, budget: { left: limits.maxResponseBytes, max: limits.maxResponseBytes } };
     const results = await host.group(() => {
       const out: StreamResult[] = [];
       for (const r of req.requests) {
@@ -87,7 +90,8 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
     return { baton: null, base_url: null, results };
   }
   const stream = req.baton === null ? streams.open(host, ctx.tokenId) : streams.take(req.baton, host, ctx.tokenId);
-  const deadline = ctx.started + limits.requestTimeoutMs;
+  // Inside a transaction the statements also stop at its end of life (see streams.ts).
+  const deadline = Math.min(ctx.started + limits.requestTimeoutMs, stream.txnDeadline ?? Infinity);
   try {
     await host.acquire(stream, deadline, limits.maxConcurrentPerDb);
     await host.wake(deadline);
@@ -96,7 +100,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
     endStream(stream);
     throw e;
   }
-  const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline };
+  const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline, budget: { left: limits.maxResponseBytes, max: limits.maxResponseBytes } };
   const results: StreamResult[] = [];
   let closed = false;
   let timedOut = false;
@@ -118,6 +122,7 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
       }
       if (r.type === "close") closed = true;
     }
+    if (Date.now() > deadline) timedOut = true;
   } catch (e) {
     // A 403 (read-only token writing) or a bug: the stream ends here.
     streams.discard(stream);
@@ -133,9 +138,17 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
   if (closed || (timedOut && !host.runner.autocommit)) {
     streams.discard(stream);
     endStream(stream);
+    host.shrink();
     return { baton: null, base_url: null, results };
   }
-  if (host.runner.autocommit) host.release(stream);
+  if (host.runner.autocommit) {
+    stream.txnDeadline = undefined;
+    host.shrink();
+    host.release(stream);
+  } else {
+    // The transaction's life counts from the request that left it open; read-only tokens get a short one.
+    stream.txnDeadline ??= ctx.started + (ctx.readOnly ? limits.readOnlyTransactionMs : limits.maxTransactionMs);
+  }
   return { baton: streams.park(stream), base_url: null, results };
 }
 
@@ -172,7 +185,7 @@ function runRequest(stream: HranaStream, r: StreamRequest, opts: RunOptions): Re
       runner.sequence(sqlOf(stream, r), opts);
       return { type: "sequence" };
     case "describe":
-      return { type: "describe", result: runner.describe(sqlOf(stream, r)) };
+      return { type: "describe", result: runner.describe(sqlOf(stream, r), opts) };
     case "store_sql":
       if (stream.sqls.has(r.sqlId)) throw new StatementError("SQL_ID_IN_USE", `sql_id ${r.sqlId} is in use on this stream; close_sql it first`);
       if (stream.sqls.size >= MAX_STORED_SQL) throw new StatementError("TOO_MANY_SQL", `a stream stores at most ${MAX_STORED_SQL} SQL texts; close_sql some`);

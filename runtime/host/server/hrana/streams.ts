@@ -7,7 +7,10 @@
  * opened the stream; presented anywhere else it is unknown (400 STREAM_EXPIRED), like an expired one.
  *
  * A parked stream expires after `idleMs` without a request: an open transaction is rolled back and
- * the database lease released (see db-host.ts).
+ * the database lease released (see db-host.ts). A stream inside a transaction also expires at the
+ * transaction's end of life (`txnDeadline`, set by the pipeline), idle or not: the next request
+ * with its baton gets 400 TRANSACTION_TIMEOUT (the transaction was rolled back), or
+ * STREAM_EXPIRED once the stream is gone.
  */
 import { randomBytes } from "node:crypto";
 import { HttpError } from "../errors.js";
@@ -20,6 +23,8 @@ export class HranaStream {
   readonly sqls = new Map<number, string>();
   baton: string | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** When the open transaction must end (ms since the epoch); undefined outside one. */
+  txnDeadline: number | undefined;
   constructor(
     readonly host: DbHost,
     readonly tokenId: string,
@@ -59,6 +64,11 @@ export class StreamTable {
     clearTimeout(s.timer);
     s.timer = undefined;
     s.baton = undefined;
+    if (s.txnDeadline !== undefined && Date.now() >= s.txnDeadline) {
+      this.discard(s);
+      this.onExpire(s, endStream(s));
+      throw transactionTimeout();
+    }
     return s;
   }
 
@@ -67,7 +77,8 @@ export class StreamTable {
     const baton = randomBytes(18).toString("base64url");
     s.baton = baton;
     this.#parked.set(baton, s);
-    s.timer = setTimeout(() => this.#expire(s), this.idleMs);
+    const life = s.txnDeadline === undefined ? Infinity : Math.max(0, s.txnDeadline - Date.now());
+    s.timer = setTimeout(() => this.#expire(s), Math.min(this.idleMs, life));
     s.timer.unref();
     return baton;
   }
@@ -102,6 +113,10 @@ export class StreamTable {
       endStream(s);
     }
   }
+}
+
+function transactionTimeout(): HttpError {
+  return new HttpError(400, "TRANSACTION_TIMEOUT", "the stream's transaction outlived its limit (selkie serve --max-transaction, --max-read-transaction for read-only tokens) and was rolled back; open a new stream and retry it shorter");
 }
 
 /** Rolls back the stream's transaction if it holds the database, and releases the lease. */

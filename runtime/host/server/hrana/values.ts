@@ -8,11 +8,14 @@
  *   {"type":"text","value":"..."}           string
  *   {"type":"blob","base64":"..."}          Uint8Array
  *
- * Out: the SQL API hands back numbers for both INTEGER and REAL columns, so an integral number goes
+ * Out: +-Infinity (1e999 in SQL) goes out as the JSON number 1e999 / -1e999 (see http.ts), which
+ * JSON.parse reads back as +-Infinity; SQLite never returns NaN (it stores NULL), so a NaN would be null.
+ * The SQL API hands back numbers for both INTEGER and REAL columns, so an integral number goes
  * out as "integer" when it is a safe integer and as "float" otherwise (the same values a local caller sees).
  */
 import type { SqlValue } from "../../../sql/ecalls.js";
 import { badRequest } from "../errors.js";
+import { infinityPlaceholder } from "../http.js";
 
 export type HranaValue =
   | { type: "null" }
@@ -29,7 +32,10 @@ const B64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 export function encodeValue(v: SqlValue): HranaValue {
   switch (typeof v) {
     case "number":
-      return Number.isSafeInteger(v) ? { type: "integer", value: String(v) } : { type: "float", value: v };
+      if (Number.isSafeInteger(v)) return { type: "integer", value: String(v) };
+      if (Number.isNaN(v)) return { type: "null" };
+      if (!Number.isFinite(v)) return { type: "float", value: infinityPlaceholder(v) as unknown as number };
+      return { type: "float", value: v };
     case "bigint":
       return { type: "integer", value: v.toString() };
     case "string":
