@@ -126,7 +126,10 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const logger = handler.context.logger;
   const limits = handler.context.limits;
   const pending = new PendingResponses(4 * limits.maxResponseBytes, limits.requestTimeoutMs);
-  const server = http.createServer({ requestTimeout: limits.requestTimeoutMs + 5_000 }, (req, res) => {
+  // Idle keep-alive connections stay open 65 s (Node's default is 5 s): a client (undici, hence
+  // @libsql/client) reuses an idle connection up to 1 s before the advertised timeout, and with 5 s a
+  // pause of ~4 s raced the server's close and failed the client's next request with "other side closed".
+  const server = http.createServer({ requestTimeout: limits.requestTimeoutMs + 5_000, keepAliveTimeout: 65_000 }, (req, res) => {
     const core = coreRequest(req);
     if (pending.full && core.pathname.endsWith("/pipeline")) {
       req.resume();
