@@ -18,10 +18,15 @@ const WRITER = path.join(ROOT, "dist", "test", "enclave", "image-crash-writer.js
 const SEED = 20260511;
 
 /** Starts the writer, kills it `killAfterMs` after it is ready; returns the steps it acknowledged. */
-async function runAndKill(platformDir: string, dir: string, killAfterMs: number): Promise<number[]> {
+async function runAndKill(platformDir: string, dir: string, killAfterMs: number, attempts?: Map<number, string>): Promise<number[]> {
   const out = await runUntilKilled(WRITER, [platformDir, dir, String(SEED)], /^ready \d+$/m, killAfterMs);
-  return [...out.matchAll(/^ack (\d+)$/gm)].map((m) => Number(m[1]));
+  const acks = [...out.matchAll(/^ack (\d+) ([0-9a-f]+)$/gm)];
+  for (const m of acks) attempts?.set(Number(m[1]), m[2]!);
+  return acks.map((m) => Number(m[1]));
 }
+
+/** The writer's attempt id in the image restoredStep() read last. */
+let restoredAttempt = "";
 
 /** Reopens the lineage as the writer would and returns the restored step, after checking every byte of it. */
 async function restoredStep(platformDir: string, dir: string, what: string): Promise<number> {
@@ -35,7 +40,10 @@ async function restoredStep(platformDir: string, dir: string, what: string): Pro
     const want = new Workload(SEED, CRASH.startPages, CRASH.maxPages).advanceTo(step).state();
     assert.ok(Buffer.from(got.memory).equals(Buffer.from(want.memory)), `${what}: memory of step ${step} is exact`);
     assert.deepStrictEqual(got.globals, want.globals, `${what}: globals of step ${step}`);
-    assert.deepStrictEqual(got.runtime, want.runtime, `${what}: runtime state of step ${step}`);
+    const { attempt, ...runtime } = got.runtime;
+    assert.equal(typeof attempt, "string", `${what}: the writer's attempt id`);
+    restoredAttempt = attempt as string;
+    assert.deepStrictEqual(runtime, want.runtime, `${what}: runtime state of step ${step}`);
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith(".tmp")), [], `${what}: no tmp file is left after opening`);
     assert.ok(fs.readdirSync(dir).filter((f) => f.endsWith(".img")).length <= CRASH.maxChain, `${what}: only the newest chain is kept`);
     return step;
@@ -85,7 +93,7 @@ function remember(dir: string, seen: Seen): void {
  * What the lineage serves when the host replaces the folder's content by `files` (on a copy of the
  * platform, so the real lineage's counter is untouched): the restored step, or a SnapshotError code.
  */
-async function replay(platformDir: string, files: Map<string, Buffer>, want: (step: number) => Buffer): Promise<number | string> {
+async function replay(platformDir: string, files: Map<string, Buffer>, want: (step: number) => Buffer): Promise<{ step: number; attempt: string } | string> {
   const pdir = tempDir("selkie-image-replay-platform-");
   fs.cpSync(platformDir, pdir, { recursive: true });
   const dir = path.join(tempDir("selkie-image-replay-"), "images");
@@ -98,7 +106,7 @@ async function replay(platformDir: string, files: Map<string, Buffer>, want: (st
     const got = store.read();
     const step = got.runtime.step as number;
     assert.ok(Buffer.from(got.memory).equals(want(step)), `a served image holds exactly step ${step}`);
-    return step;
+    return { step, attempt: got.runtime.attempt as string };
   } catch (e) {
     if (e instanceof assert.AssertionError) throw e;
     assert.ok(e instanceof SnapshotError, `refused with a SnapshotError, not ${String(e)}`);
@@ -121,33 +129,37 @@ test("kill -9 during durable writes, then the host puts back any file or folder 
     return memo.get(step)!;
   };
   const seen: Seen = { files: new Map(), folders: [] };
+  const acked = new Map<number, string>();
   let confirmed = 0;
   let replays = 0;
   let served = 0;
   for (let trial = 0; trial < 12; trial++) {
-    const acks = await runAndKill(platformDir, dir, 20 + Math.floor(r() * 150));
+    const acks = await runAndKill(platformDir, dir, 20 + Math.floor(r() * 150), acked);
     const lastAck = Math.max(confirmed, ...acks);
     if (fs.existsSync(dir)) remember(dir, seen);
     const step = await restoredStep(platformDir, dir, `trial ${trial}`);
     assert.ok(step === lastAck || step === lastAck + 1, `trial ${trial}: restored step ${step}, last acknowledged ${lastAck}`);
     confirmed = step;
-    // Allowed: exactly the state just restored, or (when that is the last acknowledged one) the write
-    // that was in flight at the kill: never acknowledged, but nothing later was either.
-    const ok = (got: number | string): boolean => typeof got === "string" || got === step || (got === step + 1 && step === lastAck);
+    if (step > 0 && step <= lastAck) assert.equal(restoredAttempt, acked.get(step) ?? restoredAttempt, `trial ${trial}: the restored image is the acknowledged write of step ${step}`);
+    // Allowed: exactly the state just restored (the acknowledged write of that step, when it was
+    // acknowledged), or (when that is the last acknowledged one) the write that was in flight at the
+    // kill: never acknowledged, but nothing later was either.
+    const ok = (got: { step: number; attempt: string } | string): boolean =>
+      typeof got === "string" || (got.step === step && got.attempt === restoredAttempt) || (got.step === step + 1 && step === lastAck);
     const current = new Map<string, Buffer>(fs.readdirSync(dir).map((n) => [n, fs.readFileSync(path.join(dir, n))]));
     for (const { name, bytes } of seen.files.values()) {
       const files = new Map(current).set(name, bytes);
       const got = await replay(platformDir, files, want);
-      assert.ok(ok(got), `trial ${trial}: ${name} (seen earlier) put back next to the current files served step ${String(got)}, the current step is ${step}`);
+      assert.ok(ok(got), `trial ${trial}: ${name} (seen earlier) put back next to the current files served ${JSON.stringify(got)}, the current step is ${step}`);
       const alone = new Map([...current].filter(([n]) => !n.endsWith(".img"))).set(name, bytes);
       const got2 = await replay(platformDir, alone, want);
-      assert.ok(ok(got2), `trial ${trial}: ${name} (seen earlier) in place of every image served step ${String(got2)}, the current step is ${step}`);
+      assert.ok(ok(got2), `trial ${trial}: ${name} (seen earlier) in place of every image served ${JSON.stringify(got2)}, the current step is ${step}`);
       replays += 2;
-      if (typeof got === "number") served++;
+      if (typeof got !== "string") served++;
     }
     for (const folder of seen.folders) {
       const got = await replay(platformDir, folder, want);
-      assert.ok(ok(got), `trial ${trial}: an earlier folder state served step ${String(got)}, the current step is ${step}`);
+      assert.ok(ok(got), `trial ${trial}: an earlier folder state served ${JSON.stringify(got)}, the current step is ${step}`);
       replays++;
     }
   }
