@@ -15,7 +15,7 @@ import { FORMAT_VERSION, ID_BYTES, MAX_KEY_USES, MAX_SEQ, NONCE, TAG, tampered }
 
 const MAGIC = Buffer.from("SKEP", "latin1");
 const AAD = Buffer.from("selkie/image-epoch/v2", "latin1");
-/** magic 4, version 1, reserved 3, lineageId 16, value 8, nonce 12. */
+/** magic 4, version byte 1, reserved 3, lineageId 16, value 8, nonce 12. */
 const HEADER = 44;
 /** newest seq 8 (0: none), newest digest 32, keyUses 8. */
 const BODY = 48;
