@@ -143,3 +143,31 @@ test("a complete image left by a failed write (publish refused) cannot replace t
     assert.ok(got2 === "IMAGE_ROLLBACK" || got2 === "IMAGE_TAMPERED", `the failed write's image under the acknowledged name is refused, not ${got2}`);
   }
 });
+
+test("the epoch record: while it is current a flipped byte is tampering and its deletion a rollback; an older record put back never brings back an older state", () => {
+  const { dir, o, states } = setup("seq-epoch-record");
+  const epoch = path.join(dir, "epoch");
+  ImageStore.openDurable(dir, o).write(states[0]!); // image 1, acknowledged
+  // A reopened store burns 2 (the record names image 1), then its image 3 cannot be published.
+  const store = ImageStore.openDurable(dir, o);
+  fs.writeFileSync(imagePath(dir, 3), "blocker");
+  assert.throws(() => store.write(states[1]!), (e: unknown) => e instanceof SnapshotError);
+  fs.rmSync(imagePath(dir, 3));
+  const record = fs.readFileSync(epoch);
+  assert.equal(served(dir, o), "step 1", "the record at the counter's value names image 1");
+  for (const at of [0, 4, 8, 24, 40, 60, record.length - 1]) {
+    const bad = Buffer.from(record);
+    bad[at]! ^= 1;
+    fs.writeFileSync(epoch, bad);
+    assert.equal(served(dir, o), at === 4 ? "IMAGE_VERSION_UNSUPPORTED" : "IMAGE_TAMPERED", `record byte ${at} flipped`);
+  }
+  fs.rmSync(epoch);
+  assert.equal(served(dir, o), "IMAGE_ROLLBACK", "the current record deleted: image 1 is below the counter");
+  fs.writeFileSync(epoch, record);
+  const acked = ImageStore.openDurable(dir, o).write(states[2]!); // burns 3, writes image 4
+  assert.equal(acked.seq, 4);
+  fs.writeFileSync(epoch, record);
+  assert.equal(served(dir, o), "step 3", "an older record next to the current image means nothing");
+  fs.rmSync(imagePath(dir, 4));
+  assert.equal(served(dir, o), "IMAGE_ROLLBACK", "an older record in place of the acknowledged image 4");
+});

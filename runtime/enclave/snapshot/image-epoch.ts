@@ -7,7 +7,7 @@
  * Invariants:
  *  1. A record is authentic only under its lineage's key, with its lineage id and value in the AAD.
  *  2. Every field read from the file is checked (size, magic, version, reserved bytes) before use; a bad
- *     record is IMAGE_TAMPERED, never a RangeError.
+ *     record is IMAGE_TAMPERED (another version IMAGE_VERSION_UNSUPPORTED), never a RangeError.
  */
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from "node:crypto";
 import { SnapshotError } from "../../errors.js";
@@ -54,7 +54,7 @@ export function sealEpoch(lineage: { id: Buffer; key: KeyObject }, e: Epoch): Bu
 export function openEpoch(lineage: { id: Buffer; key: KeyObject }, b: Buffer, file: string): Epoch {
   if (b.length !== EPOCH_BYTES || !b.subarray(0, 4).equals(MAGIC)) throw tampered(file, "it is not a Selkie image epoch record");
   if (b[4] !== FORMAT_VERSION) {
-    throw new SnapshotError("IMAGE_UPGRADE_REQUIRED", `${file}: epoch record version ${b[4]} is not the version ${FORMAT_VERSION} this runtime writes; delete the folder and take a new snapshot`);
+    throw new SnapshotError("IMAGE_VERSION_UNSUPPORTED", `${file}: epoch record version ${b[4]} is not supported (this runtime reads version ${FORMAT_VERSION}); open the folder with a matching Selkie release`);
   }
   if (b[5] !== 0 || b[6] !== 0 || b[7] !== 0) throw tampered(file, "reserved bytes of the epoch record are not zero");
   if (!b.subarray(8, 8 + ID_BYTES).equals(lineage.id)) throw tampered(file, "the epoch record belongs to another lineage");

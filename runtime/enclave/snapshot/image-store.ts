@@ -358,45 +358,45 @@ export class ImageStore {
     let out: TmpWriter;
     try {
       out = this.#writeTmp(seq, HEADER_FIXED + lineage.sealedKey.length, (w) => {
-      // A full image without a plan finds its pages as it seals them, and hashes each chunk where it
-      // seals it; a lineage that never takes deltas (maxChain 1: EPC paging) needs no digests at all
-      // (hashing a page costs more than sealing it).
-      const digests = plan.stored || this.#maxChain === 1 ? undefined : Buffer.allocUnsafe((memory.length / PAGE) * HASH_BYTES);
-      const bytes = plan.stored ? plan.stored.length * PAGE : memory.length;
-      const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory, { bytes, ...(digests ? { digests } : {}) });
-      try {
-        if (plan.stored) for (const p of plan.stored) sealer.add(p);
-        else sealNonZeroPages(memory, sealer, digests);
-        sealer.finish();
-      } finally {
-        sealer.close();
-      }
-      hashes = plan.stored ? plan.hashes! : (digests ?? Buffer.alloc(0));
-      manifest = {
-        format: 2,
-        mode: this.mode,
-        kind: plan.kind,
-        lineage: lineage.id,
-        seq,
-        identity: { mrenclave: b.mrenclave, mrsigner: b.mrsigner, isvProdId: b.isvProdId, isvSvn: b.isvSvn },
-        platformId: b.platformId,
-        instance: b.instance!,
-        memoryBytes: memory.length,
-        pageHashes: hashes,
-        globals,
-        runtime,
-        chunks: sealer.entries,
-        parent: plan.kind === "delta" ? { seq: parent!.info.seq, digest: parent!.digest } : null,
-        prev: parent ? { seq: parent.info.seq, digest: parent.digest } : null,
-        chainLength: plan.kind === "delta" ? parent!.info.chainLength + 1 : 1,
-        changedPages: plan.changed,
-        counter: lineage.counterId === undefined ? null : { id: lineage.counterId, value: seq },
-        keyUses: this.#keyUses + sealer.entries.length + 1,
-      };
-      const { clear, sealed } = sealManifest(lineage, manifest, imageId);
-      w.write(sealed);
-      w.writeAt(clear, 0);
-      digest = createHash("sha256").update(clear).update(sealed).digest();
+        // A full image without a plan finds its pages as it seals them, and hashes each chunk where it
+        // seals it; a lineage that never takes deltas (maxChain 1: EPC paging) needs no digests at all
+        // (hashing a page costs more than sealing it).
+        const digests = plan.stored || this.#maxChain === 1 ? undefined : Buffer.allocUnsafe((memory.length / PAGE) * HASH_BYTES);
+        const bytes = plan.stored ? plan.stored.length * PAGE : memory.length;
+        const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory, { bytes, ...(digests ? { digests } : {}) });
+        try {
+          if (plan.stored) for (const p of plan.stored) sealer.add(p);
+          else sealNonZeroPages(memory, sealer, digests);
+          sealer.finish();
+        } finally {
+          sealer.close();
+        }
+        hashes = plan.stored ? plan.hashes! : (digests ?? Buffer.alloc(0));
+        manifest = {
+          format: 2,
+          mode: this.mode,
+          kind: plan.kind,
+          lineage: lineage.id,
+          seq,
+          identity: { mrenclave: b.mrenclave, mrsigner: b.mrsigner, isvProdId: b.isvProdId, isvSvn: b.isvSvn },
+          platformId: b.platformId,
+          instance: b.instance!,
+          memoryBytes: memory.length,
+          pageHashes: hashes,
+          globals,
+          runtime,
+          chunks: sealer.entries,
+          parent: plan.kind === "delta" ? { seq: parent!.info.seq, digest: parent!.digest } : null,
+          prev: parent ? { seq: parent.info.seq, digest: parent.digest } : null,
+          chainLength: plan.kind === "delta" ? parent!.info.chainLength + 1 : 1,
+          changedPages: plan.changed,
+          counter: lineage.counterId === undefined ? null : { id: lineage.counterId, value: seq },
+          keyUses: this.#keyUses + sealer.entries.length + 1,
+        };
+        const { clear, sealed } = sealManifest(lineage, manifest, imageId);
+        w.write(sealed);
+        w.writeAt(clear, 0);
+        digest = createHash("sha256").update(clear).update(sealed).digest();
       });
       this.#publish(out.file, seq);
     } catch (e) {
