@@ -283,7 +283,8 @@ export class Database {
 
   #binding() {
     const id = this.#enclave.measured;
-    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform?.platformId ?? "" };
+    // instance: the images of one database are never restored into another (IMAGES.md "Manifest").
+    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform?.platformId ?? "", instance: `database:${this.path}` };
   }
 
   #runtimeState(vfs?: VfsState): Record<string, unknown> {

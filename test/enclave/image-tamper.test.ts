@@ -14,7 +14,7 @@ import { SelkieError, SnapshotError } from "../../runtime/errors.js";
 import { Platform } from "../../runtime/platform/platform.js";
 import type { EnclaveServices } from "../../runtime/platform/services.js";
 import { rng, tempDir, testPlatform } from "../helpers.js";
-import { bindingOf, flipByte, identity, imagePath, layoutOf, PAGE, snapshotOf, WASM_PAGE } from "./image-workload.js";
+import { bindingOf, flipByte, identity, imagePath, imageSeqs, layoutOf, PAGE, snapshotOf, WASM_PAGE } from "./image-workload.js";
 
 const CODES = ["IMAGE_TAMPERED", "IMAGE_ROLLBACK", "IMAGE_WRONG_PLATFORM", "IMAGE_WRONG_ENCLAVE", "IMAGE_VERSION_UNSUPPORTED", "IMAGE_MISSING"];
 
@@ -134,7 +134,7 @@ test("a cut or extended image file is refused, whichever image of the chain it i
   store.destroy();
 });
 
-test("two chunks swapped, or a chunk spliced in from another image or another write of the same seq, are refused", () => {
+test("two chunks swapped, or a chunk spliced in from another image or from a write that was never counted, are refused", () => {
   const { dir, o, store, states } = lineage("splice");
   const full = imagePath(dir, 1);
   const pristine = fs.readFileSync(full);
@@ -159,23 +159,26 @@ test("two chunks swapped, or a chunk spliced in from another image or another wr
   assert.equal(outcome(reopenAndRead(dir, o)).code, "IMAGE_TAMPERED", "chunk 0 of image 1 spliced into image 4");
   fs.writeFileSync(f4, b4);
 
-  // Another write of the same seq 5: a write whose counter step failed (a crash would leave the same)
-  // published an image 5 in a copy of the folder; the real write of image 5 is counted. A chunk of the
-  // uncounted one, spliced into the real one, is refused.
-  const copy = tempDir("selkie-tamper-copy-");
-  fs.cpSync(dir, copy, { recursive: true });
-  const twin = ImageStore.openDurable(copy, { ...o, services: failingIncrements(o.services, { on: true }) });
-  assert.throws(() => twin.write(snapshotOf({ ...four, runtime: { seq: "twin" } }), { full: true }), (e: SelkieError) => e.code === "IMAGE_IO");
-  store.write(four, { full: true });
-  const real = fs.readFileSync(imagePath(dir, 5));
-  const twinBytes = fs.readFileSync(imagePath(copy, 5));
-  const l5 = layoutOf(imagePath(dir, 5), chunkPages(1));
+  // A write that published image 6 and crashed before counting it (seq numbers are single-use, so
+  // two counted writes never share a seq: IMAGES.md "Single-use values"). The host keeps that image and
+  // drops it; the reopened store burns 6 and writes image 7. A chunk of the uncounted image 6, spliced
+  // into image 7, is refused.
+  const fail = { on: true };
+  const crashing = ImageStore.openDurable(dir, { ...o, services: failingIncrements(o.services, fail, dir) });
+  assert.throws(() => crashing.write(snapshotOf({ ...four, runtime: { seq: "uncounted" } }), { full: true }), (e: SelkieError) => e.code === "IMAGE_IO");
+  const uncounted = Math.max(...imageSeqs(dir));
+  const uncountedBytes = fs.readFileSync(imagePath(dir, uncounted));
+  fs.rmSync(imagePath(dir, uncounted));
+  const next = ImageStore.openDurable(dir, o).write(four, { full: true });
+  assert.ok(next.seq > uncounted, "the uncounted image's seq is not used again");
+  const real = fs.readFileSync(imagePath(dir, next.seq));
+  const ln = layoutOf(imagePath(dir, next.seq), chunkPages(1));
   const mixed = Buffer.from(real);
-  twinBytes.copy(mixed, l5.chunks[1]!.at, l5.chunks[1]!.at, l5.chunks[1]!.at + l5.chunks[1]!.bytes);
+  uncountedBytes.copy(mixed, ln.chunks[1]!.at, ln.chunks[1]!.at, ln.chunks[1]!.at + ln.chunks[1]!.bytes);
   assert.ok(!mixed.equals(real));
-  fs.writeFileSync(imagePath(dir, 5), mixed);
-  assert.equal(outcome(reopenAndRead(dir, o)).code, "IMAGE_TAMPERED", "chunk 1 of the other write of image 5 spliced in");
-  fs.writeFileSync(imagePath(dir, 5), real);
+  fs.writeFileSync(imagePath(dir, next.seq), mixed);
+  assert.equal(outcome(reopenAndRead(dir, o)).code, "IMAGE_TAMPERED", "chunk 1 of the uncounted write spliced in");
+  fs.writeFileSync(imagePath(dir, next.seq), real);
   assert.ok(sameState(reopenAndRead(dir, o)(), four));
   store.destroy();
 });
@@ -272,25 +275,32 @@ test("a copy of a destroyed (or migrated-away) lineage never opens again", () =>
 });
 
 /** The real services, with counter increments failing while `fail.on` (fault injection, STYLE 10). */
-function failingIncrements(s: EnclaveServices, fail: { on: boolean }): EnclaveServices {
-  const counters = { ...s.counters, increment: (id: string) => (fail.on ? assert.fail("injected: counter increment failed") : s.counters.increment(id)) };
+/**
+ * Services whose counter increments fail while `fail.on` is set; with `dir`, only the increment that
+ * would count an image already published there (a crash between "publish" and "count").
+ */
+function failingIncrements(s: EnclaveServices, fail: { on: boolean }, dir?: string): EnclaveServices {
+  const counting = (id: string): boolean => dir === undefined || imageSeqs(dir).some((seq) => seq > s.counters.read(id));
+  const counters = { ...s.counters, increment: (id: string) => (fail.on && counting(id) ? assert.fail("injected: counter increment failed") : s.counters.increment(id)) };
   return { ...s, seal: s.seal, unseal: s.unseal, counters } as EnclaveServices;
 }
 
 test("a crash between publishing an image and counting it leaves that image, accepted and counted on reopen", () => {
   const { dir, o, states } = lineage("uncounted");
   const fail = { on: true };
-  const faulty = ImageStore.openDurable(dir, { ...o, services: failingIncrements(o.services, fail) });
+  const faulty = ImageStore.openDurable(dir, { ...o, services: failingIncrements(o.services, fail, dir) });
   const next = snapshotOf({ ...states[2]!, runtime: { seq: 4 } });
+  // The reopened store burns 4 first (IMAGES.md "Single-use values"), so its image is 5.
   assert.throws(() => faulty.write(next), (e: SelkieError) => e.code === "IMAGE_IO" && /counter could not be incremented/.test(e.message));
   fail.on = false;
   assert.throws(() => faulty.write(next), (e: SelkieError) => e.code === "IMAGE_IO" && /reopen/.test(e.message), "the store refuses until reopened");
-  fs.writeFileSync(path.join(dir, "5.tmp"), "a crashed write");
+  assert.equal(Math.max(...imageSeqs(dir)), 5, "image 5 was published");
+  fs.writeFileSync(path.join(dir, "6.tmp"), "a crashed write");
   const reopened = ImageStore.openDurable(dir, o);
-  assert.equal(reopened.latest?.seq, 4);
+  assert.equal(reopened.latest?.seq, 5);
   assert.ok(sameState(reopened.read(), next));
-  assert.equal(fs.existsSync(path.join(dir, "5.tmp")), false, "the leftover tmp file was removed");
-  assert.equal(reopened.write(next).seq, 5, "the counter was brought to 4, so 5 follows");
+  assert.equal(fs.existsSync(path.join(dir, "6.tmp")), false, "the leftover tmp file was removed");
+  assert.equal(reopened.write(next).seq, 7, "the counter was brought to 5, and 6 is burned by the reopened store, so 7 follows");
   reopened.destroy();
 });
 

@@ -96,10 +96,11 @@ test("an older image, another platform's, another database's or a damaged one is
   o.close();
   assert.throws(() => Database.restore(otherFile, images, { platform: other }), code("IMAGE_WRONG_PLATFORM"));
   other.close();
-  // Another database on this platform: same enclave, but the image is of a.db.
+  // Another database on this platform: same enclave, but the image is of a.db (its instance binding),
+  // refused by the image store before any memory is restored.
   const b = openDb(path.join(dir, "b.db"));
   b.close();
-  assert.throws(() => Database.restore(path.join(dir, "b.db"), images, { platform: testPlatform }), code("IMAGE_WRONG_ENCLAVE"));
+  assert.throws(() => Database.restore(path.join(dir, "b.db"), images, { platform: testPlatform }), code("IMAGE_WRONG_INSTANCE"));
   // Damaged: a flipped byte anywhere in the newest image file.
   const files = fs.readdirSync(images).map((f) => path.join(images, f)).filter((f) => fs.statSync(f).isFile() && fs.statSync(f).size > 65536);
   assert.ok(files.length >= 1);

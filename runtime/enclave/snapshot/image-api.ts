@@ -4,7 +4,7 @@
  */
 import { UsageError } from "../../errors.js";
 import type { EnclaveServices } from "../../platform/services.js";
-import { encodeGlobalBits, MAX_MEMORY, packManifest, WASM_PAGE, type GlobalType, type Manifest } from "./image-format.js";
+import { encodeGlobalBits, MAX_INSTANCE, MAX_MEMORY, packManifest, WASM_PAGE, type GlobalType, type Manifest } from "./image-format.js";
 import { PAGE } from "./pages.js";
 
 export interface GlobalValue {
@@ -29,6 +29,12 @@ export interface ImageBinding {
   isvSvn: number;
   /** Hex. */
   platformId: string;
+  /**
+   * The enclave instance the lineage belongs to: a database's path, a named enclave of `selkie serve`.
+   * Two instances of one enclave build share its identity; this keeps the images of one from being
+   * served for the other (IMAGE_WRONG_INSTANCE). Default "".
+   */
+  instance?: string;
 }
 
 export interface ImageInfo {
@@ -89,9 +95,10 @@ export function checkBinding(b: ImageBinding): ImageBinding {
     b.isvSvn >= 0 &&
     b.isvSvn <= 0xffff &&
     typeof b.platformId === "string" &&
-    /^[0-9a-f]{1,128}$/.test(b.platformId);
-  if (!ok) throw new UsageError("IMAGE_BAD_STATE", "binding must hold mrenclave and mrsigner (32 bytes), isvProdId and isvSvn (0..65535) and platformId (lowercase hex)");
-  return { mrenclave: Buffer.from(b.mrenclave), mrsigner: Buffer.from(b.mrsigner), isvProdId: b.isvProdId, isvSvn: b.isvSvn, platformId: b.platformId };
+    /^[0-9a-f]{1,128}$/.test(b.platformId) &&
+    (b.instance === undefined || (typeof b.instance === "string" && Buffer.byteLength(b.instance) <= MAX_INSTANCE));
+  if (!ok) throw new UsageError("IMAGE_BAD_STATE", `binding must hold mrenclave and mrsigner (32 bytes), isvProdId and isvSvn (0..65535), platformId (lowercase hex) and optionally instance (a string of at most ${MAX_INSTANCE} bytes)`);
+  return { mrenclave: Buffer.from(b.mrenclave), mrsigner: Buffer.from(b.mrsigner), isvProdId: b.isvProdId, isvSvn: b.isvSvn, platformId: b.platformId, instance: b.instance ?? "" };
 }
 
 export function checkState(state: SnapshotState): { memory: Uint8Array; globals: Manifest["globals"]; runtime: Record<string, unknown> } {

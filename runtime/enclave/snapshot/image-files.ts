@@ -7,6 +7,8 @@
  *     ever listed, removed or written; other files in the folder are left alone.
  *  2. A tmp file is created O_EXCL; linkNoReplace() hard-links it to its final name, which fails when that
  *     name exists, so two writers never silently replace each other's image.
+ *  3. The epoch record (`epoch`, IMAGES.md "Epoch record") is replaced only whole: written to
+ *     `epoch.tmp`, fsynced, renamed over `epoch`, then the folder fsynced.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -20,6 +22,50 @@ export function imageFile(dir: string, seq: number): string {
 
 export function tmpFile(dir: string, seq: number): string {
   return path.join(dir, `${seq}.tmp`);
+}
+
+export const EPOCH_NAME = "epoch";
+const EPOCH_TMP = "epoch.tmp";
+
+/** The epoch record's bytes, or undefined when there is none (the caller checks them). */
+export function readEpoch(dir: string): Buffer | undefined {
+  try {
+    const b = fs.readFileSync(path.join(dir, EPOCH_NAME));
+    return b;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+/** Replaces the epoch record durably (invariant 3). */
+export function writeEpoch(dir: string, bytes: Uint8Array): void {
+  const tmp = path.join(dir, EPOCH_TMP);
+  removeQuietly(tmp);
+  const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  try {
+    let done = 0;
+    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, done);
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    removeQuietly(tmp);
+    throw e;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(tmp, path.join(dir, EPOCH_NAME));
+  } catch (e) {
+    removeQuietly(tmp);
+    throw e;
+  }
+  syncDirectory(dir);
+}
+
+/** Removes the epoch record and a leftover epoch.tmp (destroy; open removes only the tmp). */
+export function removeEpoch(dir: string, tmpOnly: boolean): void {
+  removeQuietly(path.join(dir, EPOCH_TMP));
+  if (!tmpOnly) removeQuietly(path.join(dir, EPOCH_NAME));
 }
 
 /** Seqs of the image (or tmp) files in `dir`, largest first. */

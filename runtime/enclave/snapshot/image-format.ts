@@ -1,5 +1,5 @@
 /**
- * TRUSTED. Encoding and checking of snapshot image format version 1 (IMAGES.md): the clear header, the
+ * TRUSTED. Encoding and checking of snapshot image format version 2 (IMAGES.md): the clear header, the
  * msgpack manifest, the AADs, chunk page runs and globals. No I/O and no keys here.
  *
  * Invariants:
@@ -9,12 +9,13 @@
  *  2. msgpack options are pinned once (PACKR_OPTIONS) and shared by encoder and decoder.
  *  3. Decoded manifests are checked field by field, unknown fields refused, and agree with the header.
  */
+import * as path from "node:path";
 import { Packr } from "msgpackr";
 import { SnapshotError } from "../../errors.js";
 import { HASH_BYTES, PAGE } from "./page-digest.js";
 
 export const MAGIC = Buffer.from("SKIM", "latin1");
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 export const HEADER_FIXED = 68;
 export const TAG = 16;
 export const NONCE = 12;
@@ -27,11 +28,18 @@ export const MAX_MANIFEST = 256 * 1024 * 1024;
 export const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 /** AES-GCM messages per lineage key (random nonces; NIST SP 800-38D allows 2^32). */
 export const MAX_KEY_USES = 2 ** 31;
+/**
+ * The most messages one write can seal (4 GiB of memory in 1 MiB chunks, plus the manifest): what a
+ * crashed or failed attempt of unknown size is charged against the key budget (IMAGES.md "Keys").
+ */
+export const MAX_ATTEMPT_USES = MAX_MEMORY / (CHUNK_PAGES * 4096) + 1;
+/** Longest instance name in a binding (bytes of UTF-8). */
+export const MAX_INSTANCE = 1024;
 const MAX_CHAIN = 0xffff;
 
-export const AAD_KEY = Buffer.from("selkie/image-key/v1", "latin1");
-const AAD_MANIFEST = Buffer.from("selkie/image-manifest/v1", "latin1");
-const AAD_CHUNK = Buffer.from("selkie/image-chunk/v1", "latin1");
+export const AAD_KEY = Buffer.from("selkie/image-key/v2", "latin1");
+const AAD_MANIFEST = Buffer.from("selkie/image-manifest/v2", "latin1");
+const AAD_CHUNK = Buffer.from("selkie/image-chunk/v2", "latin1");
 
 export type Mode = "durable" | "volatile";
 const MODE_BYTE: Record<Mode, number> = { durable: 1, volatile: 2 };
@@ -72,12 +80,16 @@ export interface Manifest {
   seq: number;
   identity: { mrenclave: Buffer; mrsigner: Buffer; isvProdId: number; isvSvn: number };
   platformId: string;
+  /** The enclave instance (database, named enclave) the lineage belongs to (ImageBinding.instance). */
+  instance: string;
   memoryBytes: number;
   pageHashes: Buffer;
   globals: EncodedGlobal[];
   runtime: Record<string, unknown>;
   chunks: ChunkEntry[];
   parent: { seq: number; digest: Buffer } | null;
+  /** The lineage's newest image when this one was written (a delta: its parent); null for the first. */
+  prev: { seq: number; digest: Buffer } | null;
   chainLength: number;
   changedPages: number;
   counter: { id: string; value: number } | null;
@@ -85,11 +97,11 @@ export interface Manifest {
 }
 
 const MANIFEST_FIELDS = [
-  "format", "mode", "kind", "lineage", "seq", "identity", "platformId", "memoryBytes", "pageHashes", "globals",
-  "runtime", "chunks", "parent", "chainLength", "changedPages", "counter", "keyUses",
+  "format", "mode", "kind", "lineage", "seq", "identity", "platformId", "instance", "memoryBytes", "pageHashes", "globals",
+  "runtime", "chunks", "parent", "prev", "chainLength", "changedPages", "counter", "keyUses",
 ] as const;
 
-/** The one msgpack configuration of format 1 (IMAGES.md "Manifest"); never change it within a version. */
+/** The one msgpack configuration of format 2 (IMAGES.md "Manifest"); never change it within a version. */
 export const PACKR_OPTIONS = Object.freeze({
   useRecords: false,
   mapsAsObjects: true,
@@ -126,6 +138,13 @@ export function encodeHeader(h: Omit<Header, "clearBytes" | "manifestStart">): B
 export function parseHeader(b: Buffer, fileSize: number, file: string): Omit<Header, "sealedKey"> {
   if (b.length < HEADER_FIXED || fileSize < HEADER_FIXED) throw tampered(file, `the file is too short to be an image (${fileSize} bytes)`);
   if (!b.subarray(0, 4).equals(MAGIC)) throw tampered(file, "it is not a Selkie snapshot image (bad magic)");
+  if (b[4] === 1) {
+    throw new SnapshotError(
+      "IMAGE_UPGRADE_REQUIRED",
+      `${file}: image format version 1 is no longer read (its image numbers could be reused after a crash, so an image that was never acknowledged could replace one that was; IMAGES.md "Upgrading from version 1"). ` +
+        `An image is a cache of running state: delete the folder ${path.dirname(file)} and take a new snapshot (a database loses nothing: its commits live in its sealed store; a custom enclave of selkie serve starts afresh and loses the state it kept only in this image)`,
+    );
+  }
   if (b[4] !== FORMAT_VERSION) {
     throw new SnapshotError("IMAGE_VERSION_UNSUPPORTED", `${file}: image format version ${b[4]} is not supported (this runtime reads version ${FORMAT_VERSION}); restore it with a matching Selkie release`);
   }
@@ -289,6 +308,7 @@ export function unpackManifest(plain: Buffer, h: Header, file: string): Manifest
   check(m.seq === h.seq, "seq");
   checkIdentity(m.identity, check);
   check(typeof m.platformId === "string" && /^[0-9a-f]{1,128}$/.test(m.platformId), "platformId");
+  check(typeof m.instance === "string" && Buffer.byteLength(m.instance) <= MAX_INSTANCE, "instance");
   check(isUint(m.memoryBytes, MAX_MEMORY) && m.memoryBytes % WASM_PAGE === 0, "memoryBytes");
   // Empty only in a full image written without digests (a lineage that never takes deltas).
   check(isBin(m.pageHashes, ((m.memoryBytes as number) / PAGE) * HASH_BYTES) || (m.kind === "full" && isBin(m.pageHashes, 0)), "pageHashes");
@@ -299,13 +319,23 @@ export function unpackManifest(plain: Buffer, h: Header, file: string): Manifest
   check(isUint(m.chainLength, MAX_CHAIN) && m.chainLength >= 1 && (m.kind === "full") === (m.chainLength === 1), "chainLength");
   const p = m.parent;
   if (m.kind === "full") check(p === null, "parent");
-  else check(isObject(p) && Object.keys(p).length === 2 && isUint(p.seq) && p.seq >= 1 && p.seq < h.seq && isBin(p.digest, 32), "parent");
+  else check(isRef(p, h.seq), "parent");
+  const q = m.prev;
+  check(q === null || isRef(q, h.seq), "prev");
+  if (m.kind === "delta") check(q !== null && (q as Ref).seq === (p as Ref).seq && (q as Ref).digest.equals((p as Ref).digest), "prev");
   check(isUint(m.changedPages, (m.memoryBytes as number) / PAGE), "changedPages");
   const c = m.counter;
   if (h.mode === "volatile") check(c === null, "counter");
   else check(isObject(c) && Object.keys(c).length === 2 && typeof c.id === "string" && /^[0-9a-f]{32}$/.test(c.id) && c.value === h.seq, "counter");
   check(isUint(m.keyUses, MAX_KEY_USES) && m.keyUses >= (m.chunks as unknown[]).length + 1, "keyUses");
   return m as unknown as Manifest;
+}
+
+type Ref = { seq: number; digest: Buffer };
+
+/** `{ seq, digest }` of an earlier image (seq below `below`). */
+function isRef(v: unknown, below: number): v is Ref {
+  return isObject(v) && Object.keys(v).length === 2 && isUint(v.seq) && v.seq >= 1 && v.seq < below && isBin(v.digest, 32);
 }
 
 function checkIdentity(v: unknown, check: Check): void {

@@ -1,6 +1,6 @@
 /**
  * TRUSTED (enclave side). Sealed snapshot images of an enclave's memory, globals and runtime state, in
- * a lineage of full and delta images. Format, protocol and error codes: IMAGES.md (format version 1).
+ * a lineage of full and delta images. Format, protocol and error codes: IMAGES.md (format version 2).
  *
  * Invariants:
  *  1. Only ciphertext and the clear header reach the folder (image-files.ts); the image key never
@@ -9,18 +9,33 @@
  *     folder fsynced, then the platform counter incremented to its seq. A crash at any instant leaves
  *     the previous image or the new one as the newest, never a mix (IMAGES.md "Write protocol").
  *  3. Freshness: the newest image is the one this object expects (seq and digest of its last write or
- *     open); durable, its seq equals the platform counter (or counter + 1 after a crash, then counted),
- *     checked again before every read and write, so a stale copy is refused before it writes.
- *  4. Parents are reached only by digest from the newest image, so the chain cannot be mixed.
- *  5. read() returns only bytes that passed AES-GCM; on any failure it throws a SnapshotError and
+ *     open); durable, the platform counter holds the value this object counted last (`#counted`: the
+ *     newest image's seq, or the value of the epoch record that names it), checked again before every
+ *     read and write, so a stale copy is refused before it writes.
+ *  4. Single use (durable): every counter value stands for at most one write attempt. A seq is used
+ *     only as `#counted + 1` and only while the counter reads `#counted`; after an open, and after any
+ *     write that failed once it could have left a complete image (a tmp or a published file), the next
+ *     value is burned first (an epoch record counted at it, naming the newest image) before another
+ *     image is written. So an image that was never counted can never be accepted once a later value
+ *     was counted: open accepts only the object at the counter's value, or one value above it.
+ *  5. Binding: an image names its enclave identity, platform and instance (ImageBinding), and the
+ *     newest image before it (`prev`); a destroyed lineage's counter is gone, so its copy is refused.
+ *  6. Key budget: every AES-GCM message under the lineage key is counted (`keyUses`, persisted in every
+ *     manifest and epoch record; a failed or crashed attempt is charged its maximum), never reset by
+ *     a reopen; beyond MAX_KEY_USES the store refuses to write.
+ *  7. Parents are reached only by digest from the newest image, so the chain cannot be mixed.
+ *  8. read() returns only bytes that passed AES-GCM; on any failure it throws a SnapshotError and
  *     leaves the destination wiped. Malformed files never raise anything but a SnapshotError.
  *
  * States:  EMPTY --write()--> CURRENT --write()/read()--> CURRENT
+ *          open (durable) --> CURRENT(burn pending) --write(): burn, then write--> CURRENT
+ *          CURRENT --a write failed after sealing began--> CURRENT(burn pending)     (#fail)
  *          CURRENT --a published image's counter increment or folder fsync failed--> BROKEN (reopen)
  *          any --destroy()--> DESTROYED (every call refused)
  */
 import { createHash, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { SelkieError, SnapshotError, UsageError } from "../../errors.js";
 import type { EnclaveServices } from "../../platform/services.js";
 import {
@@ -28,8 +43,9 @@ import {
   type DurableOptions, type GlobalValue, type ImageBinding, type ImageInfo, type SnapshotState, type VolatileOptions,
 } from "./image-api.js";
 import { ChunkSealer, planRead, restoreInto, sealNonZeroPages, type ChainImage } from "./image-chunks.js";
-import { imageFile, linkNoReplace, listSeqs, openForRead, readAt, removeDirIfEmpty, removeQuietly, syncDir, TmpWriter, tmpFile } from "./image-files.js";
-import { CHUNK_PAGES, decodeGlobalBits, HEADER_FIXED, ID_BYTES, keyAad, MAX_KEY_USES, parseHeader, tampered, type Header, type Manifest, type Mode } from "./image-format.js";
+import { openEpoch, sealEpoch, type Epoch } from "./image-epoch.js";
+import { EPOCH_NAME, imageFile, linkNoReplace, listSeqs, openForRead, readAt, readEpoch, removeDirIfEmpty, removeEpoch, removeQuietly, syncDir, TmpWriter, tmpFile, writeEpoch } from "./image-files.js";
+import { CHUNK_PAGES, decodeGlobalBits, HEADER_FIXED, ID_BYTES, keyAad, MAX_ATTEMPT_USES, MAX_KEY_USES, parseHeader, tampered, type Header, type Manifest, type Mode } from "./image-format.js";
 import { openManifest, sealManifest, unsealFailure } from "./image-manifest.js";
 import { diffHashes, HASH_BYTES, isZeroPage, PAGE, pageHashes } from "./pages.js";
 
@@ -68,6 +84,12 @@ export class ImageStore {
   #newest: Newest | undefined;
   #broken: string | undefined;
   #destroyed = false;
+  /** Durable: the counter value this store counted last (invariant 3); the next image gets one more. */
+  #counted = 0;
+  /** Durable: the next value must be burned before an image is written (invariant 4). */
+  #burn = false;
+  /** AES-GCM messages sealed under the lineage key so far, failed attempts charged (invariant 6). */
+  #keyUses = 0;
 
   private constructor(dir: string, mode: Mode, binding: ImageBinding, maxChain: number | undefined, services?: EnclaveServices) {
     this.dir = dir;
@@ -114,41 +136,76 @@ export class ImageStore {
 
   #openExisting(create: boolean): void {
     for (const seq of listSeqs(this.dir, "tmp")) removeQuietly(tmpFile(this.dir, seq)); // crashed writes
+    removeEpoch(this.dir, true);
     const seqs = listSeqs(this.dir, "img");
     if (seqs.length === 0) {
+      if (readEpoch(this.dir) !== undefined) {
+        throw new SnapshotError("IMAGE_MISSING", `${this.dir} holds a lineage's epoch record but none of its images: they were deleted; restore the folder from a sealed backup`);
+      }
       if (!create) throw new SnapshotError("IMAGE_MISSING", `${this.dir} holds no snapshot image; restore the folder, or open it with create: true to start a new lineage`);
       return;
     }
-    const newest = this.#load(seqs[0]!);
-    this.#lineage!.counterId = newest.manifest.counter!.id;
-    let chain: ChainImage[] = [newest];
+    const top = this.#load(seqs[0]!);
+    this.#lineage!.counterId = top.manifest.counter!.id;
+    let chain: ChainImage[] = [top];
+    let current: ChainImage & { digest: Buffer } = top;
+    let counted: number;
+    let keyUses = top.manifest.keyUses;
     try {
-      this.#checkBinding(newest.manifest, newest.file);
-      const ahead = this.#freshness(newest);
-      if (newest.header.seq !== seqs[0]) throw tampered(newest.file, `it holds image ${newest.header.seq}, not ${seqs[0]!}`);
-      chain = this.#loadChain(newest);
-      if (ahead) this.#count(newest.header.seq); // crash between publish and count (IMAGES.md "Open")
+      this.#checkBinding(top.manifest, top.file);
+      const epoch = this.#epoch();
+      const at = this.#current(top, epoch);
+      if (top.header.seq !== seqs[0]) throw tampered(top.file, `it holds image ${top.header.seq}, not ${seqs[0]!}`);
+      counted = at.value;
+      if (epoch) keyUses = Math.max(keyUses, epoch.keyUses);
+      if (at.epoch) {
+        // The newest image is the one the epoch record names; images above it were never counted.
+        const n = at.epoch.newest;
+        closeAll(chain);
+        chain = [];
+        if (n.seq === 0) throw tampered(path.join(this.dir, EPOCH_NAME), "the epoch record names no image");
+        current = this.#load(n.seq, n.digest, (_h, file) => tampered(file, `it is not the image ${n.seq} that the lineage's epoch record names`));
+        chain = [current];
+        this.#checkBinding(current.manifest, current.file);
+        keyUses = Math.max(keyUses, current.manifest.keyUses);
+      }
+      chain = this.#loadChain(current);
+      if (at.count) this.#count(counted); // published or burned, not yet counted (IMAGES.md "Open")
     } finally {
       closeAll(chain);
     }
-    const current = this.#newestOf(chain, newest.digest, 0);
-    this.#newest = current;
-    this.#collect(current.chain);
+    const newest = this.#newestOf(chain, current.digest, 0);
+    this.#newest = newest;
+    this.#counted = counted;
+    this.#keyUses = keyUses;
+    this.#burn = true;
+    this.#collect(newest.chain);
   }
 
-  /** IMAGES.md "Open": true when the image is one ahead of the counter (to be counted). */
-  #freshness(img: ChainImage): boolean {
-    const s = img.header.seq;
-    const c = this.#counterValue(img.manifest.counter!.id, img.file);
-    if (s === c) return false;
-    if (s === c + 1) return true;
-    if (s < c) {
-      throw new SnapshotError(
-        "IMAGE_ROLLBACK",
-        `${img.file}: this is image ${s} but the platform counter says ${c}: an older copy of the lineage (the newest image was deleted or an old one put in its place). Refusing it; restore the current files`,
-      );
-    }
-    throw tampered(img.file, `it is image ${s}, ahead of the platform counter (${c}); it was not written by this lineage on this platform`);
+  /** The lineage's epoch record, checked; undefined when there is none. */
+  #epoch(): Epoch | undefined {
+    const b = readEpoch(this.dir);
+    return b === undefined ? undefined : openEpoch(this.#lineage!, b, path.join(this.dir, EPOCH_NAME));
+  }
+
+  /**
+   * IMAGES.md "Open": which object the counter's value `c` stands for. The newest image `s` or the epoch
+   * record `e`: at c + 1 (published or burned, then the crash fell before the count: count it), else
+   * at c. Anything older is a rollback; anything further ahead was not written by this lineage here.
+   */
+  #current(top: ChainImage, e: Epoch | undefined): { value: number; count: boolean; epoch?: Epoch } {
+    const s = top.header.seq;
+    const c = this.#counterValue(top.manifest.counter!.id, top.file);
+    if (s > c + 1) throw tampered(top.file, `it is image ${s}, ahead of the platform counter (${c}); it was not written by this lineage on this platform`);
+    if (e && e.value > c + 1) throw tampered(path.join(this.dir, EPOCH_NAME), `the epoch record is at ${e.value}, ahead of the platform counter (${c})`);
+    if (s === c + 1) return { value: s, count: true };
+    if (e?.value === c + 1) return { value: e.value, count: true, epoch: e };
+    if (s === c) return { value: s, count: false };
+    if (e?.value === c) return { value: c, count: false, epoch: e };
+    throw new SnapshotError(
+      "IMAGE_ROLLBACK",
+      `${top.file}: this is image ${s} but the platform counter says ${c}: an older copy of the lineage (the newest image was deleted, or an old image or one that was never acknowledged was put in its place). Refusing it; restore the current files`,
+    );
   }
 
   #counterValue(id: string, file: string): number {
@@ -160,11 +217,12 @@ export class ImageStore {
     }
   }
 
-  /** Durable: the counter still at the newest seq, else another copy of the lineage moved it (a fork). */
-  #expectCounter(seq: number): void {
-    const c = this.#counterValue(this.#lineage!.counterId!, imageFile(this.dir, seq));
-    if (c !== seq) {
-      throw new SnapshotError("IMAGE_ROLLBACK", `${this.dir}: the platform counter moved from ${seq} to ${c}: another copy of this lineage wrote images, so this one is stale; never run two copies of an enclave`);
+  /** Durable: the counter still at the value this store counted, else another copy of the lineage moved it (a fork). */
+  #expectCounter(): void {
+    const want = this.#counted;
+    const c = this.#counterValue(this.#lineage!.counterId!, this.dir);
+    if (c !== want) {
+      throw new SnapshotError("IMAGE_ROLLBACK", `${this.dir}: the platform counter moved from ${want} to ${c}: another copy of this lineage wrote images, so this one is stale; never run two copies of an enclave`);
     }
   }
 
@@ -179,6 +237,12 @@ export class ImageStore {
     }
     if (m.platformId !== b.platformId) {
       throw new SnapshotError("IMAGE_WRONG_PLATFORM", `${file}: the image was written on platform ${m.platformId}, not ${b.platformId}; open it there, or move it with a migration`);
+    }
+    if (m.instance !== b.instance) {
+      throw new SnapshotError(
+        "IMAGE_WRONG_INSTANCE",
+        `${file}: the image belongs to ${JSON.stringify(m.instance)}, not to ${JSON.stringify(b.instance)} (the images of one database or enclave were put in another's folder); restore each instance's own folder`,
+      );
     }
   }
 
@@ -276,63 +340,133 @@ export class ImageStore {
     const t0 = performance.now();
     const { memory, globals, runtime } = checkState(state);
     const parent = this.#newest;
-    if (this.mode === "durable" && parent) this.#expectCounter(parent.info.seq);
+    const attempt = Math.ceil(memory.length / PAGE / CHUNK_PAGES) + 1; // the most messages this write seals
+    this.#checkBudget(attempt);
+    if (this.mode === "durable" && parent) {
+      this.#expectCounter();
+      if (this.#burn) this.#burnNext();
+    }
     const plan = planPages(memory, parent, opts.full === true, this.#maxChain);
     const lineage = this.#lineageForWrite();
-    const seq = (parent?.info.seq ?? 0) + 1;
-    const keyUses = (parent?.keyUses ?? 0) + Math.ceil(memory.length / PAGE / CHUNK_PAGES) + 1;
-    if (keyUses > MAX_KEY_USES) throw new SnapshotError("SNAPSHOT_UNSUPPORTED", `the lineage in ${this.dir} has used its key for about ${MAX_KEY_USES} messages; start a new lineage (a new folder)`);
+    const seq = this.mode === "durable" ? this.#counted + 1 : (parent?.info.seq ?? 0) + 1;
+    this.#checkBudget(attempt);
     const imageId = randomBytes(ID_BYTES);
     const b = this.#binding;
     let digest: Buffer | undefined;
     let hashes: Buffer | undefined;
     let manifest: Manifest | undefined;
-    const out = this.#writeTmp(seq, HEADER_FIXED + lineage.sealedKey.length, (w) => {
-      // A full image without a plan finds its pages as it seals them, and hashes each chunk where it
-      // seals it; a lineage that never takes deltas (maxChain 1: EPC paging) needs no digests at all
-      // (hashing a page costs more than sealing it).
-      const digests = plan.stored || this.#maxChain === 1 ? undefined : Buffer.allocUnsafe((memory.length / PAGE) * HASH_BYTES);
-      const bytes = plan.stored ? plan.stored.length * PAGE : memory.length;
-      const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory, { bytes, ...(digests ? { digests } : {}) });
-      try {
-        if (plan.stored) for (const p of plan.stored) sealer.add(p);
-        else sealNonZeroPages(memory, sealer, digests);
-        sealer.finish();
-      } finally {
-        sealer.close();
-      }
-      hashes = plan.stored ? plan.hashes! : (digests ?? Buffer.alloc(0));
-      manifest = {
-        format: 1,
-        mode: this.mode,
-        kind: plan.kind,
-        lineage: lineage.id,
-        seq,
-        identity: { mrenclave: b.mrenclave, mrsigner: b.mrsigner, isvProdId: b.isvProdId, isvSvn: b.isvSvn },
-        platformId: b.platformId,
-        memoryBytes: memory.length,
-        pageHashes: hashes,
-        globals,
-        runtime,
-        chunks: sealer.entries,
-        parent: plan.kind === "delta" ? { seq: parent!.info.seq, digest: parent!.digest } : null,
-        chainLength: plan.kind === "delta" ? parent!.info.chainLength + 1 : 1,
-        changedPages: plan.changed,
-        counter: lineage.counterId === undefined ? null : { id: lineage.counterId, value: seq },
-        keyUses: (parent?.keyUses ?? 0) + sealer.entries.length + 1,
-      };
-      const { clear, sealed } = sealManifest(lineage, manifest, imageId);
-      w.write(sealed);
-      w.writeAt(clear, 0);
-      digest = createHash("sha256").update(clear).update(sealed).digest();
-    });
-    this.#publish(out.file, seq);
+    let out: TmpWriter;
+    try {
+      out = this.#writeTmp(seq, HEADER_FIXED + lineage.sealedKey.length, (w) => {
+        // A full image without a plan finds its pages as it seals them, and hashes each chunk where it
+        // seals it; a lineage that never takes deltas (maxChain 1: EPC paging) needs no digests at all
+        // (hashing a page costs more than sealing it).
+        const digests = plan.stored || this.#maxChain === 1 ? undefined : Buffer.allocUnsafe((memory.length / PAGE) * HASH_BYTES);
+        const bytes = plan.stored ? plan.stored.length * PAGE : memory.length;
+        const sealer = new ChunkSealer(w, lineage.key, { lineage: lineage.id, imageId, seq }, memory, { bytes, ...(digests ? { digests } : {}) });
+        try {
+          if (plan.stored) for (const p of plan.stored) sealer.add(p);
+          else sealNonZeroPages(memory, sealer, digests);
+          sealer.finish();
+        } finally {
+          sealer.close();
+        }
+        hashes = plan.stored ? plan.hashes! : (digests ?? Buffer.alloc(0));
+        manifest = {
+          format: 2,
+          mode: this.mode,
+          kind: plan.kind,
+          lineage: lineage.id,
+          seq,
+          identity: { mrenclave: b.mrenclave, mrsigner: b.mrsigner, isvProdId: b.isvProdId, isvSvn: b.isvSvn },
+          platformId: b.platformId,
+          instance: b.instance!,
+          memoryBytes: memory.length,
+          pageHashes: hashes,
+          globals,
+          runtime,
+          chunks: sealer.entries,
+          parent: plan.kind === "delta" ? { seq: parent!.info.seq, digest: parent!.digest } : null,
+          prev: parent ? { seq: parent.info.seq, digest: parent.digest } : null,
+          chainLength: plan.kind === "delta" ? parent!.info.chainLength + 1 : 1,
+          changedPages: plan.changed,
+          counter: lineage.counterId === undefined ? null : { id: lineage.counterId, value: seq },
+          keyUses: this.#keyUses + sealer.entries.length + 1,
+        };
+        const { clear, sealed } = sealManifest(lineage, manifest, imageId);
+        w.write(sealed);
+        w.writeAt(clear, 0);
+        digest = createHash("sha256").update(clear).update(sealed).digest();
+      });
+      this.#publish(out.file, seq);
+    } catch (e) {
+      this.#fail(attempt, parent !== undefined);
+      throw e;
+    }
     if (this.mode === "durable") this.#count(seq);
+    this.#counted = seq;
+    this.#keyUses = manifest!.keyUses;
     const chain = plan.kind === "delta" ? [...parent!.chain, seq] : [seq];
     const info: ImageInfo = { ...infoOf(manifest!, out.bytes, 0), writeMs: performance.now() - t0 };
     this.#newest = { info, digest: digest!, hashes: hashes!, chain, keyUses: manifest!.keyUses };
     this.#collect(chain);
     return { ...info };
+  }
+
+  #checkBudget(attempt: number): void {
+    if (this.#keyUses + attempt > MAX_KEY_USES) {
+      throw new SnapshotError("SNAPSHOT_UNSUPPORTED", `the lineage in ${this.dir} has used its key for about ${MAX_KEY_USES} messages; start a new lineage (destroy this one, or use a new folder)`);
+    }
+  }
+
+  /**
+   * A write failed after sealing began: it may have left a complete image (a tmp the host copied, or a
+   * published file), so its seq is never used again (invariant 4) and its messages are charged.
+   */
+  #fail(attempt: number, hadImage: boolean): void {
+    this.#keyUses += attempt;
+    if (this.mode !== "durable") return;
+    if (hadImage) {
+      this.#burn = true;
+      return;
+    }
+    if (this.#broken !== undefined) return; // image 1 was published: a reopen counts it
+    // The first write of a new lineage: there is no image for an epoch record to name, so the lineage
+    // is dropped instead (its counter destroyed: a copy of anything it wrote is refused) and the next
+    // write starts a new one.
+    const id = this.#lineage?.counterId;
+    this.#lineage = undefined;
+    this.#counted = 0;
+    if (id !== undefined) {
+      try {
+        this.#services!.counters.destroy(id);
+      } catch {
+        /* left allocated (IMAGES.md "Limits"); nothing was counted on it */
+      }
+    }
+  }
+
+  /**
+   * Burns the next counter value (IMAGES.md "Epoch record"): an epoch record at `#counted + 1` naming
+   * the newest image, written durably, then counted. A crashed or failed attempt may have used that
+   * value for an image; once it is counted here that image can never be accepted.
+   */
+  #burnNext(): void {
+    const l = this.#lineage!;
+    const n = this.#newest!;
+    const value = this.#counted + 1;
+    const keyUses = this.#keyUses + MAX_ATTEMPT_USES + 1; // a crashed attempt of unknown size, and this record
+    this.#checkBudget(MAX_ATTEMPT_USES + 1);
+    try {
+      writeEpoch(this.dir, sealEpoch(l, { value, newest: { seq: n.info.seq, digest: n.digest }, keyUses }));
+    } catch (e) {
+      this.#keyUses = keyUses;
+      throw io(`writing the epoch record of ${this.dir} failed`, e);
+    }
+    this.#keyUses = keyUses;
+    this.#count(value);
+    this.#counted = value;
+    this.#burn = false;
   }
 
   /** The lineage, created on the first durable write: key sealed MRENCLAVE, counter MRENCLAVE at 0. */
@@ -393,14 +527,14 @@ export class ImageStore {
     }
   }
 
-  /** Increments the lineage counter to `seq` (IMAGES.md "Write protocol" 5). */
+  /** Increments the lineage counter to `seq` (IMAGES.md "Write protocol" 5): an image's seq or a burned value. */
   #count(seq: number): void {
     const id = this.#lineage!.counterId!;
     let v: number;
     try {
       v = this.#services!.counters.increment(id);
     } catch (e) {
-      this.#broken = `image ${seq} was published but the platform counter could not be incremented (${(e as Error).message})`;
+      this.#broken = `image number ${seq} was written but the platform counter could not be incremented (${(e as Error).message})`;
       throw new SnapshotError("IMAGE_IO", `${this.#broken}; reopen the store (the image is accepted then)`, { cause: e });
     }
     if (v !== seq) {
@@ -427,7 +561,7 @@ export class ImageStore {
     const newest = this.#newest;
     if (newest === undefined) throw new SnapshotError("IMAGE_MISSING", `${this.dir} holds no snapshot image yet; write one first`);
     const seq = newest.info.seq;
-    if (this.mode === "durable") this.#expectCounter(seq);
+    if (this.mode === "durable") this.#expectCounter();
     const top = this.#load(seq, newest.digest, (h, file) =>
       h.seq < seq
         ? new SnapshotError("IMAGE_ROLLBACK", `${file}: it holds the older image ${h.seq} where image ${seq} should be (an old copy was put back); restore the current files`)
@@ -471,6 +605,7 @@ export class ImageStore {
     for (const kind of ["tmp", "img"] as const) {
       for (const seq of listSeqs(this.dir, kind)) removeQuietly(kind === "img" ? imageFile(this.dir, seq) : tmpFile(this.dir, seq));
     }
+    removeEpoch(this.dir, false);
     removeDirIfEmpty(this.dir);
   }
 }

@@ -139,7 +139,7 @@ class Hosted {
 
   #binding(): ImageBinding {
     const id = enclaveIdentity(this.enclave);
-    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform.platformId };
+    return { mrenclave: id.mrenclave, mrsigner: id.mrsigner, isvProdId: id.isvProdId, isvSvn: id.isvSvn, platformId: this.#platform.platformId, instance: `enclave:${this.name}` };
   }
 
   #durableState(create: boolean): ImageStore {
