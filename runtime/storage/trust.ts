@@ -18,5 +18,7 @@ export function storeTrustFor(services: EnclaveServices): StoreTrust {
     createCounter: () => services.counters.create({ policy: "MRENCLAVE" }).id,
     readCounter: (id) => services.counters.read(id),
     incrementCounter: (id) => services.counters.increment(id),
+    advanceCounter: (id, value) => services.counters.advance(id, value),
+    destroyCounter: (id) => services.counters.destroy(id),
   };
 }
