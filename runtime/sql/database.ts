@@ -38,7 +38,7 @@ import { acquireProcessLock, releaseProcessLock } from "../host/process-lock.js"
 import { VfsServer, type VfsState } from "../storage/vfs-server.js";
 import { acquireStore } from "../storage/registry.js";
 import { storeTrustFor } from "../storage/trust.js";
-import type { PageStore } from "../storage/page-store.js";
+import { PageStore, type StoreTrust } from "../storage/page-store.js";
 import type { Platform } from "../platform/platform.js";
 import { enclaveIdentity } from "../enclave/identity.js";
 import * as C from "./codes.js";
@@ -131,6 +131,8 @@ export class Database {
   readonly #vfs: VfsServer;
   readonly sealed: boolean;
   #store: { store: PageStore; release: () => void } | undefined;
+  /** How this connection reaches its sealed store (for destroy and rename). */
+  #storeAccess: { files: FileLayer; trust: StoreTrust } | undefined;
   readonly #name: string;
   readonly #cacheSize: number;
   readonly #cache = new Map<string, Statement>();
@@ -194,6 +196,7 @@ export class Database {
       if (this.sealed) {
         const trust = storeTrustFor(platform!.servicesFor(enclaveIdentity(this.#enclave)));
         this.#store = acquireStore(this.path, { files, trust, readonly: this.readonly, create: opts.create !== false });
+        this.#storeAccess = { files, trust };
       }
       const from = (opts as RestoreOptions)[RESTORE_FROM];
       if (from !== undefined) this.#restore(platform!, from);
@@ -685,6 +688,32 @@ export class Database {
       this.#store = undefined;
       releaseProcessLock(this.path);
     }
+  }
+
+  /**
+   * Closes the database and deletes it (runtime/storage/FORMAT.md "Creation and deletion"): a sealed
+   * database's counter is destroyed before its files are removed, so a copy of them never opens again.
+   * No other connection to it may be open.
+   */
+  destroy(): void {
+    this.#requireOpen();
+    const access = this.#storeAccess;
+    this.close();
+    if (access) PageStore.destroy(access.files, this.path, access.trust);
+    else fs.rmSync(this.path, { force: true });
+  }
+
+  /**
+   * Closes the sealed database and renames it to `to` (FORMAT.md "Names"): the name is bound into its
+   * header, so renaming its files by hand makes it refuse to open (STORAGE_WRONG_NAME). No other
+   * connection to it may be open. Running it again after a crash finishes it.
+   */
+  renameTo(to: string): void {
+    this.#requireOpen();
+    const access = this.#storeAccess;
+    if (!access) throw new UsageError("DB_NOT_SEALED", `${this.path} is a plain SQLite file: rename it with mv`);
+    this.close();
+    PageStore.rename(access.files, this.path, path.resolve(to), access.trust);
   }
 
   #requireOpen(): void {
