@@ -38,6 +38,7 @@ import { acquireProcessLock, releaseProcessLock } from "../host/process-lock.js"
 import { VfsServer, type VfsState } from "../storage/vfs-server.js";
 import { acquireStore } from "../storage/registry.js";
 import { storeTrustFor } from "../storage/trust.js";
+import { upgradeStore } from "../storage/upgrade.js";
 import { PageStore, type StoreTrust } from "../storage/page-store.js";
 import type { Platform } from "../platform/platform.js";
 import { enclaveIdentity } from "../enclave/identity.js";
@@ -687,6 +688,24 @@ export class Database {
       this.#store?.release();
       this.#store = undefined;
       releaseProcessLock(this.path);
+    }
+  }
+
+  /**
+   * Upgrades the sealed database `file` from store format 1 to format 2 in place (runtime/storage/
+   * upgrade.ts): the page contents are copied under the new format, the v1 counter is destroyed.
+   * Returns the bytes copied. Run it again after an interruption.
+   */
+  static upgradeStore(file: string, opts: { platform: Platform; epc?: number | string; files?: FileLayer }): number {
+    const p = path.resolve(file);
+    const image = loadSqliteEnclave(opts.epc === undefined ? {} : { epc: opts.epc });
+    const enclave = new Enclave({ module: image.module, manifest: image.manifest });
+    acquireProcessLock(p);
+    try {
+      return upgradeStore(opts.files ?? new NodeFileLayer(), p, storeTrustFor(opts.platform.servicesFor(enclaveIdentity(enclave))));
+    } finally {
+      releaseProcessLock(p);
+      enclave.close();
     }
   }
 

@@ -81,4 +81,22 @@ export function registerDbCommands(program: Command, run: Run): void {
         return EXIT_OK;
       });
     });
+  db.command("upgrade")
+    .description("Upgrades the sealed database DB from store format 1 to format 2 in place (runtime/storage/FORMAT.md).\nEvery block is authenticated and copied; the old format's counter is then destroyed, so copies of the\nold files no longer open. Run it again if it was interrupted.")
+    .argument("<db>", "sealed database in format 1")
+    .option("--platform <dir>", "the platform that sealed the database (default: $SELKIE_HOME or ~/.selkie)")
+    .option("--epc <size>", "the EPC cap the database was opened with, if not the default")
+    .action(async (file: string, opts: { platform?: string; epc?: string }) => {
+      await run(async () => {
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir());
+        try {
+          process.stderr.write(`selkie: UPGRADE: sealed database ${file} to store format 2 (${new Date().toISOString()}, pid ${process.pid})\n`);
+          const bytes = Database.upgradeStore(file, { platform, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) });
+          process.stdout.write(`upgraded ${file} to store format 2 (${formatBytes(bytes)} copied)\n`);
+        } finally {
+          platform.close();
+        }
+        return EXIT_OK;
+      });
+    });
 }
