@@ -161,6 +161,17 @@ export class PageStore {
     return files.exists(`${path}.log`);
   }
 
+  /** True when `path` is only what a create() killed before its rename leaves: an empty slot file, no log. */
+  static isCreateLeftover(files: FileLayer, path: string): boolean {
+    if (files.exists(`${path}.log`) || !files.exists(path)) return false;
+    const h = files.open(path, { create: false, readonly: true });
+    try {
+      return files.size(h) === 0;
+    } finally {
+      files.close(h);
+    }
+  }
+
   /**
    * Creates a new, empty store, atomically (FORMAT.md "Creation"): nothing is a database until
    * NAME.log.tmp, holding the header and the first snapshot, is durable and renamed to NAME.log.

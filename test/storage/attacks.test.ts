@@ -295,3 +295,15 @@ test("kill -9 at random instants of create() leaves each name absent or a valid 
   }
   assert.ok(created > 0, `creates completed (${created}; ${absent} interrupted)`);
 });
+
+test("a database opened where a killed create() left an empty slot file and a NAME.log.tmp is created afresh", () => {
+  const file = path.join(tempDir(), "left.db");
+  fs.writeFileSync(file, "");
+  fs.writeFileSync(`${file}.log.tmp`, "half a header");
+  const db = openDb(file);
+  db.exec("CREATE TABLE t(v); INSERT INTO t VALUES (1)");
+  db.close();
+  assert.ok(!fs.existsSync(`${file}.log.tmp`));
+  fs.writeFileSync(path.join(path.dirname(file), "plain.db"), "x".repeat(100));
+  assert.throws(() => openDb(path.join(path.dirname(file), "plain.db")), { code: "STORAGE_PLAIN_FILE" }, "a non-empty file without a log is still not mistaken for a leftover");
+});
