@@ -36,6 +36,8 @@ export interface CounterService {
   create(opts?: CreateCounterOptions): CounterInfo;
   /** Adds one, durably; returns the new value. */
   increment(id: string): number;
+  /** Sets the counter to `value` (never lower than its value) in one durable step; returns it. */
+  advance(id: string, value: number): number;
   read(id: string): number;
   destroy(id: string): void;
   /** The counters this identity may use. */
@@ -82,6 +84,12 @@ export function counterService(identity: EnclaveIdentity, store: () => CounterSt
       if (e.value >= Number.MAX_SAFE_INTEGER) throw new CounterError("COUNTER_OVERFLOW", `counter ${id} is at its maximum`);
       store().set(id, e.value + 1);
       return e.value + 1;
+    },
+    advance(id: string, value: number): number {
+      const e = owned(id);
+      if (!Number.isSafeInteger(value) || value < e.value) throw new CounterError("COUNTER_BAD_REQUEST", `counter ${id} is at ${e.value}: it cannot be set to ${value} (counters never go down)`);
+      if (value > e.value) store().set(id, value);
+      return value;
     },
     read(id: string): number {
       return owned(id).value;

@@ -44,6 +44,7 @@ export function makeServices(d: ServiceDeps): EnclaveServices {
   const counters: CounterService = Object.freeze({
     create: (o?: Parameters<CounterService["create"]>[0]) => (alive(), d.counters.create(o)),
     increment: (id: string) => (alive(), d.counters.increment(id)),
+    advance: (id: string, value: number) => (alive(), d.counters.advance(id, value)),
     read: (id: string) => (alive(), d.counters.read(id)),
     destroy: (id: string) => (alive(), d.counters.destroy(id)),
     list: () => (alive(), d.counters.list()),

@@ -38,9 +38,12 @@ import { acquireProcessLock, releaseProcessLock } from "../host/process-lock.js"
 import { VfsServer, type VfsState } from "../storage/vfs-server.js";
 import { acquireStore } from "../storage/registry.js";
 import { storeTrustFor } from "../storage/trust.js";
-import type { PageStore } from "../storage/page-store.js";
+import { upgradeStore } from "../storage/upgrade.js";
+import { PageStore, type StoreTrust } from "../storage/page-store.js";
 import type { Platform } from "../platform/platform.js";
 import { measureLegacyV1 } from "../enclave/einit.js";
+import type { CheckedModule } from "../enclave/loader.js";
+import type { Manifest } from "../enclave/manifest.js";
 import { sqliteSignature } from "./sqlite-signer.js";
 import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
@@ -139,6 +142,8 @@ export class Database {
   readonly #vfs: VfsServer;
   readonly sealed: boolean;
   #store: { store: PageStore; release: () => void } | undefined;
+  /** How this connection reaches its sealed store (for destroy and rename). */
+  #storeAccess: { files: FileLayer; trust: StoreTrust } | undefined;
   readonly #name: string;
   readonly #cacheSize: number;
   readonly #cache = new Map<string, Statement>();
@@ -207,14 +212,9 @@ export class Database {
     acquireProcessLock(this.path);
     try {
       if (this.sealed) {
-        const trust = storeTrustFor(platform!.servicesFor(this.#enclave.measured), {
-          file: this.path,
-          legacy: (sealedTo) => {
-            const old = measureLegacyV1(image.module, image.manifest, sealedTo);
-            return old && platform!.servicesFor(old);
-          },
-        });
+        const trust = sqliteStoreTrust(platform!, this.#enclave, image, this.path);
         this.#store = acquireStore(this.path, { files, trust, readonly: this.readonly, create: opts.create !== false });
+        this.#storeAccess = { files, trust };
       }
       const from = (opts as RestoreOptions)[RESTORE_FROM];
       if (from !== undefined) this.#restore(platform!, from);
@@ -772,6 +772,54 @@ export class Database {
     }
   }
 
+  /**
+   * Upgrades the sealed database `file` from store format 1 to format 2 in place (runtime/storage/
+   * upgrade.ts): the page contents are copied under the new format, the v1 counter is destroyed.
+   * Returns the bytes copied. Run it again after an interruption.
+   */
+  static upgradeStore(file: string, opts: { platform: Platform; epc?: number | string; files?: FileLayer }): number {
+    const p = path.resolve(file);
+    const image = loadSqliteEnclave(opts.epc === undefined ? {} : { epc: opts.epc });
+    const enclave = new Enclave({ module: image.module, manifest: image.manifest, signature: sqliteSignature(opts.platform.dir, image) });
+    acquireProcessLock(p);
+    try {
+      // v1 stores were sealed to the pre-revision-6 identity (read through `legacy`); the new store is
+      // sealed under the signed enclave's MRSIGNER policy, with a trust of its own.
+      const from = sqliteStoreTrust(opts.platform, enclave, image, p);
+      const into = storeTrustFor(opts.platform.servicesFor(enclave.measured), { file: p });
+      return upgradeStore(opts.files ?? new NodeFileLayer(), p, from, into);
+    } finally {
+      releaseProcessLock(p);
+      enclave.close();
+    }
+  }
+
+  /**
+   * Closes the database and deletes it (runtime/storage/FORMAT.md "Creation and deletion"): a sealed
+   * database's counter is destroyed before its files are removed, so a copy of them never opens again.
+   * No other connection to it may be open.
+   */
+  destroy(): void {
+    this.#requireOpen();
+    const access = this.#storeAccess;
+    this.close();
+    if (access) PageStore.destroy(access.files, this.path, access.trust);
+    else fs.rmSync(this.path, { force: true });
+  }
+
+  /**
+   * Closes the sealed database and renames it to `to` (FORMAT.md "Names"): the name is bound into its
+   * header, so renaming its files by hand makes it refuse to open (STORAGE_WRONG_NAME). No other
+   * connection to it may be open. Running it again after a crash finishes it.
+   */
+  renameTo(to: string): void {
+    this.#requireOpen();
+    const access = this.#storeAccess;
+    if (!access) throw new UsageError("DB_NOT_SEALED", `${this.path} is a plain SQLite file: rename it with mv`);
+    this.close();
+    PageStore.rename(access.files, this.path, path.resolve(to), access.trust);
+  }
+
   #requireOpen(): void {
     if (!this.#open) throw new UsageError("DB_CLOSED", "the database is closed; open it again");
   }
@@ -903,4 +951,15 @@ function checkPlain(file: string): void {
   } finally {
     db.close();
   }
+}
+
+/** The sealed store's trust for the SQLite enclave `enclave` (MRSIGNER policy; databases sealed before ABI revision 6 through their legacy identity). */
+function sqliteStoreTrust(platform: Platform, enclave: Enclave, image: { module: CheckedModule; manifest: Manifest }, file: string): StoreTrust {
+  return storeTrustFor(platform.servicesFor(enclave.measured), {
+    file,
+    legacy: (sealedTo) => {
+      const old = measureLegacyV1(image.module, image.manifest, sealedTo);
+      return old && platform.servicesFor(old);
+    },
+  });
 }

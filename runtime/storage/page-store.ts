@@ -1,39 +1,59 @@
 /**
  * TRUSTED (enclave side). The sealed page store: SQLite's database file, sealed block by block,
- * with atomic, durable, rollback-protected commits. Format: runtime/storage/FORMAT.md (version 1).
+ * with atomic, durable, rollback-protected commits. Format: runtime/storage/FORMAT.md (version 2).
  *
  * Invariants:
- *  1. Only ciphertext reaches the FileLayer: every block is AES-256-GCM under the data key with
- *     (dbId, block, version) as AAD; every table record likewise with (dbId, seq).
- *  2. A commit never overwrites a slot the committed table refers to; the table changes only by an
+ *  1. Only ciphertext reaches the FileLayer: every block is AES-256-GCM under a key derived from the
+ *     data key for its version, with (dbId, block, version) as AAD; every table record under a key
+ *     derived for it alone, with (dbId, previous record's seq and tag) as AAD: the records are a chain.
+ *  2. SINGLE USE: no seq is ever written with two different contents, and a slot's version is the seq
+ *     of the one commit attempt that wrote it. A commit uses seq = last + 1 only while the counter
+ *     reads `last`; a writable open, and every failed commit, first appends a counted EPOCH record at
+ *     last + 2, skipping the number a crashed or failed attempt may have used (FORMAT.md "Single-use").
+ *  3. NAME BINDING: the header names the file the database was created (or renamed) as, under the
+ *     sealed key's AAD; opening it under another name is STORAGE_WRONG_NAME. Deleting a database
+ *     destroys its counter, so a copy of its files never opens again (STORAGE_DELETED).
+ *  4. A commit never overwrites a slot the committed table refers to; the table changes only by an
  *     fsynced log record. A crash at any instant leaves the last committed table valid.
- *  3. A commit is acknowledged (commit() returns) only after slots, log record and the platform
- *     counter are durable; `seq` in memory always equals the last acknowledged record's seq.
- *  4. Opening checks the log's last seq against the platform counter (FORMAT.md "Open").
- *  5. Bytes that fail authentication are never returned: reads throw StorageError.
+ *  5. A commit is acknowledged (commit() returns) only after slots, log record and the platform
+ *     counter are durable; `seq` in memory always equals the last counted record's seq.
+ *  6. Opening checks the log's last seq against the platform counter (FORMAT.md "Open"); a log with
+ *     no records is refused unless the counter says the database never committed; a read-only open
+ *     never applies an uncounted record.
+ *  7. Nothing is a database until its log is renamed into place by create() (atomic creation).
+ *  8. Bytes that fail authentication are never returned: reads throw StorageError.
  *
  * Commit state machine (per store):
  *   CLEAN --write/truncate--> DIRTY --commit()--> CLEAN
- *   DIRTY --rollback()--> CLEAN;  any --I/O failure the store cannot undo--> BROKEN (reopen)
+ *   DIRTY --rollback()--> CLEAN
+ *   DIRTY --commit() fails writing--> NEED_EPOCH --epoch durable and counted--> CLEAN
+ *     (commit() retries the epoch first; while it fails, commits fail with STORAGE_IO, reads work)
+ *   any --I/O failure the store cannot undo, or a counter step that failed--> BROKEN (reopen)
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { dirname } from "node:path";
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { basename, dirname, join } from "node:path";
 import type { FileHandle, FileLayer } from "../host/files.js";
 import { StorageError } from "./errors.js";
 
 export const BLOCK = 4096;
 const IV = 12;
 const TAG = 16;
+const KEY_ID = 16;
 export const SLOT = IV + BLOCK + TAG;
 const NONE = 0xffffffff;
 const MAGIC = Buffer.from("SELKIELOG", "ascii");
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 const KIND_SNAPSHOT = 1;
 const KIND_DELTA = 2;
-const AAD_SLOT = Buffer.from("selkie/slot/v1", "ascii");
-const AAD_RECORD = Buffer.from("selkie/record/v1", "ascii");
-export const AAD_DATAKEY = Buffer.from("selkie/datakey/v1", "ascii");
+const KIND_EPOCH = 3;
+const AAD_SLOT = Buffer.from("selkie/slot/v2", "ascii");
+const AAD_RECORD = Buffer.from("selkie/record/v2", "ascii");
+export const AAD_DATAKEY = Buffer.from("selkie/datakey/v2", "ascii");
 const MAX_RECORD = 64 * 1024 * 1024;
+const BODY_MIN = 1 + 8 + 8 + 4;
+const ZERO_TAG = Buffer.alloc(TAG);
+/** Derived slot keys kept per store (32 bytes each). */
+const SLOT_KEYS = 4096;
 
 /** What the store needs from the platform: sealing of its data key and one monotonic counter. */
 export interface StoreTrust {
@@ -41,21 +61,50 @@ export interface StoreTrust {
   /** Throws the platform's typed error when the blob is not ours (other platform, enclave, tampered). */
   unsealDataKey(blob: Buffer, aad: Buffer): Buffer;
   createCounter(): string;
+  /** Throws a COUNTER_NOT_FOUND error once the counter was destroyed. */
   readCounter(id: string): number;
   incrementCounter(id: string): number;
+  /** Sets the counter to `value` (>= its value) in one durable step; returns the new value. */
+  advanceCounter(id: string, value: number): number;
+  destroyCounter(id: string): void;
 }
 
 interface Header {
   dbId: Buffer;
   counterId: string;
+  name: string;
   sealedKey: Buffer;
   bytes: number;
+}
+
+interface Parsed {
+  kind: number;
+  seq: number;
+  size: number;
+  entries: Array<[number, number, number]>;
+  end: number;
+  tag: Buffer;
 }
 
 function u64(n: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeBigUInt64BE(BigInt(n));
   return b;
+}
+
+function derive(key: Buffer, dbId: Buffer, info: Buffer): Buffer {
+  return Buffer.from(hkdfSync("sha256", key, dbId, info, 32));
+}
+
+const missingCounter = (e: unknown): boolean => (e as { code?: string }).code === "COUNTER_NOT_FOUND";
+
+function deletedError(path: string, cause: unknown): StorageError {
+  return new StorageError(
+    "STORAGE_DELETED",
+    `${path}: this database was deleted (its platform counter was destroyed); these files are a copy of a deleted database and will not open. Restore a plain export (selkie db import) if you need its data`,
+    path,
+    { cause },
+  );
 }
 
 export class PageStore {
@@ -75,14 +124,20 @@ export class PageStore {
   #liveBlocks = 0;
   #size = 0;
   #seq = 0;
+  /** The chain: seq and GCM tag of the last record in the log (the next record's AAD). */
+  #prevSeq = 0;
+  #prevTag: Buffer = ZERO_TAG;
   #logEnd = 0;
   #snapshotBytes = 0;
+  /** A commit attempt failed after it may have used seq + 1: an epoch must be counted before the next. */
+  #needEpoch = false;
   readonly #pending = new Map<number, Buffer>();
   #pendingSize: number | undefined;
   /** Blocks from here on read as zeros unless pending: the file was truncated in this transaction. */
   #zeroFrom = Infinity;
   #broken: string | undefined;
   readonly #scratch = Buffer.alloc(SLOT);
+  readonly #slotKeys = new Map<number, Buffer>();
   /**
    * Plaintext of recently read committed blocks (trusted memory; bounded). SQLite re-reads its file
    * header at the start of every transaction, so without this each read would decrypt block 0.
@@ -106,29 +161,68 @@ export class PageStore {
     return files.exists(`${path}.log`);
   }
 
-  /** Creates a new, empty store. Refuses to overwrite existing files. */
+  /** True when `path` is only what a create() killed before its rename leaves: an empty slot file, no log. */
+  static isCreateLeftover(files: FileLayer, path: string): boolean {
+    if (files.exists(`${path}.log`) || !files.exists(path)) return false;
+    const h = files.open(path, { create: false, readonly: true });
+    try {
+      return files.size(h) === 0;
+    } finally {
+      files.close(h);
+    }
+  }
+
+  /**
+   * Creates a new, empty store, atomically (FORMAT.md "Creation"): nothing is a database until
+   * NAME.log.tmp, holding the header and the first snapshot, is durable and renamed to NAME.log.
+   * Refuses to overwrite existing files; removes the leftovers of a create that crashed.
+   */
   static create(files: FileLayer, path: string, trust: StoreTrust): PageStore {
-    if (files.exists(path) || files.exists(`${path}.log`)) {
+    const logPath = `${path}.log`;
+    const tmp = `${logPath}.tmp`;
+    let reuseSlots = false;
+    if (files.exists(logPath)) {
       throw new StorageError("STORAGE_EXISTS", `${path}: a file is in the way of a new sealed database; move it away, or import a plain SQLite file with: selkie db import`, path);
     }
+    if (files.exists(path)) {
+      const h = files.open(path, { create: false, readonly: true });
+      const size = files.size(h);
+      files.close(h);
+      // An empty slot file without a log is what a create that crashed before its rename leaves.
+      if (size !== 0) throw new StorageError("STORAGE_EXISTS", `${path}: a file is in the way of a new sealed database; move it away, or import a plain SQLite file with: selkie db import`, path);
+      reuseSlots = true;
+    }
+    if (files.exists(tmp)) files.remove(tmp, false);
     const key = randomBytes(32);
     const dbId = randomBytes(16);
+    const name = basename(path);
     const counterId = trust.createCounter();
-    const sealedKey = trust.sealDataKey(key, Buffer.concat([AAD_DATAKEY, headerPrefix(dbId, counterId)]));
-    const slotFile = files.open(path, { create: true, readonly: false, exclusive: true });
-    const logFile = files.open(`${path}.log`, { create: true, readonly: false, exclusive: true });
-    const header = encodeHeader(dbId, counterId, sealedKey);
-    const store = new PageStore(files, slotFile, logFile, key, { dbId, counterId, sealedKey, bytes: header.length }, trust, false);
-    files.write(logFile, header, 0);
-    store.#logEnd = header.length;
-    store.#writeSnapshot(logFile, header.length, trust.readCounter(counterId));
-    files.sync(slotFile);
-    files.sync(logFile);
-    files.syncDir(dirname(path)); // the new files' names are durable too
+    const sealedKey = trust.sealDataKey(key, Buffer.concat([AAD_DATAKEY, headerPrefix(dbId, counterId, name)]));
+    const headerBytes = encodeHeader(dbId, counterId, name, sealedKey);
+    const header: Header = { dbId, counterId, name, sealedKey, bytes: headerBytes.length };
+    const tmpFile = files.open(tmp, { create: true, readonly: false, exclusive: true });
+    let slotFile: FileHandle | undefined;
+    let store: PageStore;
+    try {
+      files.write(tmpFile, headerBytes, 0);
+      slotFile = files.open(path, { create: true, readonly: false, exclusive: !reuseSlots });
+      store = new PageStore(files, slotFile, tmpFile, key, header, trust, false);
+      store.#writeSnapshot(tmpFile, headerBytes.length, 0);
+      files.sync(tmpFile);
+      files.sync(slotFile);
+      files.syncDir(dirname(path));
+      files.rename(tmp, logPath); // the database exists from here on (rename fsyncs the folder)
+    } catch (e) {
+      if (slotFile) files.close(slotFile);
+      files.close(tmpFile);
+      throw e;
+    }
+    files.close(tmpFile);
+    store.#logFile = files.open(logPath, { create: false, readonly: false });
     return store;
   }
 
-  /** Opens an existing store, checking integrity and freshness (FORMAT.md "Open"). */
+  /** Opens an existing store, checking integrity, name and freshness (FORMAT.md "Open"). */
   static open(files: FileLayer, path: string, trust: StoreTrust, opts: { readonly?: boolean } = {}): PageStore {
     const readonly = opts.readonly === true;
     if (!files.exists(`${path}.log`)) {
@@ -142,19 +236,91 @@ export class PageStore {
     try {
       slotFile = files.open(path, { create: false, readonly });
       const logBytes = readAll(files, logFile);
-      const header = decodeHeader(logBytes, `${path}.log`);
-      // The header's clear fields (dbId, counter id) are the AAD of the sealed key: changing them fails here.
+      const header = decodeHeader(logBytes, `${path}.log`, path);
+      // The header's clear fields (dbId, counter id, name) are the AAD of the sealed key: changing them fails here.
       const key = unsealKey(trust, header, `${path}.log`);
+      if (header.name !== basename(path)) {
+        throw new StorageError(
+          "STORAGE_WRONG_NAME",
+          `${path}: these files belong to the database created as ${header.name}, not ${basename(path)} (they were renamed, swapped or copied). Move them back to ${join(dirname(path), header.name)} and ${join(dirname(path), header.name)}.log; to give that database a new name, run: selkie db rename ${join(dirname(path), header.name)} NEW`,
+          path,
+        );
+      }
       const store = new PageStore(files, slotFile, logFile, key, header, trust, readonly);
-      store.#replay(logBytes, path);
+      const records = store.#parse(logBytes, path);
+      store.#checkFreshness(path, records, logBytes.length);
       store.#slotCount = Math.max(store.#slotCount, Math.floor(files.size(slotFile) / SLOT));
-      store.#checkFreshness(path);
+      if (!readonly) store.#writeEpoch(); // every seq this session writes is fresh (invariant 2)
       return store;
     } catch (e) {
       if (slotFile) files.close(slotFile);
       files.close(logFile);
+      if (e instanceof StorageError) throw e;
+      if (missingCounter(e)) throw deletedError(path, e);
       throw e;
     }
+  }
+
+  /**
+   * Deletes the database at `path`: authenticates it, destroys its counter (so no copy of its files
+   * can ever open again), then removes its files. Files of an already destroyed counter are removed.
+   */
+  static destroy(files: FileLayer, path: string, trust: StoreTrust): void {
+    let counterId: string | undefined;
+    try {
+      const store = PageStore.open(files, path, trust, { readonly: true });
+      counterId = store.#header.counterId;
+      store.close();
+    } catch (e) {
+      if (!(e instanceof StorageError && e.code === "STORAGE_DELETED")) throw e;
+    }
+    if (counterId !== undefined) trust.destroyCounter(counterId);
+    for (const f of [`${path}.log`, path, `${path}.log.tmp`]) if (files.exists(f)) files.remove(f, false);
+    files.syncDir(dirname(path));
+  }
+
+  /**
+   * Renames the database `from` to `to` (same folder or another), crash-safely (FORMAT.md "Names"):
+   * TO.log.tmp with the new name, fsync; rename to TO.log; rename the slot file; remove FROM.log.
+   * Running it again after a crash finishes or redoes it.
+   */
+  static rename(files: FileLayer, from: string, to: string, trust: StoreTrust): void {
+    if (basename(from) === basename(to) && dirname(from) === dirname(to)) return;
+    const toLog = `${to}.log`;
+    // Resume: a crash after the slot file moved leaves FROM.log behind a complete TO.
+    if (!files.exists(from) && files.exists(`${from}.log`) && files.exists(to) && files.exists(toLog)) {
+      PageStore.open(files, to, trust, { readonly: true }).close();
+      files.remove(`${from}.log`, true);
+      return;
+    }
+    // Resume: a crash after TO.log was renamed into place, before the slot file moved.
+    if (files.exists(toLog) && !files.exists(to) && files.exists(from)) files.remove(toLog, true);
+    if (files.exists(to) || files.exists(toLog)) {
+      throw new StorageError("STORAGE_EXISTS", `${to}: a file is in the way of the renamed database; move it away first`, to);
+    }
+    const store = PageStore.open(files, from, trust);
+    try {
+      if (store.dirty) throw new Error("internal: rename of a store with pending writes");
+      const name = basename(to);
+      const h = store.#header;
+      const sealedKey = trust.sealDataKey(store.#key, Buffer.concat([AAD_DATAKEY, headerPrefix(h.dbId, h.counterId, name)]));
+      const headerBytes = encodeHeader(h.dbId, h.counterId, name, sealedKey);
+      const tmp = `${toLog}.tmp`;
+      if (files.exists(tmp)) files.remove(tmp, false);
+      const f = files.open(tmp, { create: true, readonly: false, exclusive: true });
+      try {
+        files.write(f, headerBytes, 0);
+        store.#writeSnapshot(f, headerBytes.length, store.#seq);
+        files.sync(f);
+      } finally {
+        files.close(f);
+      }
+      files.rename(tmp, toLog);
+    } finally {
+      store.close();
+    }
+    files.rename(from, to);
+    files.remove(`${from}.log`, true);
   }
 
   get size(): number {
@@ -163,6 +329,11 @@ export class PageStore {
 
   get dirty(): boolean {
     return this.#pending.size > 0 || this.#pendingSize !== undefined;
+  }
+
+  /** The last counted commit number (tests and tools). */
+  get seq(): number {
+    return this.#seq;
   }
 
   /** Bytes the store occupies on disk (slot file + log). */
@@ -183,6 +354,16 @@ export class PageStore {
     if (this.#broken) throw new StorageError("STORAGE_BROKEN", `${this.#broken}; close and reopen the database (its last commit is intact on disk)`, this.#slotFile.path);
   }
 
+  /** The key that seals slots of `version` (one commit attempt's; FORMAT.md "Derived keys"). */
+  #slotKey(version: number): Buffer {
+    let k = this.#slotKeys.get(version);
+    if (k) return k;
+    k = derive(this.#key, this.#header.dbId, Buffer.concat([AAD_SLOT, u64(version)]));
+    if (this.#slotKeys.size >= SLOT_KEYS) this.#slotKeys.delete(this.#slotKeys.keys().next().value as number);
+    this.#slotKeys.set(version, k);
+    return k;
+  }
+
   // ---- reading ----------------------------------------------------------------------------------
 
   /** The plaintext of committed block b (zeros when absent). */
@@ -196,7 +377,7 @@ export class PageStore {
     if (n !== SLOT) {
       throw new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} is cut short on disk (the file was truncated); restore the database from a sealed backup`, this.#slotFile.path);
     }
-    const d = createDecipheriv("aes-256-gcm", this.#key, buf.subarray(0, IV));
+    const d = createDecipheriv("aes-256-gcm", this.#slotKey(this.#versionOf[b]!), buf.subarray(0, IV));
     d.setAAD(Buffer.concat([AAD_SLOT, this.#header.dbId, u32(b), u64(this.#versionOf[b]!)]));
     d.setAuthTag(buf.subarray(IV + BLOCK));
     try {
@@ -285,7 +466,7 @@ export class PageStore {
 
   #seal(b: number, version: number, plain: Uint8Array): Buffer {
     const iv = randomBytes(IV);
-    const c = createCipheriv("aes-256-gcm", this.#key, iv);
+    const c = createCipheriv("aes-256-gcm", this.#slotKey(version), iv);
     c.setAAD(Buffer.concat([AAD_SLOT, this.#header.dbId, u32(b), u64(version)]));
     return Buffer.concat([iv, c.update(plain), c.final(), c.getAuthTag()]);
   }
@@ -295,6 +476,14 @@ export class PageStore {
     this.#check();
     if (!this.dirty) return;
     if (this.readonly) throw new StorageError("STORAGE_READONLY", "the database is open read-only", this.#slotFile.path);
+    if (this.#needEpoch) {
+      try {
+        this.#writeEpoch();
+      } catch (e) {
+        this.#check();
+        throw new StorageError("STORAGE_IO", `commit refused: ${this.#slotFile.path} could not record that an earlier commit failed (${(e as Error).message}); the transaction was not committed`, this.#slotFile.path, { cause: e });
+      }
+    }
     const seq = this.#seq + 1;
     const size = this.size;
     const keep = Math.ceil(size / BLOCK);
@@ -316,15 +505,26 @@ export class PageStore {
     }
     this.#planCompaction(entries, writes, taken, cursor, seq, shrank);
     const prevLogEnd = this.#logEnd;
+    let record: { bytes: Buffer; tag: Buffer };
     try {
       writes.sort((x, y) => x[0] - y[0]);
       for (const [slot, bytes] of writes) this.#files.write(this.#slotFile, bytes, slot * SLOT);
       if (writes.length) this.#files.sync(this.#slotFile);
-      const record = this.#record(KIND_DELTA, seq, size, entries, seq);
-      this.#files.write(this.#logFile, record, prevLogEnd);
+      record = this.#record(KIND_DELTA, seq, size, entries);
+      this.#files.write(this.#logFile, record.bytes, prevLogEnd);
       this.#files.sync(this.#logFile);
     } catch (e) {
+      // seq may now exist on disk (slots of version seq, perhaps the record): it must never be
+      // reused, so an epoch at seq + 1 is counted before the next commit (invariant 2).
+      this.#needEpoch = true;
       this.#undoLog(prevLogEnd);
+      if (!this.#broken) {
+        try {
+          this.#writeEpoch();
+        } catch {
+          /* retried by the next commit */
+        }
+      }
       throw new StorageError("STORAGE_IO", `commit failed writing ${this.#slotFile.path}: ${(e as Error).message}; the transaction was not committed`, this.#slotFile.path, { cause: e });
     }
     let counted: number;
@@ -335,7 +535,9 @@ export class PageStore {
       this.#broken = `the commit's counter increment failed (${(e as Error).message})`;
       throw new StorageError("STORAGE_IO", `${this.#broken}; the transaction may or may not be present after reopening`, this.#slotFile.path, { cause: e });
     }
-    this.#logEnd = prevLogEnd + this.#recordLength(entries.length);
+    this.#logEnd = prevLogEnd + record.bytes.length;
+    this.#prevSeq = seq;
+    this.#prevTag = record.tag;
     this.#apply(entries, size, seq);
     for (const [b, slot] of entries) {
       const plain = slot === NONE ? undefined : this.#pending.get(b);
@@ -354,8 +556,42 @@ export class PageStore {
     if (this.#logEnd - this.#header.bytes > 4 * this.#snapshotBytes + 65536) this.#rewriteLog();
   }
 
+  /**
+   * Appends an EPOCH record at seq + 2 (skipping seq + 1, which a crashed or failed attempt may have
+   * written), fsyncs it, and advances the counter to it in one step. Throws when it cannot; a counter
+   * step that fails after the record is durable leaves the store BROKEN (reopening accepts the epoch).
+   */
+  #writeEpoch(): void {
+    const seq = this.#seq + 2;
+    const at = this.#logEnd;
+    const rec = this.#record(KIND_EPOCH, seq, this.#size, []);
+    try {
+      this.#files.write(this.#logFile, rec.bytes, at);
+      this.#files.sync(this.#logFile);
+    } catch (e) {
+      this.#undoLog(at);
+      throw e;
+    }
+    let counted: number;
+    try {
+      counted = this.#trust.advanceCounter(this.#header.counterId, seq);
+    } catch (e) {
+      this.#broken = `the counter step of an epoch record failed (${(e as Error).message})`;
+      throw new StorageError("STORAGE_IO", `${this.#broken}; close and reopen the database`, this.#slotFile.path, { cause: e });
+    }
+    this.#logEnd = at + rec.bytes.length;
+    this.#prevSeq = seq;
+    this.#prevTag = rec.tag;
+    this.#seq = seq;
+    this.#needEpoch = false;
+    if (counted !== seq) {
+      this.#broken = `the platform counter reads ${counted} after epoch ${seq}`;
+      throw new StorageError("STORAGE_ROLLBACK", `${this.#slotFile.path}: ${this.#broken}; another copy of this database was used`, this.#slotFile.path);
+    }
+  }
+
   #recordLength(n: number): number {
-    return 4 + IV + 1 + 8 + 8 + 4 + n * 16 + TAG;
+    return 4 + KEY_ID + IV + BODY_MIN + n * 16 + TAG;
   }
 
   /** Moves live blocks from the tail of the slot file into free slots at the front. */
@@ -457,8 +693,9 @@ export class PageStore {
 
   // ---- the table log ----------------------------------------------------------------------------
 
-  #record(kind: number, seq: number, size: number, entries: Array<[number, number, number]>, aadSeq: number): Buffer {
-    const body = Buffer.alloc(1 + 8 + 8 + 4 + entries.length * 16);
+  /** Seals a record chained to the log's last record (FORMAT.md "Table log"); changes no state. */
+  #record(kind: number, seq: number, size: number, entries: Array<[number, number, number]>, chain: { seq: number; tag: Buffer } = { seq: this.#prevSeq, tag: this.#prevTag }): { bytes: Buffer; tag: Buffer } {
+    const body = Buffer.alloc(BODY_MIN + entries.length * 16);
     body.writeUInt8(kind, 0);
     body.writeBigUInt64BE(BigInt(seq), 1);
     body.writeBigUInt64BE(BigInt(size), 9);
@@ -470,24 +707,37 @@ export class PageStore {
       body.writeBigUInt64BE(BigInt(version), o + 8);
       o += 16;
     }
+    const keyId = randomBytes(KEY_ID);
     const iv = randomBytes(IV);
-    const c = createCipheriv("aes-256-gcm", this.#key, iv);
-    c.setAAD(Buffer.concat([AAD_RECORD, this.#header.dbId, u64(aadSeq)]));
+    const c = createCipheriv("aes-256-gcm", this.#recordKey(keyId), iv);
+    c.setAAD(this.#recordAad(chain.seq, chain.tag));
     const ct = Buffer.concat([c.update(body), c.final()]);
+    const tag = c.getAuthTag();
     const len = Buffer.alloc(4);
-    len.writeUInt32BE(IV + ct.length + TAG);
-    return Buffer.concat([len, iv, ct, c.getAuthTag()]);
+    len.writeUInt32BE(KEY_ID + IV + ct.length + TAG);
+    return { bytes: Buffer.concat([len, keyId, iv, ct, tag]), tag };
   }
 
+  #recordKey(keyId: Buffer): Buffer {
+    return derive(this.#key, this.#header.dbId, Buffer.concat([AAD_RECORD, keyId]));
+  }
+
+  #recordAad(prevSeq: number, prevTag: Buffer): Buffer {
+    return Buffer.concat([AAD_RECORD, this.#header.dbId, u64(prevSeq), prevTag]);
+  }
+
+  /** Writes a snapshot of the committed table at `seq` as the first record of a log at `at`. */
   #writeSnapshot(file: FileHandle, at: number, seq: number): number {
     const entries: Array<[number, number, number]> = [];
     for (let b = 0; b < this.#slotOf.length; b++) if (this.#slotOf[b] !== NONE) entries.push([b, this.#slotOf[b]!, this.#versionOf[b]!]);
-    const rec = this.#record(KIND_SNAPSHOT, seq, this.#size, entries, 0);
-    this.#files.write(file, rec, at);
-    this.#snapshotBytes = rec.length;
+    const rec = this.#record(KIND_SNAPSHOT, seq, this.#size, entries, { seq: 0, tag: ZERO_TAG });
+    this.#files.write(file, rec.bytes, at);
+    this.#snapshotBytes = rec.bytes.length;
     this.#seq = seq;
-    this.#logEnd = at + rec.length;
-    return rec.length;
+    this.#prevSeq = seq;
+    this.#prevTag = rec.tag;
+    this.#logEnd = at + rec.bytes.length;
+    return rec.bytes.length;
   }
 
   /** Rewrites the log as header + one snapshot (new file, fsync, rename, fsync folder). */
@@ -495,12 +745,13 @@ export class PageStore {
     const path = this.#logFile.path;
     const tmp = `${path}.tmp`;
     try {
+      if (this.#files.exists(tmp)) this.#files.remove(tmp, false);
       const f = this.#files.open(tmp, { create: true, readonly: false });
       try {
-        const header = encodeHeader(this.#header.dbId, this.#header.counterId, this.#header.sealedKey);
+        const h = this.#header;
+        const header = encodeHeader(h.dbId, h.counterId, h.name, h.sealedKey);
         this.#files.write(f, header, 0);
-        const end = this.#logEnd;
-        const snap = this.#snapshotBytes;
+        const saved = { end: this.#logEnd, snap: this.#snapshotBytes, prevSeq: this.#prevSeq, prevTag: this.#prevTag };
         this.#writeSnapshot(f, header.length, this.#seq);
         try {
           this.#files.sync(f);
@@ -508,8 +759,10 @@ export class PageStore {
           this.#files.close(this.#logFile);
           this.#logFile = this.#files.open(path, { create: false, readonly: false });
         } catch (e) {
-          this.#logEnd = end;
-          this.#snapshotBytes = snap;
+          this.#logEnd = saved.end;
+          this.#snapshotBytes = saved.snap;
+          this.#prevSeq = saved.prevSeq;
+          this.#prevTag = saved.prevTag;
           throw e;
         }
       } finally {
@@ -520,51 +773,51 @@ export class PageStore {
     }
   }
 
-  #replay(bytes: Buffer, path: string): void {
+  /** Reads the chain of records (without applying them); a torn tail ends it. */
+  #parse(bytes: Buffer, path: string): Parsed[] {
+    const out: Parsed[] = [];
+    const tampered = (what: string): never => {
+      throw new StorageError("STORAGE_TAMPERED", `${path}.log: ${what}; restore the database from a sealed backup`, `${path}.log`);
+    };
     let at = this.#header.bytes;
-    let expect: number | undefined; // AAD seq of the next record
-    let first = true;
+    let prevSeq = 0;
+    let prevTag: Buffer = ZERO_TAG;
     while (at < bytes.length) {
       const rest = bytes.length - at;
       const len = rest >= 4 ? bytes.readUInt32BE(at) : -1;
-      const torn = len < IV + TAG + 21 || len > MAX_RECORD || 4 + len > rest;
-      const body = torn ? undefined : this.#openRecord(bytes.subarray(at + 4, at + 4 + len), first ? 0 : expect!);
+      const torn = len < KEY_ID + IV + TAG + BODY_MIN || len > MAX_RECORD || 4 + len > rest;
+      const rec = torn ? undefined : bytes.subarray(at + 4, at + 4 + len);
+      const body = rec ? this.#openRecord(rec, prevSeq, prevTag) : undefined;
       if (!body) {
         // Unreadable: a torn tail is a crash mid-append; anything followed by more bytes is tampering.
-        if (first) throw new StorageError("STORAGE_TAMPERED", `${path}.log: its first table record failed authentication; restore the database from a sealed backup`, `${path}.log`);
-        if (!torn && 4 + len < rest) throw new StorageError("STORAGE_TAMPERED", `${path}.log: a table record in the middle of the log failed authentication; restore the database from a sealed backup`, `${path}.log`);
+        if (out.length === 0 && !torn) tampered("its first table record failed authentication");
+        if (!torn && 4 + len < rest) tampered("a table record in the middle of the log failed authentication (changed, or spliced from another copy)");
         break;
       }
       const kind = body.readUInt8(0);
       const seq = Number(body.readBigUInt64BE(1));
-      if ((first && kind !== KIND_SNAPSHOT) || (!first && (kind !== KIND_DELTA || seq !== expect))) {
-        throw new StorageError("STORAGE_TAMPERED", `${path}.log: table records are out of order; restore the database from a sealed backup`, `${path}.log`);
-      }
+      const ok = out.length === 0 ? kind === KIND_SNAPSHOT : (kind === KIND_DELTA && seq === prevSeq + 1) || (kind === KIND_EPOCH && seq === prevSeq + 2);
+      if (!ok) tampered("table records are out of order");
       const size = Number(body.readBigUInt64BE(9));
       const n = body.readUInt32BE(17);
-      if (21 + n * 16 !== body.length) throw new StorageError("STORAGE_TAMPERED", `${path}.log: a table record has a bad length`, `${path}.log`);
+      if (BODY_MIN + n * 16 !== body.length || (kind === KIND_EPOCH && n !== 0)) tampered("a table record has a bad length");
       const entries: Array<[number, number, number]> = [];
-      for (let i = 0, o = 21; i < n; i++, o += 16) entries.push([body.readUInt32BE(o), body.readUInt32BE(o + 4), Number(body.readBigUInt64BE(o + 8))]);
-      this.#apply(entries, size, seq);
-      if (first) this.#snapshotBytes = 4 + len;
-      first = false;
-      expect = seq + 1;
+      for (let i = 0, o = BODY_MIN; i < n; i++, o += 16) entries.push([body.readUInt32BE(o), body.readUInt32BE(o + 4), Number(body.readBigUInt64BE(o + 8))]);
+      const tag = Buffer.from(rec!.subarray(rec!.length - TAG));
       at += 4 + len;
+      out.push({ kind, seq, size, entries, end: at, tag });
+      prevSeq = seq;
+      prevTag = tag;
     }
-    this.#logEnd = at;
-    if (first && !this.readonly) this.#writeSnapshot(this.#logFile, this.#header.bytes, this.#trust.readCounter(this.#header.counterId)); // crashed inside create()
-    if (at < bytes.length && !this.readonly) {
-      this.#files.truncate(this.#logFile, at); // drop the torn tail before appending after it
-      this.#files.sync(this.#logFile);
-    }
+    return out;
   }
 
-  #openRecord(rec: Buffer, aadSeq: number): Buffer | undefined {
-    const d = createDecipheriv("aes-256-gcm", this.#key, rec.subarray(0, IV));
-    d.setAAD(Buffer.concat([AAD_RECORD, this.#header.dbId, u64(aadSeq)]));
+  #openRecord(rec: Buffer, prevSeq: number, prevTag: Buffer): Buffer | undefined {
+    const d = createDecipheriv("aes-256-gcm", this.#recordKey(rec.subarray(0, KEY_ID)), rec.subarray(KEY_ID, KEY_ID + IV));
+    d.setAAD(this.#recordAad(prevSeq, prevTag));
     d.setAuthTag(rec.subarray(rec.length - TAG));
     try {
-      const body = d.update(rec.subarray(IV, rec.length - TAG));
+      const body = d.update(rec.subarray(KEY_ID + IV, rec.length - TAG));
       d.final();
       return body;
     } catch {
@@ -572,23 +825,65 @@ export class PageStore {
     }
   }
 
-  #checkFreshness(path: string): void {
-    const c = this.#trust.readCounter(this.#header.counterId);
-    const last = this.#seq;
-    if (last === c) return;
-    if (last === c + 1 && !this.readonly) {
-      this.#trust.incrementCounter(this.#header.counterId);
+  /** Decides what the log's records mean against the platform counter, and applies them (FORMAT.md "Open"). */
+  #checkFreshness(path: string, records: Parsed[], fileBytes: number): void {
+    let c: number;
+    try {
+      c = this.#trust.readCounter(this.#header.counterId);
+    } catch (e) {
+      if (missingCounter(e)) throw deletedError(path, e);
+      throw e;
+    }
+    const last = records[records.length - 1];
+    if (!last) {
+      if (c !== 0) {
+        throw new StorageError(
+          "STORAGE_TAMPERED",
+          `${path}.log was cut back to its header: it holds no table record, but the platform counter says the database committed ${c} times. Refusing to serve it as empty; restore the database's files from a sealed backup`,
+          `${path}.log`,
+        );
+      }
+      // Never committed: the state at counter 0 is the empty database.
+      if (!this.readonly) {
+        this.#files.truncate(this.#logFile, this.#header.bytes);
+        this.#writeSnapshot(this.#logFile, this.#header.bytes, 0);
+        this.#files.sync(this.#logFile);
+      }
       return;
     }
-    if (last === c + 1) return;
-    if (last < c) {
+    let use = records;
+    let advance = false;
+    if (last.seq === c) {
+      // current
+    } else if (records.length > 1 && ((last.kind === KIND_DELTA && last.seq === c + 1) || (last.kind === KIND_EPOCH && last.seq === c + 2))) {
+      // A crash between this record's fsync and its counter step. A writable open counts it; a
+      // read-only open serves the counted state, which is all a later writable open is sure to see.
+      if (this.readonly) use = records.slice(0, -1);
+      else advance = true;
+    } else if (last.seq < c) {
       throw new StorageError(
         "STORAGE_ROLLBACK",
-        `${path}: this is an older copy of the database (commit ${last}, but the platform counter says ${c}): it was rolled back or restored from an old copy. Refusing to open it; restore the current files, or re-import a plain export if this copy is what you want`,
+        `${path}: this is an older copy of the database (commit ${last.seq}, but the platform counter says ${c}): it was rolled back, restored from an old copy, or its log was cut. Refusing to open it; restore the current files, or re-import a plain export if this copy is what you want`,
         path,
       );
+    } else {
+      throw new StorageError("STORAGE_TAMPERED", `${path}: the table log is ahead of the platform counter (${last.seq} > ${c}); it was not written by this platform`, path);
     }
-    throw new StorageError("STORAGE_TAMPERED", `${path}: the table log is ahead of the platform counter (${last} > ${c} + 1); it was not written by this platform`, path);
+    for (const r of use) {
+      if (r.kind === KIND_SNAPSHOT) this.#snapshotBytes = r.end - this.#header.bytes;
+      this.#apply(r.entries, r.size, r.seq);
+    }
+    const end = use[use.length - 1]!;
+    this.#seq = end.seq;
+    this.#prevSeq = end.seq;
+    this.#prevTag = end.tag;
+    this.#logEnd = end.end;
+    if (this.readonly) return;
+    if (fileBytes > end.end) {
+      this.#files.truncate(this.#logFile, end.end); // drop the torn tail before appending after it
+      this.#files.sync(this.#logFile);
+    }
+    if (advance) this.#trust.advanceCounter(this.#header.counterId, last.seq);
   }
 
   close(): void {
@@ -607,52 +902,73 @@ function u32(n: number): Buffer {
   return b;
 }
 
-/** The header up to the sealed key: magic, format, dbId, counter id (authenticated as the key's AAD). */
-function headerPrefix(dbId: Buffer, counterId: string): Buffer {
+/** The header up to the sealed key: magic, format, dbId, counter id, name (the sealed key's AAD). */
+function headerPrefix(dbId: Buffer, counterId: string, name: string): Buffer {
   const cid = Buffer.from(counterId, "utf8");
-  const b = Buffer.alloc(MAGIC.length + 1 + 16 + 2 + cid.length);
+  const nm = Buffer.from(name, "utf8");
+  const b = Buffer.alloc(MAGIC.length + 1 + 16 + 2 + cid.length + 2 + nm.length);
   let o = MAGIC.copy(b, 0);
   b.writeUInt8(FORMAT_VERSION, o++);
   o += dbId.copy(b, o);
   b.writeUInt16BE(cid.length, o);
-  cid.copy(b, o + 2);
+  o += 2 + cid.copy(b, o + 2);
+  b.writeUInt16BE(nm.length, o);
+  nm.copy(b, o + 2);
   return b;
 }
 
-function encodeHeader(dbId: Buffer, counterId: string, sealedKey: Buffer): Buffer {
+function encodeHeader(dbId: Buffer, counterId: string, name: string, sealedKey: Buffer): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(sealedKey.length);
-  return Buffer.concat([headerPrefix(dbId, counterId), len, sealedKey]);
+  return Buffer.concat([headerPrefix(dbId, counterId, name), len, sealedKey]);
 }
 
-function decodeHeader(b: Buffer, file: string): Header {
+/** The format version byte of a log's header, or undefined when it has no Selkie magic. */
+export function logFormatVersion(b: Buffer): number | undefined {
+  if (b.length < MAGIC.length + 1 || !b.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  return b.readUInt8(MAGIC.length);
+}
+
+function decodeHeader(b: Buffer, file: string, dbPath: string): Header {
   const bad = (what: string): never => {
     throw new StorageError("STORAGE_TAMPERED", `${file}: ${what}; it is not a Selkie table log or it was damaged. Restore the database from a sealed backup`, file);
   };
-  if (b.length < MAGIC.length + 1 + 16 + 2 + 4 || !b.subarray(0, MAGIC.length).equals(MAGIC)) bad("bad magic");
-  let o = MAGIC.length;
-  const version = b.readUInt8(o++);
+  const version = logFormatVersion(b);
+  if (version === undefined || b.length < MAGIC.length + 1 + 16 + 2 + 2 + 4) bad("bad magic");
+  if (version === 1) {
+    throw new StorageError(
+      "STORAGE_UPGRADE_REQUIRED",
+      `${file}: this database is in sealed store format 1, which this Selkie opens only to upgrade it (format 2 closes rollback and renaming holes). Upgrade it in place with: selkie db upgrade ${dbPath}`,
+      file,
+    );
+  }
   if (version !== FORMAT_VERSION) {
     throw new StorageError("STORAGE_UNSUPPORTED_FORMAT", `${file}: format version ${version} is not supported by this Selkie (it reads version ${FORMAT_VERSION}); use a matching Selkie release`, file);
   }
+  let o = MAGIC.length + 1;
   const dbId = Buffer.from(b.subarray(o, o + 16));
   o += 16;
   const cidLen = b.readUInt16BE(o);
   o += 2;
-  if (o + cidLen + 4 > b.length) bad("truncated header");
+  if (o + cidLen + 2 > b.length) bad("truncated header");
   const counterId = b.subarray(o, o + cidLen).toString("utf8");
   o += cidLen;
+  const nameLen = b.readUInt16BE(o);
+  o += 2;
+  if (o + nameLen + 4 > b.length) bad("truncated header");
+  const name = b.subarray(o, o + nameLen).toString("utf8");
+  o += nameLen;
   const keyLen = b.readUInt32BE(o);
   o += 4;
   if (keyLen > 4096 || o + keyLen > b.length) bad("truncated header");
   const sealedKey = Buffer.from(b.subarray(o, o + keyLen));
-  return { dbId, counterId, sealedKey, bytes: o + keyLen };
+  return { dbId, counterId, name, sealedKey, bytes: o + keyLen };
 }
 
 /** Unseals the data key, turning the platform's refusal into what it means for this database. */
 function unsealKey(trust: StoreTrust, header: Header, file: string): Buffer {
   try {
-    return trust.unsealDataKey(header.sealedKey, Buffer.concat([AAD_DATAKEY, headerPrefix(header.dbId, header.counterId)]));
+    return trust.unsealDataKey(header.sealedKey, Buffer.concat([AAD_DATAKEY, headerPrefix(header.dbId, header.counterId, header.name)]));
   } catch (e) {
     const code = (e as { code?: string }).code ?? "";
     if (code === "SEAL_OTHER_PLATFORM") {

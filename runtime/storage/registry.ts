@@ -40,7 +40,7 @@ export function acquireStore(path: string, o: AcquireOptions): { store: PageStor
   if (!entry) {
     let store: PageStore;
     if (PageStore.exists(o.files, path)) store = PageStore.open(o.files, path, o.trust, { readonly: o.readonly });
-    else if (o.files.exists(path)) {
+    else if (o.files.exists(path) && !PageStore.isCreateLeftover(o.files, path)) {
       throw new StorageError(
         "STORAGE_PLAIN_FILE",
         `${path} is not a sealed Selkie database (no ${path}.log beside it); if it is a plain SQLite file, seal it into a new database with: selkie db import ${path} NEW.db`,

@@ -79,5 +79,7 @@ export function storeTrustFor(services: EnclaveServices, opts: StoreTrustOptions
     createCounter: () => services.counters.create({ policy: "MRSIGNER" }).id,
     readCounter: (id) => active.counters.read(id),
     incrementCounter: (id) => active.counters.increment(id),
+    advanceCounter: (id, value) => active.counters.advance(id, value),
+    destroyCounter: (id) => active.counters.destroy(id),
   };
 }

@@ -137,3 +137,20 @@ test("selkie sql --epc 32MiB, then without --epc, then --epc 128MiB: the same da
   assert.equal(big.status, 0, big.stderr);
   assert.deepEqual(JSON.parse(big.stdout), [{ n: 2 }]);
 });
+
+test("selkie db rename moves a sealed database to a new name, logged; files renamed by hand are refused", () => {
+  const dir = tempDir();
+  const a = path.join(dir, "a.db");
+  const b = path.join(dir, "b.db");
+  assert.equal(cli(["sql", a, "CREATE TABLE t(v); INSERT INTO t VALUES ('kept')"]).status, 0);
+  const r = cli(["db", "rename", a, b]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /RENAME: sealed database/);
+  assert.ok(!fs.existsSync(a) && !fs.existsSync(`${a}.log`));
+  assert.deepEqual(JSON.parse(cli(["sql", b, "SELECT v FROM t", "-m", "json"]).stdout), [{ v: "kept" }]);
+  fs.renameSync(b, a);
+  fs.renameSync(`${b}.log`, `${a}.log`);
+  const wrong = cli(["sql", a, "SELECT v FROM t"]);
+  assert.notEqual(wrong.status, 0);
+  assert.match(wrong.stderr, /STORAGE_WRONG_NAME|created as b\.db/);
+});

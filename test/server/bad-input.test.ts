@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { createClient } from "@libsql/client";
 import { cli } from "../helpers.js";
@@ -229,11 +230,21 @@ describe("selkie serve refuses bad input and keeps serving", () => {
     await createDb(s, "gone");
     const t = (await api(s, tok, "POST", "/v1/tokens", { scope: "read-write", db: "gone" })).json.token as string;
     assert.equal((await pipeline(s, t, [exec("CREATE TABLE g(a)"), { type: "close" }], { db: "gone" })).json.results[0].type, "ok");
+    const file = path.join(s.dir, "databases", "gone.db");
+    const copy = [fs.readFileSync(file), fs.readFileSync(`${file}.log`)] as const;
     const d = await api(s, tok, "DELETE", "/v1/databases/gone");
     assert.equal(d.status, 200);
     assert.equal(d.json.revokedTokens, 1);
     refused(await pipeline(s, t, [exec("SELECT 1")], { db: "gone" }), 401, "UNAUTHORIZED");
     refused(await pipeline(s, tok, [exec("SELECT 1")], { db: "gone" }), 404, "DB_NOT_FOUND");
+    // Its files copied back do not bring it back: deletion destroyed its counter.
+    fs.writeFileSync(file, copy[0]);
+    fs.writeFileSync(`${file}.log`, copy[1]);
+    const back = await pipeline(s, tok, [exec("SELECT 1")], { db: "gone" });
+    assert.ok(back.status >= 400, `a copied-back deleted database is refused (${back.status})`);
+    assert.match(JSON.stringify(back.json), /STORAGE_DELETED/);
+    fs.rmSync(file);
+    fs.rmSync(`${file}.log`);
     await intact();
   });
 

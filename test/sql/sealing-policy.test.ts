@@ -145,6 +145,8 @@ function legacyDatabase(platform: Platform, file: string, epc: number): void {
     createCounter: () => s.counters.create({ policy: "MRENCLAVE" }).id,
     readCounter: (id) => s.counters.read(id),
     incrementCounter: (id) => s.counters.increment(id),
+    advanceCounter: (id, value) => s.counters.advance(id, value),
+    destroyCounter: (id) => s.counters.destroy(id),
   });
   store.close();
 }

@@ -24,9 +24,12 @@ function seed(file: string, rows = 300): void {
   db.close();
 }
 
-/** Everything the database says, as one string: what a reader would get back. */
+/**
+ * Everything the database says, as one string: what a reader would get back. Read-only: a writable
+ * open appends a counted epoch record (FORMAT.md v2), after which the saved copy is an older one.
+ */
 function dump(file: string): string {
-  const db = openDb(file);
+  const db = openDb(file, { readonly: true });
   try {
     const ok = db.query("PRAGMA integrity_check");
     const rows = db.query("SELECT id, note, hex(data) AS d FROM secrets ORDER BY id");

@@ -116,7 +116,9 @@ export class DatabaseRegistry {
     if (!this.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
     this.close(name);
     const f = this.fileFor(name);
-    for (const p of [f, `${f}.log`, `${f}.snapshot`]) fs.rmSync(p, { force: true, recursive: true });
+    // Destroys its counter before its files, so a copy of them never opens again (STORAGE_DELETED).
+    new Database(f, { platform: this.#opts.platform, create: false, ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}) }).destroy();
+    fs.rmSync(`${f}.snapshot`, { force: true, recursive: true });
   }
 
   closeAll(): void {
