@@ -10,7 +10,10 @@
  *    COUNTER_STORE_CORRUPT, never a silent reset.
  * 3. Compaction switches generations by one atomic rename (snapshot g+1) before creating log g+1 and
  *    deleting log g; every crash point leaves one complete generation.
- * 4. Nothing is written in clear: records and snapshots are AES-256-GCM under the store key.
+ * 4. Nothing is written in clear: records and snapshots of generation g are AES-256-GCM under a key
+ *    derived for g alone (format 2), so no key seals more than one snapshot and `compactEvery`
+ *    records with random IVs, far below GCM's 2^32 bound. Format 1 stores are read once under the
+ *    store key and compacted into format 2 at open.
  * 5. One process at a time: a `lock` file holds the owner's pid (a dead pid's lock is taken over).
  *
  * State of the in-memory mirror: it changes only after the disk write it mirrors is durable; after
@@ -18,7 +21,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
 import { CounterError } from "./errors.js";
 import { ensureDir, fsyncDir, writeAll, writeFileAtomic } from "./files.js";
 import { policyName, type SealPolicyId } from "./keys.js";
@@ -29,7 +32,9 @@ const LOCK = "lock";
 const SNAP_MAGIC = Buffer.from("SKCS", "latin1");
 const LOG_MAGIC = Buffer.from("SKCL", "latin1");
 const REC_MAGIC = Buffer.from("SKCR", "latin1");
-const VERSION = 1;
+const VERSION = 2;
+/** Format 1 (one key for every generation): read, then compacted into format 2 at open. */
+const LEGACY_VERSION = 1;
 const SNAP_HEADER = 40;
 const LOG_HEADER = 16;
 const PAYLOAD = 72;
@@ -66,6 +71,14 @@ function corrupt(msg: string): never {
 
 function logName(gen: bigint): string {
   return `log-${gen}.bin`;
+}
+
+/** The key of generation g (format 2): HKDF-SHA256(store key, info = "selkie/counters/v2" || u64be(g)). */
+function generationKey(storeKey: Buffer, gen: bigint): KeyObject {
+  const info = Buffer.alloc(26);
+  info.write("selkie/counters/v2", 0, "latin1");
+  info.writeBigUInt64BE(gen, 18);
+  return createSecretKey(Buffer.from(hkdfSync("sha256", storeKey, Buffer.alloc(0), info, 32)));
 }
 
 function gcmSeal(key: KeyObject, aad: Buffer, pt: Buffer): { iv: Buffer; ct: Buffer; tag: Buffer } {
@@ -142,7 +155,11 @@ function checkValue(v: bigint, where: string): number {
 
 export class CounterStore {
   readonly dir: string;
-  readonly #key: KeyObject;
+  /** The store key (section 4 of FORMATS.md); records and snapshots use generation keys derived from it. */
+  readonly #storeKey: Buffer;
+  /** Key of the open generation, and the format it was written in. */
+  #key: KeyObject;
+  #version = VERSION;
   readonly #compactEvery: number;
   readonly #entries = new Map<string, MutableEntry>();
   #gen = 0n;
@@ -155,7 +172,8 @@ export class CounterStore {
 
   private constructor(dir: string, key: Buffer, opts: CounterStoreOptions) {
     this.dir = dir;
-    this.#key = createSecretKey(key);
+    this.#storeKey = Buffer.from(key);
+    this.#key = generationKey(this.#storeKey, 0n); // replaced by the open generation's key
     const every = opts.compactEvery ?? DEFAULT_COMPACT_EVERY;
     if (!Number.isInteger(every) || every < 1) throw new CounterError("COUNTER_BAD_REQUEST", "compactEvery must be a positive integer");
     this.#compactEvery = every;
@@ -166,6 +184,7 @@ export class CounterStore {
     const dir = path.join(platformDir, COUNTERS_DIR);
     ensureDir(dir);
     const s = new CounterStore(dir, key, {});
+    s.#key = generationKey(s.#storeKey, 1n);
     s.#writeSnapshot(1n);
     s.#createLog(1n);
     fsyncDir(platformDir);
@@ -189,8 +208,10 @@ export class CounterStore {
   #load(): void {
     const snap = fs.readFileSync(path.join(this.dir, SNAPSHOT));
     if (snap.length < 5 || !snap.subarray(0, 4).equals(SNAP_MAGIC)) corrupt("counter snapshot: bad magic");
-    if (snap[4] !== VERSION) throw new CounterError("COUNTER_VERSION_UNSUPPORTED", `counter snapshot format version ${snap[4]} is not supported`);
+    if (snap[4] !== VERSION && snap[4] !== LEGACY_VERSION) throw new CounterError("COUNTER_VERSION_UNSUPPORTED", `counter snapshot format version ${snap[4]} is not supported`);
     if (snap.length < SNAP_HEADER + 16) corrupt("counter snapshot: truncated");
+    this.#version = snap[4]!;
+    this.#key = this.#version === LEGACY_VERSION ? createSecretKey(this.#storeKey) : generationKey(this.#storeKey, snap.readBigUInt64BE(8));
     const len = snap.readUInt32BE(36);
     if (snap.length !== SNAP_HEADER + len + 16) corrupt("counter snapshot: wrong length");
     const pt = gcmOpen(this.#key, snap.subarray(0, SNAP_HEADER), snap.subarray(24, 36), snap.subarray(SNAP_HEADER, SNAP_HEADER + len), snap.subarray(SNAP_HEADER + len));
@@ -215,6 +236,7 @@ export class CounterStore {
     if (!fs.existsSync(logPath)) this.#createLog(this.#gen); // crash between snapshot and log creation
     this.#fd = fs.openSync(logPath, "r+");
     this.#replay();
+    if (this.#version === LEGACY_VERSION) this.compact(); // into format 2: generation keys from now on
   }
 
   #replay(): void {
@@ -222,7 +244,7 @@ export class CounterStore {
     const buf = Buffer.alloc(size);
     if (fs.readSync(this.#fd, buf, 0, size, 0) !== size) corrupt("counter log: short read");
     if (size < LOG_HEADER || !buf.subarray(0, 4).equals(LOG_MAGIC)) corrupt("counter log: bad header");
-    if (buf[4] !== VERSION) throw new CounterError("COUNTER_VERSION_UNSUPPORTED", `counter log format version ${buf[4]} is not supported`);
+    if (buf[4] !== this.#version) throw new CounterError("COUNTER_VERSION_UNSUPPORTED", `counter log format version ${buf[4]} does not match its snapshot's (${this.#version})`);
     if (buf.readBigUInt64BE(8) !== this.#gen) corrupt("counter log: generation does not match the snapshot");
     const aad = this.#recordAad();
     const full = Math.floor((size - LOG_HEADER) / RECORD_LEN);
@@ -350,7 +372,15 @@ export class CounterStore {
   compact(): void {
     this.#checkUsable();
     const next = this.#gen + 1n;
-    this.#writeSnapshot(next); // the commit point
+    const oldKey = this.#key;
+    this.#key = generationKey(this.#storeKey, next);
+    try {
+      this.#writeSnapshot(next); // the commit point
+    } catch (e) {
+      this.#key = oldKey;
+      throw e;
+    }
+    this.#version = VERSION;
     const old = this.#gen;
     fs.closeSync(this.#fd);
     this.#fd = -1;
