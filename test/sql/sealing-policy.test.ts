@@ -11,7 +11,7 @@ import { Database, Platform } from "../../runtime/index.js";
 import { SQLITE_BUILD } from "../../runtime/sql/database.js";
 import { loadSqliteEnclave } from "../../runtime/sql/sqlite-module.js";
 import { SQLITE_ISVPRODID, sqliteMrsigner } from "../../runtime/sql/sqlite-signer.js";
-import { measureLegacyV1At } from "../../runtime/enclave/einit.js";
+import { legacyStoreTrust } from "../storage/store-helpers.js";
 import { PageStore } from "../../runtime/storage/page-store.js";
 import { NodeFileLayer } from "../../runtime/host/files.js";
 import { inspectSealedBlob } from "../../runtime/platform/index.js";
@@ -138,16 +138,7 @@ test("a SQLite enclave of another signer is refused with STORAGE_WRONG_SIGNER", 
 /** A database as ABI revision 5 made it: key and counter sealed to the unsigned MRENCLAVE-v1 (with its EPC). */
 function legacyDatabase(platform: Platform, file: string, epc: number): void {
   const image = loadSqliteEnclave({ epc });
-  const s = platform.servicesFor(measureLegacyV1At(image.module, image.manifest, epc));
-  const store = PageStore.create(new NodeFileLayer(), file, {
-    sealDataKey: (key, aad) => s.seal(key, { policy: "MRENCLAVE", aad }),
-    unsealDataKey: (blob, aad) => s.unseal(blob, { aad }),
-    createCounter: () => s.counters.create({ policy: "MRENCLAVE" }).id,
-    readCounter: (id) => s.counters.read(id),
-    incrementCounter: (id) => s.counters.increment(id),
-    advanceCounter: (id, value) => s.counters.advance(id, value),
-    destroyCounter: (id) => s.counters.destroy(id),
-  });
+  const store = PageStore.create(new NodeFileLayer(), file, legacyStoreTrust(platform, image, epc));
   store.close();
 }
 

@@ -5,6 +5,9 @@ import { measuredIdentity } from "../platform/helpers.js";
 import type { Platform } from "../../runtime/platform/platform.js";
 import { BLOCK, type PageStore, type StoreTrust } from "../../runtime/storage/page-store.js";
 import { storeTrustFor } from "../../runtime/storage/trust.js";
+import { measureLegacyV1At } from "../../runtime/enclave/einit.js";
+import type { CheckedModule } from "../../runtime/enclave/loader.js";
+import type { Manifest } from "../../runtime/enclave/manifest.js";
 
 const h = (s: string): Buffer => createHash("sha256").update(s).digest();
 
@@ -42,4 +45,21 @@ export function recordBoundaries(log: Buffer): number[] {
     out.push(o);
   }
   return out;
+}
+
+/**
+ * The trust a pre-revision-6 Selkie gave the SQLite enclave `image` with an EPC of `epc` bytes: key
+ * and counter sealed to its unsigned MRENCLAVE-v1 (which measured the EPC).
+ */
+export function legacyStoreTrust(platform: Platform, image: { module: CheckedModule; manifest: Manifest }, epc: number): StoreTrust {
+  const legacy = platform.servicesFor(measureLegacyV1At(image.module, image.manifest, epc));
+  return {
+    sealDataKey: (key, aad) => legacy.seal(key, { policy: "MRENCLAVE", aad }),
+    unsealDataKey: (blob, aad) => legacy.unseal(blob, { aad }),
+    createCounter: () => legacy.counters.create({ policy: "MRENCLAVE" }).id,
+    readCounter: (id) => legacy.counters.read(id),
+    incrementCounter: (id) => legacy.counters.increment(id),
+    advanceCounter: (id, value) => legacy.counters.advance(id, value),
+    destroyCounter: (id) => legacy.counters.destroy(id),
+  };
 }

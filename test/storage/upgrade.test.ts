@@ -4,12 +4,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { Database, SelkieError } from "../../runtime/index.js";
-import { measureLegacyV1At } from "../../runtime/enclave/einit.js";
 import { loadSqliteEnclave } from "../../runtime/sql/sqlite-module.js";
-import { PageStore, type StoreTrust } from "../../runtime/storage/page-store.js";
+import { PageStore } from "../../runtime/storage/page-store.js";
 import { upgradeStore } from "../../runtime/storage/upgrade.js";
 import { openDb, tempDir, testPlatform } from "../helpers.js";
-import { files, storeTrust } from "./store-helpers.js";
+import { files, legacyStoreTrust, storeTrust } from "./store-helpers.js";
 import { writeV1Store } from "./v1-fixture.js";
 
 const trust = storeTrust(testPlatform);
@@ -72,16 +71,7 @@ test("Database.upgradeStore() turns a v1 SQLite database into one that opens, af
   const file = path.join(dir, "legacy.db");
   const image = loadSqliteEnclave();
   // As a pre-revision-6 Selkie wrote it: key and counter sealed to the unsigned MRENCLAVE-v1 of this build.
-  const legacy = testPlatform.servicesFor(measureLegacyV1At(image.module, image.manifest, image.manifest.epc));
-  const sqliteTrust: StoreTrust = {
-    sealDataKey: (key, aad) => legacy.seal(key, { policy: "MRENCLAVE", aad }),
-    unsealDataKey: (blob, aad) => legacy.unseal(blob, { aad }),
-    createCounter: () => legacy.counters.create({ policy: "MRENCLAVE" }).id,
-    readCounter: (id) => legacy.counters.read(id),
-    incrementCounter: (id) => legacy.counters.increment(id),
-    advanceCounter: (id, value) => legacy.counters.advance(id, value),
-    destroyCounter: (id) => legacy.counters.destroy(id),
-  };
+  const sqliteTrust = legacyStoreTrust(testPlatform, image, image.manifest.epc);
   writeV1Store(file, sqliteTrust, fs.readFileSync(plain));
   assert.throws(() => openDb(file), (e: unknown) => e instanceof SelkieError && e.code === "STORAGE_UPGRADE_REQUIRED" && /selkie db upgrade/.test(e.message));
   Database.upgradeStore(file, { platform: testPlatform });
