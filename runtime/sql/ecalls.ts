@@ -59,8 +59,24 @@ export interface SqliteExports {
 
 /** A value SQLite can store, as the SQL API hands it out. */
 export type SqlValue = null | number | bigint | string | Uint8Array;
+
+/**
+ * A number that is REAL to SQLite whatever its value. JavaScript has one number type, so the SQL API
+ * binds an integral number as INTEGER and reads REAL and INTEGER columns alike as numbers. A wire
+ * protocol that keeps SQLite's storage classes (Hrana's "float" vs "integer") binds with this, and
+ * reads integral REAL results as this when the statement asks (Statement.typedReals).
+ */
+export class SqlReal {
+  constructor(readonly value: number) {}
+  valueOf(): number {
+    return this.value;
+  }
+  toJSON(): number {
+    return this.value;
+  }
+}
 /** What callers may bind (booleans become 0/1). */
-export type BindValue = SqlValue | boolean | undefined | ArrayBuffer;
+export type BindValue = SqlValue | SqlReal | boolean | undefined | ArrayBuffer;
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const I64_MIN = -(2n ** 63n);
@@ -133,6 +149,7 @@ export function bindValue(x: SqliteExports, scratch: Scratch, stmt: number, i: n
       return x.sk_bind_null(stmt, i);
     case "object": {
       if (v === null) return x.sk_bind_null(stmt, i);
+      if (v instanceof SqlReal) return x.sk_bind_double(stmt, i, v.value);
       const bytes = v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : undefined;
       if (bytes) {
         if (bytes.length === 0) return x.sk_bind_blob(stmt, i, 0, 0);
@@ -149,13 +166,15 @@ function describe(v: unknown): string {
   return typeof v;
 }
 
-/** Reads column i of the current row. */
-export function columnValue(x: SqliteExports, mem: GuestMemory, stmt: number, i: number): SqlValue {
+/** Reads column i of the current row; with `typedReals`, an integral REAL comes back as SqlReal. */
+export function columnValue(x: SqliteExports, mem: GuestMemory, stmt: number, i: number, typedReals = false): SqlValue | SqlReal {
   switch (x.sk_column_type(stmt, i)) {
     case COL_INTEGER:
       return x.sk_column_int(stmt, i);
-    case COL_FLOAT:
-      return x.sk_column_double(stmt, i);
+    case COL_FLOAT: {
+      const d = x.sk_column_double(stmt, i);
+      return typedReals && Number.isInteger(d) ? new SqlReal(d) : d;
+    }
     case COL_TEXT: {
       const p = x.sk_column_text(stmt, i);
       const n = x.sk_column_bytes(stmt, i);

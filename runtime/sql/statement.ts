@@ -4,7 +4,7 @@
  */
 import { UsageError } from "../errors.js";
 import { SQLITE_DONE, SQLITE_OK, SQLITE_ROW } from "./codes.js";
-import { bindValue, columnValue, type BindValue, type SqlValue } from "./ecalls.js";
+import { bindValue, columnValue, SqlReal, type BindValue, type SqlValue } from "./ecalls.js";
 import type { Database } from "./database.js";
 
 const STMTSTATUS_REPREPARE = 5;
@@ -18,7 +18,7 @@ export interface RunResult {
 export type BindArgs = BindValue[] | [BindValue[]] | [Record<string, BindValue>];
 
 function isNamed(v: unknown): v is Record<string, BindValue> {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof ArrayBuffer);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof ArrayBuffer) && !(v instanceof SqlReal);
 }
 
 export class Statement {
@@ -30,6 +30,12 @@ export class Statement {
   #params: (string | undefined)[] = [];
   #busy = false;
   #finalized = false;
+  /**
+   * When true, an integral REAL value is read as SqlReal (not a plain number), so a wire protocol
+   * can keep SQLite's storage class (REAL 2.0 vs INTEGER 2). Off for the local API (numbers, as
+   * better-sqlite3). Rows typed as SqlValue may then hold SqlReal: only the server's Hrana layer sets it.
+   */
+  typedReals = false;
 
   /** @internal — use Database.prepare. */
   constructor(readonly db: Database, readonly sql: string) {
@@ -174,7 +180,7 @@ export class Statement {
     const x = this.db._x;
     const mem = this.db._mem;
     const row: Row = {};
-    for (let i = 0; i < names.length; i++) row[names[i]!] = columnValue(x, mem, h, i);
+    for (let i = 0; i < names.length; i++) row[names[i]!] = columnValue(x, mem, h, i, this.typedReals) as SqlValue;
     return row;
   }
 
@@ -241,7 +247,7 @@ export class Statement {
       while ((rc = x.sk_step(h)) === SQLITE_ROW) {
         if (n < 0) n = x.sk_column_count(h); // after the first step: a re-prepare may change it
         const r: SqlValue[] = new Array(n);
-        for (let i = 0; i < n; i++) r[i] = columnValue(x, mem, h, i);
+        for (let i = 0; i < n; i++) r[i] = columnValue(x, mem, h, i, this.typedReals) as SqlValue;
         rows.push(r);
       }
       if (rc !== SQLITE_DONE) throw this.#fail(h, rc);
@@ -288,7 +294,7 @@ export class Statement {
           if (rc === SQLITE_ROW) {
             const n = x.sk_column_count(h);
             const r: SqlValue[] = new Array(n);
-            for (let i = 0; i < n; i++) r[i] = columnValue(x, this.db._mem, h, i);
+            for (let i = 0; i < n; i++) r[i] = columnValue(x, this.db._mem, h, i, this.typedReals) as SqlValue;
             return r;
           }
           if (rc !== SQLITE_DONE) throw this.#fail(h, rc);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { createClient, type Client, type InArgs } from "@libsql/client";
 import { openDb, tempDir } from "../helpers.js";
-import type { Database } from "../../runtime/index.js";
+import { SqliteError, sqliteCodeName, type Database } from "../../runtime/index.js";
 import { api, createDb, norm, startServer, type ServerProc } from "./harness.js";
 
 type Outcome = { cols: string[]; rows: unknown[]; changes?: number } | { error: string };
@@ -25,7 +25,10 @@ function local(db: Database, sql: string, args: InArgs = []): Outcome {
       st.finalize();
     }
   } catch (e) {
-    return { error: (e as { code: string }).code };
+    // The wire carries SQLite's primary code (as sqld does) and sqld's code for a multi-statement text.
+    if (e instanceof SqliteError) return { error: sqliteCodeName(e.primaryCode) };
+    const code = (e as { code: string }).code;
+    return { error: code === "MULTIPLE_STATEMENTS" ? "SQL_MANY_STATEMENTS" : code };
   }
 }
 
@@ -87,13 +90,13 @@ describe("@libsql/client against selkie serve", () => {
     await same("SELECT x, typeof(x) FROM v ORDER BY rowid");
   });
 
-  it("reports errors with the local API's codes", async () => {
+  it("reports errors with SQLite's primary codes, as sqld does", async () => {
     const e1 = await same("INSERT INTO t(name) VALUES ('ann')");
-    assert.deepEqual(e1, { error: "SQLITE_CONSTRAINT_UNIQUE" });
+    assert.deepEqual(e1, { error: "SQLITE_CONSTRAINT" });
     assert.deepEqual(await same("SELEC 1"), { error: "SQLITE_ERROR" });
     assert.deepEqual(await same("SELECT * FROM nowhere"), { error: "SQLITE_ERROR" });
     assert.deepEqual(await same("SELECT ?", [1, 2]), { error: "BIND_COUNT_MISMATCH" });
-    assert.deepEqual(await same("SELECT 1; SELECT 2"), { error: "MULTIPLE_STATEMENTS" });
+    assert.deepEqual(await same("SELECT 1; SELECT 2"), { error: "SQL_MANY_STATEMENTS" });
     // The server keeps serving after errors.
     await same("SELECT count(*) FROM t");
   });
@@ -106,7 +109,7 @@ describe("@libsql/client against selkie serve", () => {
       db.run("INSERT INTO t(name) VALUES ('b1')");
       db.run("INSERT INTO t(name) VALUES (?)", "b2");
     })();
-    await assert.rejects(c.batch(["INSERT INTO t(name) VALUES ('b3')", "INSERT INTO t(name) VALUES ('ann')", "INSERT INTO t(name) VALUES ('b4')"], "write"), (e: { code: string }) => e.code === "SQLITE_CONSTRAINT_UNIQUE");
+    await assert.rejects(c.batch(["INSERT INTO t(name) VALUES ('b3')", "INSERT INTO t(name) VALUES ('ann')", "INSERT INTO t(name) VALUES ('b4')"], "write"), (e: { code: string }) => e.code === "SQLITE_CONSTRAINT");
     await same("SELECT name FROM t WHERE name LIKE 'b_' ORDER BY name");
     const read = await c.batch(["SELECT 1", "SELECT 2"], "read");
     assert.equal(read.length, 2);
@@ -155,7 +158,7 @@ describe("@libsql/client against selkie serve", () => {
         Array.from({ length: 60 }, (_, i) => remote(clients[i % 6]!, "INSERT INTO g VALUES (?, ?)", [i % 30, `v${i}`])),
       );
       const ok = outcomes.filter((o) => "changes" in o && o.changes === 1).length;
-      const dup = outcomes.filter((o) => "error" in o && o.error === "SQLITE_CONSTRAINT_PRIMARYKEY").length;
+      const dup = outcomes.filter((o) => "error" in o && o.error === "SQLITE_CONSTRAINT").length;
       assert.equal(ok, 30);
       assert.equal(dup, 30);
       const rs = await c.execute("SELECT count(*) AS n, count(DISTINCT k) AS d FROM g");

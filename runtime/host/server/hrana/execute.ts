@@ -9,8 +9,9 @@
  */
 import type { Database } from "../../../sql/database.js";
 import type { Statement, Row } from "../../../sql/statement.js";
-import type { SqlValue } from "../../../sql/ecalls.js";
-import { SelkieError } from "../../../errors.js";
+import type { SqlReal, SqlValue } from "../../../sql/ecalls.js";
+import { SelkieError, UsageError } from "../../../errors.js";
+import { sqliteCodeName } from "../../../sql/codes.js";
 import { SqliteError, SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "../../../sql/errors.js";
 import { clientMessage, forbidden, HttpError } from "../errors.js";
 import type { BatchCond, BatchStep, Stmt } from "./protocol.js";
@@ -26,7 +27,13 @@ export interface StmtResult {
 
 export interface HranaError {
   message: string;
+  /** SQLite's primary result code name (SQLITE_CONSTRAINT), as sqld and the clients use, or Selkie's code. */
   code: string;
+  /**
+   * SQLite's extended result code name (SQLITE_CONSTRAINT_PRIMARYKEY) when it differs from `code`.
+   * An extra field Hrana clients ignore (their JSON decoders read only `message` and `code`).
+   */
+  extended_code?: string;
 }
 
 export interface BatchResult {
@@ -68,7 +75,14 @@ export function notAuthorized(e: SqlNotAuthorizedError, sql: string): HttpError 
 export function toHranaError(e: unknown): HranaError {
   if (e instanceof HttpError) throw e;
   // SQLite's messages quote the client's own SQL; other errors (storage, enclave) may name server files.
-  if (e instanceof StatementError || e instanceof SqliteError) return { message: e.message, code: e.code };
+  if (e instanceof SqliteError) {
+    const code = sqliteCodeName(e.primaryCode);
+    return code === e.code ? { message: e.message, code } : { message: e.message, code, extended_code: e.code };
+  }
+  if (e instanceof StatementError) return { message: e.message, code: e.code };
+  // sqld's codes and messages for an execute whose text is not exactly one statement.
+  if (e instanceof UsageError && e.code === "MULTIPLE_STATEMENTS") return { message: "SQL string contains more than one statement", code: "SQL_MANY_STATEMENTS" };
+  if (e instanceof UsageError && e.code === "EMPTY_STATEMENT") return { message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT" };
   if (e instanceof SelkieError) return { message: clientMessage(e.message), code: e.code };
   throw e;
 }
@@ -98,6 +112,7 @@ export class SqlRunner {
       return st;
     }
     st = this.db.prepare(sql);
+    st.typedReals = true; // REAL stays "float" on the wire even when integral (values.ts)
     this.#cache.set(key, st);
     if (this.#cache.size > this.cacheSize) {
       const [k, old] = this.#cache.entries().next().value as [string, Statement];
@@ -316,8 +331,10 @@ function rowsLimit(max: number): StatementError {
   return new StatementError("ROWS_LIMIT", `the statement returned more than ${max} rows (selkie serve --max-rows); add a LIMIT or page through the results`);
 }
 
+/** Result columns with their declared types (null for expressions), as sqld answers them. */
 function colsOf(st: Statement): StmtResult["cols"] {
-  return st.columns().map((name) => ({ name, decltype: null }));
+  const types = st.columnTypes();
+  return st.columns().map((name, i) => ({ name, decltype: types[i] ?? null }));
 }
 
 /** Positional values, or one object of named values (null prototype: names like "constructor" are safe). */
@@ -326,7 +343,7 @@ function bindArgs(stmt: Stmt): unknown[] {
   if (stmt.args.length > 0) {
     throw new StatementError("MIXED_ARGS", "this server does not take positional and named arguments in one statement; use one kind");
   }
-  const named: Record<string, SqlValue> = Object.create(null) as Record<string, SqlValue>;
+  const named: Record<string, SqlValue | SqlReal> = Object.create(null) as Record<string, SqlValue | SqlReal>;
   // Keys without their prefix: the SQL API matches ":a", "@a" and "$a" parameters by the bare name.
   for (const a of stmt.namedArgs) named[/^[:@$]/.test(a.name) ? a.name.slice(1) : a.name] = a.value;
   return [named];

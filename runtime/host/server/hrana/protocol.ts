@@ -4,15 +4,15 @@
  * Anything malformed is a 400 with code HRANA_PROTO_ERROR naming the field, before any statement
  * runs. Unknown fields are ignored (the spec's forward compatibility rule).
  */
-import type { SqlValue } from "../../../sql/ecalls.js";
+import type { SqlReal, SqlValue } from "../../../sql/ecalls.js";
 import { badRequest, HttpError } from "../errors.js";
 import { decodeValue } from "./values.js";
 
 export interface Stmt {
   sql?: string;
   sqlId?: number;
-  args: SqlValue[];
-  namedArgs: Array<{ name: string; value: SqlValue }>;
+  args: Array<SqlValue | SqlReal>;
+  namedArgs: Array<{ name: string; value: SqlValue | SqlReal }>;
   wantRows: boolean;
 }
 
@@ -86,7 +86,7 @@ export function parsePipeline(body: unknown, maxSqlBytes: number): PipelineReque
   const stmt = (v: unknown, where: string): Stmt => {
     if (!isObject(v)) throw proto(`${where} must be a Stmt object`);
     const ref = sqlRef(v, where);
-    const args: SqlValue[] = [];
+    const args: Array<SqlValue | SqlReal> = [];
     if (v.args !== undefined && v.args !== null) {
       if (!Array.isArray(v.args)) throw proto(`${where}.args must be an array`);
       v.args.forEach((a, i) => args.push(decodeValue(a, `${where}.args[${i}]`)));
