@@ -31,7 +31,7 @@ export async function startServer(opts: { dir?: string; args?: string[] } = {}):
     const timer = setTimeout(() => reject(new Error(`selkie serve did not start in 20 s:\n${err}\n${out}`)), 20_000);
     proc.stderr!.on("data", (c: Buffer) => {
       err += c.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+      const m = /listening on (https?:\/\/127\.0\.0\.1:\d+)/.exec(err);
       if (m && /connect:/.test(err)) {
         clearTimeout(timer);
         resolve(m[1]!);

@@ -6,6 +6,7 @@
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import * as fs from "node:fs";
+import { createSecureContext as tlsContext } from "node:tls";
 import * as path from "node:path";
 import { pino } from "pino";
 import { Platform } from "../../platform/platform.js";
@@ -44,6 +45,8 @@ interface ServeFlags {
   dir: string;
   port: number;
   host: string;
+  tlsCert?: string;
+  tlsKey?: string;
   epc?: string;
   platform?: string;
   dbEpc?: string;
@@ -80,6 +83,8 @@ export function registerServeCommands(program: Command, run: Run): void {
     .requiredOption("--dir <dir>", "the server's directory (platform/, databases/, tokens.json); created when missing")
     .addOption(new Option("--port <port>", "TCP port (0: any free port)").argParser(port).default(7700))
     .option("--host <host>", "address to listen on", "127.0.0.1")
+    .option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain (with --tls-key): https:// and libsql:// URLs")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert")
     .option("--epc <size>", "the platform's EPC budget when it is created, e.g. 256MiB (default 93.5MiB)")
     .option("--platform <dir>", "the platform directory (default DIR/platform, created on first start)")
     .option("--db-epc <size>", "each database enclave's EPC size (default: the SQLite manifest's)")
@@ -161,7 +166,28 @@ function checkName(name: string): string {
   }
 }
 
+/** The PEM files of --tls-cert / --tls-key, both or neither. */
+function readTls(f: ServeFlags): { cert: Buffer; key: Buffer } | undefined {
+  if (f.tlsCert === undefined && f.tlsKey === undefined) return undefined;
+  if (f.tlsCert === undefined || f.tlsKey === undefined) throw new UsageError("TLS_INCOMPLETE", "--tls-cert and --tls-key go together: give the certificate chain and its private key");
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new UsageError("TLS_FILE", `${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)}); give a readable PEM file`);
+    }
+  };
+  const pair = { cert: read(f.tlsCert, "--tls-cert"), key: read(f.tlsKey, "--tls-key") };
+  try {
+    tlsContext(pair);
+  } catch (e) {
+    throw new UsageError("TLS_BAD_PEM", `--tls-cert ${f.tlsCert} / --tls-key ${f.tlsKey}: not a usable PEM certificate and matching private key (${(e as Error).message})`);
+  }
+  return pair;
+}
+
 async function serveCommand(f: ServeFlags): Promise<number> {
+  const tls = readTls(f);
   const dir = path.resolve(f.dir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const logger = pino({ level: f.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -199,6 +225,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
       platform,
       port: f.port,
       host: f.host,
+      ...(tls ? { tls } : {}),
       limits,
       logger,
       metricsPublic: f.metricsPublic === true,

@@ -8,6 +8,7 @@
  * destroyed, its lock released); close the listener and the remaining connections.
  */
 import * as http from "node:http";
+import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import { createHandler, errorResponse, type HandlerOptions, type SelkieHandler } from "./handler.js";
 import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
@@ -17,6 +18,11 @@ export interface ServeOptions extends HandlerOptions {
   port: number;
   /** Default 127.0.0.1. */
   host?: string;
+  /**
+   * Serve HTTPS (node:tls, TLS 1.2 and 1.3) with this PEM certificate chain and private key, so
+   * `https://` and `libsql://` URLs work. Without it the server speaks plain HTTP.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface RunningServer {
@@ -24,7 +30,7 @@ export interface RunningServer {
   readonly port: number;
   readonly host: string;
   readonly handler: SelkieHandler;
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   /** Graceful shutdown; resolves when every database is closed. */
   close(opts?: { timeoutMs?: number }): Promise<void>;
 }
@@ -129,7 +135,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   // Idle keep-alive connections stay open 65 s (Node's default is 5 s): a client (undici, hence
   // @libsql/client) reuses an idle connection up to 1 s before the advertised timeout, and with 5 s a
   // pause of ~4 s raced the server's close and failed the client's next request with "other side closed".
-  const server = http.createServer({ requestTimeout: limits.requestTimeoutMs + 5_000, keepAliveTimeout: 65_000 }, (req, res) => {
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const core = coreRequest(req);
     if (pending.full && core.pathname.endsWith("/pipeline")) {
       req.resume();
@@ -141,7 +147,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       (r) => send(res, r, handler.draining, pending),
       (e) => send(res, errorResponse(e, core, logger), handler.draining, pending),
     );
-  });
+  };
+  const serverOpts = { requestTimeout: limits.requestTimeoutMs + 5_000, keepAliveTimeout: 65_000 };
+  const server = opts.tls
+    ? https.createServer({ ...serverOpts, cert: opts.tls.cert, key: opts.tls.key, minVersion: "TLSv1.2" }, listener)
+    : http.createServer(serverOpts, listener);
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -151,7 +161,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = `${opts.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   let closing: Promise<void> | undefined;
   return {
     url,
