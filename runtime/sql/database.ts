@@ -453,7 +453,7 @@ export class Database {
   static async open(file: string, opts: DatabaseOptions = {}): Promise<Database> {
     if (opts.platform || opts.plain) return new Database(file, opts);
     const { openDefaultPlatform } = await import("../host/default-platform.js");
-    return new Database(file, { ...opts, platform: await openDefaultPlatform() });
+    return new Database(file, { ...opts, platform: await openDefaultPlatform(undefined, { forDatabase: file }) });
   }
 
   /** The store for the VFS: the connection's own reference (opened at construction). */

@@ -974,7 +974,7 @@ function unsealKey(trust: StoreTrust, header: Header, file: string): Buffer {
     if (code === "SEAL_OTHER_PLATFORM") {
       throw new StorageError(
         "STORAGE_WRONG_PLATFORM",
-        `${file}: the database was sealed on another platform, whose keys this one does not have (or the sealed key's header was changed). Open it with the platform that created it (--platform DIR or $SELKIE_HOME), or move it with a migration`,
+        `${file}: the database was sealed on another platform, whose keys this one does not have (or the sealed key's header was changed). Open it with the platform that created it (--platform DIR or $SELKIE_HOME), or export it there (selkie db export) and import the plain file here`,
         file,
         { cause: e },
       );

@@ -112,7 +112,7 @@ test("every platform command has help text, and bad arguments exit with a usage 
   try {
     ok(selkie(["init", "--dir", home]));
     assert.equal(selkie(["quote", "--dir", home, "--nonce", "short"]).code, 2);
-    assert.equal(selkie(["init", "--dir", path.join(home, "x"), "--epc", "100"]).code, 1);
+    assert.equal(selkie(["init", "--dir", path.join(home, "x"), "--epc", "100"]).code, 2, "an out-of-range EPC is a usage error, as an unparsable one");
   } finally {
     rmDir(home);
   }

@@ -10,6 +10,7 @@ import { Database } from "../../sql/database.js";
 import { formatBytes } from "../../enclave/manifest.js";
 import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
 import { EXIT_OK } from "./exit-codes.js";
+import { StorageError } from "../../storage/errors.js";
 
 type Run = (fn: () => Promise<number> | number) => Promise<void>;
 
@@ -22,9 +23,10 @@ export function registerDbCommands(program: Command, run: Run): void {
     .option("--platform <dir>", "the platform that sealed the database (default: $SELKIE_HOME or ~/.selkie)")
     .action(async (file: string, out: string, opts: { platform?: string }) => {
       await run(async () => {
-        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir());
+        if (!fs.existsSync(file)) throw new StorageError("STORAGE_MISSING_FILE", `${file} does not exist: nothing to export (check the path)`, file);
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), { forDatabase: file, create: false });
         try {
-          const d = new Database(file, { platform, readonly: false });
+          const d = new Database(file, { platform, readonly: false, create: false });
           try {
             process.stderr.write(`selkie: EXPORT: writing the plaintext of ${d.path} to ${out}, outside the enclave (${new Date().toISOString()}, pid ${process.pid})\n`);
             const { bytes } = d.exportPlain(out);
@@ -45,7 +47,7 @@ export function registerDbCommands(program: Command, run: Run): void {
     .option("--platform <dir>", "the platform that will seal the database (default: $SELKIE_HOME or ~/.selkie, created on first use)")
     .action(async (src: string, file: string, opts: { platform?: string }) => {
       await run(async () => {
-        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), (d) => process.stderr.write(`selkie: created a development platform in ${d}\n`));
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), { forDatabase: file, onCreate: (d) => process.stderr.write(`selkie: created a development platform in ${d}\n`) });
         try {
           const d = Database.importPlain(src, file, { platform });
           const tables = d.query<{ n: number }>("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'")[0]!.n;
@@ -64,7 +66,7 @@ export function registerDbCommands(program: Command, run: Run): void {
     .option("--platform <dir>", "the platform that sealed the database (default: $SELKIE_HOME or ~/.selkie)")
     .action(async (from: string, to: string, opts: { platform?: string }) => {
       await run(async () => {
-        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir());
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), { create: false });
         try {
           process.stderr.write(`selkie: RENAME: sealed database ${from} -> ${to} (${new Date().toISOString()}, pid ${process.pid})\n`);
           if (!fs.existsSync(from) && fs.existsSync(`${from}.log`) && fs.existsSync(to) && fs.existsSync(`${to}.log`)) {
@@ -88,7 +90,7 @@ export function registerDbCommands(program: Command, run: Run): void {
     .option("--epc <size>", "the EPC cap the database was opened with, if not the default")
     .action(async (file: string, opts: { platform?: string; epc?: string }) => {
       await run(async () => {
-        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir());
+        const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), { create: false });
         try {
           process.stderr.write(`selkie: UPGRADE: sealed database ${file} to store format 2 (${new Date().toISOString()}, pid ${process.pid})\n`);
           const bytes = Database.upgradeStore(file, { platform, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) });

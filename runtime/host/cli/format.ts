@@ -49,12 +49,15 @@ export function formatRows(mode: OutputMode, columns: string[], rows: Value[][],
     case "table": {
       if (columns.length === 0) return "";
       const cells = rows.map((r) => r.map(cellText));
-      const widths = columns.map((c, i) => Math.max(width(c), ...cells.map((r) => width(r[i] ?? ""))));
+      // A loop, not Math.max(...cells): spreading a large result overflows the stack.
+      const widths = columns.map((c, i) => cells.reduce((w, r) => Math.max(w, width(r[i] ?? "")), width(c)));
       const rule = "+" + widths.map((w) => "-".repeat(w + 2)).join("+") + "+";
       const line = (r: string[], right: boolean[]) =>
         "|" + r.map((s, i) => " " + (right[i] ? " ".repeat(widths[i]! - width(s)) + s : s + " ".repeat(widths[i]! - width(s))) + " ").join("|") + "|";
       const numeric = columns.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === "number" || typeof r[i] === "bigint" || r[i] === null));
-      const out = [rule, line(columns, columns.map(() => false)), rule, ...cells.map((r) => line(r, numeric)), rule];
+      const out = [rule, line(columns, columns.map(() => false)), rule];
+      for (const r of cells) out.push(line(r, numeric));
+      out.push(rule);
       return out.join("\n") + "\n";
     }
   }

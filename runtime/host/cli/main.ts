@@ -3,7 +3,7 @@
  * UNTRUSTED (UI). The `selkie` command line.
  */
 import { Command, CommanderError } from "commander";
-import { createRequire } from "node:module";
+import { versionLine } from "./version.js";
 import { describeError, EXIT_CODES_HELP, EXIT_USAGE, exitCodeFor } from "./exit-codes.js";
 import { registerSqlCommand } from "./sql-command.js";
 import { registerEnclaveCommands } from "./enclave-commands.js";
@@ -13,16 +13,22 @@ import { registerServeCommands } from "./serve-commands.js";
 import { registerPlatformCommands } from "./platform-commands.js";
 import { registerPsCommand } from "./ps-command.js";
 
-const pkg = createRequire(import.meta.url)("../../../../package.json") as { version: string };
 
 /** Runs a command body: maps errors to a message on stderr and a stable exit code. */
 async function run(fn: () => Promise<number> | number): Promise<void> {
   try {
     process.exitCode = await fn();
   } catch (e) {
+    if (readerWentAway(e)) process.exit(0);
     process.stderr.write(describeError(e) + "\n");
     process.exitCode = exitCodeFor(e);
   }
+}
+
+/** stdout's reader closed the pipe (`| head`): writes after that fail; the command just ends. */
+function readerWentAway(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code;
+  return (code === "EPIPE" || code === "ERR_STREAM_DESTROYED") && (process.stdout.destroyed || process.stdout.writableEnded || code === "EPIPE");
 }
 
 export function buildProgram(): Command {
@@ -30,7 +36,7 @@ export function buildProgram(): Command {
   program
     .name("selkie")
     .description("Selkie: SQLite and other workloads inside metered WebAssembly enclaves (emulated SGX).")
-    .version(pkg.version, "-V, --version")
+    .version(versionLine(), "-V, --version")
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)")
     .addHelpText("after", `\n${EXIT_CODES_HELP}`);
@@ -42,6 +48,15 @@ export function buildProgram(): Command {
   registerPlatformCommands(program, run);
   registerPsCommand(program, run);
   return program;
+}
+
+// A reader that stops early (`selkie ... | head`) closes the pipe: that ends the command quietly, as
+// it does for other Unix tools, instead of an unhandled EPIPE stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
 }
 
 const program = buildProgram();

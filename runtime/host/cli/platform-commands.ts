@@ -24,6 +24,7 @@ import {
   fromHex,
   identityToJSON,
   parseSize,
+  checkEpcBudget,
   readCaCertificate,
   readPlatformInfo,
   reportDataFor,
@@ -72,6 +73,15 @@ function sizeOption(v: string): number {
   }
 }
 
+/** An EPC budget: a size within the platform's range, checked while parsing (a usage error, exit 2). */
+function epcBudgetOption(v: string): number {
+  try {
+    return checkEpcBudget(parseSize(v));
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
 const DIR_HELP = "platform directory (default: $SELKIE_HOME, else ~/.selkie)";
 
 function platformDir(dir: string | undefined): string {
@@ -98,7 +108,7 @@ export function registerPlatformCommands(program: Command, run: Runner = fallbac
         "refuse them unless given --allow-dev. Refuses to overwrite an existing platform.",
     )
     .option("--dir <dir>", DIR_HELP)
-    .option("--epc <size>", "EPC budget: bytes or a size like 93.5MiB, 256MiB, 8GiB (1 MiB..512 GiB)", sizeOption)
+    .option("--epc <size>", "EPC budget: bytes or a size like 93.5MiB, 256MiB, 8GiB (1 MiB..512 GiB)", epcBudgetOption)
     .option("--ca <cadir>", "certify the platform with this fleet CA (made by `selkie ca init`) instead of a development CA")
     .option("--cert-days <n>", `validity of the platform certificate in days (default ${DEFAULT_PLATFORM_CERT_DAYS})`, intOption(1, 36500))
     .option("--force", "replace an existing platform: DESTROYS its root secrets, so everything sealed on it becomes unreadable")

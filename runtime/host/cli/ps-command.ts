@@ -182,7 +182,7 @@ export function registerPsCommand(program: Command, run: Run): void {
     .option("--json", "JSON output: {server, epc: {budget, committed, peak, free}, paging: {resident, hibernated, evictions, wakes, wakeFailures, wakeP50Ms, wakeP99Ms} | null, rows: [{kind, name, state, mrenclave, committedBytes, peakBytes, epcBytes, diskBytes, hibernations, wakes}]} (bytes as numbers, null when unknown)")
     .addHelpText(
       "after",
-      "\nColumns: KIND (database or enclave), NAME, STATE (database: running, running, in transaction,\n" +
+      "\nColumns: KIND (database or enclave), NAME, STATE (database: running, in transaction,\n" +
         "hibernated (paged out of the EPC to a sealed image; it wakes on its next request), closed;\n" +
         "enclave: created, running, faulted, closed), MRENCLAVE, COMMITTED and PEAK (EPC bytes of its\n" +
         "enclave; 0 committed while hibernated), EPC CAP (the most its enclave may commit), DISK (a\n" +

@@ -13,6 +13,7 @@ import { Platform } from "../../platform/platform.js";
 import { parseSize } from "../../enclave/manifest.js";
 import { serve } from "../server/serve.js";
 import { TokenStore, type TokenScope } from "../server/tokens.js";
+import { acquireServeLock, releaseServeLock } from "../server/serve-lock.js";
 import { DEFAULT_LIMITS, type Limits } from "../server/limits.js";
 import { checkDbName } from "../server/registry.js";
 import { HttpError } from "../server/errors.js";
@@ -190,6 +191,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
   const tls = readTls(f);
   const dir = path.resolve(f.dir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  acquireServeLock(dir);
   const logger = pino({ level: f.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
   const platformDir = path.resolve(f.platform ?? path.join(dir, "platform"));
   let platform: Platform;
@@ -215,9 +217,6 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     ...(f.maxReadTransaction !== undefined ? { readOnlyTransactionMs: f.maxReadTransaction } : {}),
   };
   const grants: Permission[] = [...(f.allowClock ? ["clock" as const] : []), ...(f.allowRandom ? ["random" as const] : []), ...(f.allowNet ? ["net" as const] : [])];
-  const tokens = new TokenStore(dir);
-  let firstAdmin: string | undefined;
-  if (!tokens.hasAdmin()) firstAdmin = tokens.create("admin", null).token;
   let server;
   try {
     server = await serve({
@@ -234,8 +233,14 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     });
   } catch (e) {
     platform.close();
+    releaseServeLock(dir);
     throw e;
   }
+  // The first admin token is made only once the server listens: a start that fails (a busy port)
+  // must not leave a token nobody was shown.
+  const tokens = server.handler.context.tokens;
+  let firstAdmin: string | undefined;
+  if (!tokens.hasAdmin()) firstAdmin = tokens.create("admin", null).token;
   logger.info({ event: "listening", url: server.url, dir, platform: platform.platformId, epcBudget: platform.epcBytes, grants }, "selkie serve is listening");
   const lines = [
     `selkie: listening on ${server.url} (data in ${dir})`,
@@ -245,7 +250,6 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     `selkie: create a database:  curl -X POST -H "Authorization: Bearer $TOKEN" -d '{"name":"app"}' ${server.url}/v1/databases`,
     `selkie: connect:            createClient({ url: "${server.url}/db/app/", authToken: TOKEN })   // @libsql/client`,
   ];
-  process.stderr.write(`${lines.join("\n")}\n`);
   // Stops the process if the graceful shutdown cannot finish in time (a statement still running).
   const watchdog = startShutdownWatchdog(f.shutdownTimeout + 2_000);
   await new Promise<void>((resolve) => {
@@ -258,6 +262,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
         .catch((e: unknown) => logger.error({ err: (e as Error).message }, "error while closing databases"))
         .finally(() => {
           platform.close();
+          releaseServeLock(dir);
           logger.info({ event: "stopped" }, "stopped");
           logger.flush();
           watchdog.stop();
@@ -268,6 +273,8 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     const onTerm = (): void => stop("SIGTERM");
     process.on("SIGINT", onInt);
     process.on("SIGTERM", onTerm);
+    // Announced only once a signal stops the server cleanly (lock released, databases closed).
+    process.stderr.write(`${lines.join("\n")}\n`);
   });
   return EXIT_OK;
 }

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import type { Database } from "../../sql/database.js";
 import { describeError } from "./exit-codes.js";
+import { SELKIE_VERSION } from "./version.js";
 import { formatRows, OUTPUT_MODES, type OutputMode } from "./format.js";
 
 export interface ShellIO {
@@ -65,6 +66,8 @@ export class Shell {
   headers = true;
   #buffer = "";
   #quit = false;
+  /** The first error a statement or command raised (its class decides the exit code). */
+  firstError: unknown;
 
   constructor(readonly db: Database, readonly io: ShellIO, mode: OutputMode = "table") {
     this.mode = mode;
@@ -88,9 +91,14 @@ export class Shell {
       }
       return true;
     } catch (e) {
-      this.#err(describeError(e));
+      this.#fail(e);
       return false;
     }
+  }
+
+  #fail(e: unknown): void {
+    this.firstError ??= e;
+    this.#err(describeError(e));
   }
 
   /** Handles one dot-command line; returns false on error. */
@@ -168,7 +176,7 @@ export class Shell {
       try {
         return this.dot(line);
       } catch (e) {
-        this.#err(describeError(e));
+        this.#fail(e);
         return false;
       }
     }
@@ -198,7 +206,7 @@ export class Shell {
         /* no history yet */
       }
       const e = this.db.enclave;
-      this.#out(`Selkie ${e.sqliteVersion} in enclave "${e.name}" (mrenclave ${e.mrenclave.slice(0, 16)}…)\nEnter ".help" for usage hints.\n`);
+      this.#out(`Selkie ${SELKIE_VERSION} (SQLite ${e.sqliteVersion}) in enclave "${e.name}" (mrenclave ${e.mrenclave.slice(0, 16)}…)\nEnter ".help" for usage hints.\n`);
     }
     const rl = readline.createInterface({
       input: this.io.input,

@@ -4,7 +4,7 @@
 import { Command, Option } from "commander";
 import { Database } from "../../sql/database.js";
 import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
-import { EXIT_CODES_HELP, EXIT_OK, EXIT_SQL_ERROR } from "./exit-codes.js";
+import { EXIT_CODES_HELP, EXIT_OK, EXIT_SQL_ERROR, exitCodeFor } from "./exit-codes.js";
 import { OUTPUT_MODES, type OutputMode } from "./format.js";
 import { Shell, SHELL_HELP } from "./shell.js";
 
@@ -31,7 +31,11 @@ export function registerSqlCommand(program: Command, run: (fn: () => Promise<num
     )
     .action(async (file: string, sql: string | undefined, opts: { mode: OutputMode; headers: boolean; readonly?: boolean; epc?: string; platform?: string; plain?: boolean }) => {
       await run(async () => {
-        const platform = opts.plain ? undefined : await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), (d) => process.stderr.write(`selkie: created a development platform in ${d} (its keys seal your databases; keep it)\n`));
+        const platform = opts.plain ? undefined : await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), {
+              forDatabase: file,
+              create: opts.readonly !== true,
+              onCreate: (d) => process.stderr.write(`selkie: created a development platform in ${d} (its keys seal your databases; keep it)\n`),
+            });
         const db = new Database(file, {
           readonly: opts.readonly === true,
           ...(opts.epc ? { epc: opts.epc } : {}),
@@ -40,9 +44,10 @@ export function registerSqlCommand(program: Command, run: (fn: () => Promise<num
         try {
           const shell = new Shell(db, { input: process.stdin, output: process.stdout, error: process.stderr, interactive: sql === undefined && process.stdin.isTTY === true }, opts.mode);
           shell.headers = opts.headers;
-          if (sql !== undefined) return shell.runSql(sql) ? EXIT_OK : EXIT_SQL_ERROR;
-          const errors = await shell.run();
-          return errors === 0 ? EXIT_OK : EXIT_SQL_ERROR;
+          const failed = sql !== undefined ? !shell.runSql(sql) : (await shell.run()) > 0;
+          if (!failed) return EXIT_OK;
+          // One exit code per error class, whichever way the error came (see exit-codes.ts).
+          return shell.firstError !== undefined ? exitCodeFor(shell.firstError) : EXIT_SQL_ERROR;
         } finally {
           db.close();
           platform?.close();

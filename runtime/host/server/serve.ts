@@ -12,6 +12,7 @@ import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import { createHandler, errorResponse, type HandlerOptions, type SelkieHandler } from "./handler.js";
 import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
+import { UsageError } from "../../errors.js";
 import { HttpError } from "./errors.js";
 
 export interface ServeOptions extends HandlerOptions {
@@ -154,7 +155,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     : http.createServer(serverOpts, listener);
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
+        const what = e.code === "EADDRINUSE" ? "is in use by another process" : e.code === "EACCES" ? "needs privileges this process lacks" : "is not an address of this machine";
+        reject(new UsageError("SERVE_LISTEN", `cannot listen on ${host}:${opts.port}: the address ${what} (${e.code}); choose another --port or --host`, { cause: e }));
+      } else reject(e);
+    });
     server.listen(opts.port, host, () => {
       server.off("error", reject);
       resolve();
