@@ -37,7 +37,14 @@ fi
 # 3. npm dependencies (reinstalled only when package-lock.json changed since the last install)
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # better-sqlite3 (a dev dependency, the benchmarks' baseline) downloads a prebuilt binary; where that
+  # fails, node-gyp compiles it and would fetch Node's headers from the internet. Point it at the
+  # headers installed with Node itself so that path works offline.
+  node_prefix=$(node -p 'require("path").resolve(process.execPath, "..", "..")')
+  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then
+    export npm_config_nodedir="$node_prefix"
+  fi
+  npm ci --no-audit --no-fund --loglevel=error || fail "npm ci failed (see above). If better-sqlite3 could neither download its prebuilt binary nor compile, install a C++ toolchain and Node's headers (apt-get install -y g++ make python3 libnode-dev), then run this again."
 fi
 
 # 4. The enclave modules: SQLite and the AssemblyScript example (cached: rebuilt only when their inputs change)
