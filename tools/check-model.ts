@@ -24,9 +24,12 @@ const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const MODEL_FILE = path.join(ROOT, "runtime", "migration", "model", "migration.pml");
 
-/** The claims of migration.pml (`ltl` blocks); the first three are safety, the last is progress. */
-export type Property = "no_two_owners" | "no_lost_commit" | "no_stale_read" | "eventually_one_owner";
-export const PROPERTIES: readonly Property[] = ["no_two_owners", "no_lost_commit", "no_stale_read", "eventually_one_owner"];
+/**
+ * The claims of migration.pml (`ltl` blocks): three safety invariants, `safety` (the three in one
+ * search), and the progress property. The protocol is checked against PROTOCOL_CHECKS.
+ */
+export type Property = "no_two_owners" | "no_lost_commit" | "no_stale_read" | "safety" | "eventually_one_owner";
+export const PROTOCOL_CHECKS: readonly Property[] = ["safety", "eventually_one_owner"];
 const LIVENESS: ReadonlySet<Property> = new Set(["eventually_one_owner"]);
 
 /** A deliberately broken protocol, chosen with `spin -D<define>`, and the property it must break. */
@@ -36,14 +39,15 @@ export interface Mutant {
   readonly breaks: Property;
 }
 export const MUTANTS: readonly Mutant[] = [
-  { define: "MUT_COMMIT_BEFORE_PREPARED", what: "the source decides (and destroys its copy) before the destination's PREPARED ack", breaks: "no_lost_commit" },
-  { define: "MUT_SOURCE_SERVES_WHILE_PREPARING", what: "the source keeps acknowledging writes after it sent PREPARE", breaks: "no_lost_commit" },
-  { define: "MUT_DST_SERVES_BEFORE_DECISION", what: "the destination serves once PREPARED, before the source's decision", breaks: "no_two_owners" },
-  { define: "MUT_VOLATILE_PREPARED", what: "the destination's PREPARED journal record is not durable (lost by a crash)", breaks: "no_lost_commit" },
+  { define: "MUT_COMMIT_BEFORE_PREPARED", what: "the source passes its commit point before the destination's `prepared`", breaks: "no_lost_commit" },
+  { define: "MUT_SOURCE_SERVES_WHILE_PREPARING", what: "the source keeps acknowledging writes after the freeze", breaks: "no_lost_commit" },
+  { define: "MUT_DST_SERVES_BEFORE_DECISION", what: "the destination serves once PREPARED, before it learns the source's decision", breaks: "no_two_owners" },
+  { define: "MUT_VOLATILE_PREPARED", what: "the destination's PREPARED journal record is not durable (a crash loses it)", breaks: "no_lost_commit" },
   { define: "MUT_NO_COUNTER_DESTROY", what: "the source keeps its counter, so a copy of its folder serves again", breaks: "no_two_owners" },
-  { define: "MUT_COMMIT_BEFORE_DESTROY", what: "the source sends COMMIT before its counter is destroyed", breaks: "no_two_owners" },
-  { define: "MUT_DST_GIVES_UP", what: "a destination in PREPARED discards the migration after a timeout", breaks: "no_lost_commit" },
-  { define: "MUT_NO_DECISION_QUERY", what: "a destination in PREPARED never asks the source for the decision", breaks: "eventually_one_owner" },
+  { define: "MUT_COMMIT_BEFORE_DESTROY", what: "the source sends `commit` before its counter is destroyed", breaks: "no_two_owners" },
+  { define: "MUT_DST_GIVES_UP", what: "a destination in PREPARED aborts on its own", breaks: "no_lost_commit" },
+  { define: "MUT_ABORT_ANSWER_NOT_RECORDED", what: "a running migration answers `status` with abort instead of pending, unrecorded", breaks: "no_lost_commit" },
+  { define: "MUT_NO_DECISION_QUERY", what: "a destination in PREPARED never asks the source for the outcome", breaks: "eventually_one_owner" },
 ];
 
 export type ModelCheckErrorCode = "MODEL_TOOL_MISSING" | "MODEL_BUILD_FAILED" | "MODEL_SEARCH_INCOMPLETE" | "MODEL_OUTPUT_UNREADABLE";
@@ -80,7 +84,7 @@ const HASH_BITS = 21;
 
 /** Checks `properties` on the protocol, or on `mutant`'s variant of it. */
 export async function checkModel(options: { mutant?: string; properties?: readonly Property[] } = {}): Promise<VariantResult> {
-  const properties = options.properties ?? PROPERTIES;
+  const properties = options.properties ?? PROTOCOL_CHECKS;
   const defines = options.mutant ? [`-D${options.mutant}`] : [];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "selkie-model-"));
   try {

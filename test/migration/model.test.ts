@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { checkModel, inTurns, MODEL_FILE, MUTANTS, PROPERTIES, type VariantResult } from "../../tools/check-model.js";
+import { checkModel, inTurns, MODEL_FILE, MUTANTS, PROTOCOL_CHECKS, type VariantResult } from "../../tools/check-model.js";
 import { ROOT, tempDir } from "../helpers.js";
 
 // Every variant is searched up front, two at a time (each is a spin + gcc + pan pipeline).
@@ -20,7 +20,7 @@ const variant = async (name: string): Promise<VariantResult> => (await runs).fin
 
 test("the protocol never has two owners, loses no acknowledged commit, serves no stale read and always ends with one owner", async () => {
   const v = await variant("protocol");
-  assert.deepEqual(v.results.map((r) => r.property), [...PROPERTIES]);
+  assert.deepEqual(v.results.map((r) => r.property), [...PROTOCOL_CHECKS]);
   for (const r of v.results) {
     assert.ok(r.holds, `${r.property}: ${r.reason}\n${(r.trail ?? []).join("\n")}`);
     // The search covered the crashes, losses, duplicates and backups, not a collapsed model.
