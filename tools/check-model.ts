@@ -3,6 +3,7 @@
  *
  *   npm run check:model                  the protocol: every property must hold
  *   npm run check:model -- --mutants     also each mutant: each must yield a counterexample
+ *   npm run check:model -- --stories     also print each mutant's counterexample
  *   npm run check:model -- --json        results as JSON
  *
  * For each variant it runs `spin -a` (with the mutant's -D flag), compiles the generated verifier with
@@ -32,22 +33,27 @@ export type Property = "no_two_owners" | "no_lost_commit" | "no_stale_read" | "s
 export const PROTOCOL_CHECKS: readonly Property[] = ["safety", "eventually_one_owner"];
 const LIVENESS: ReadonlySet<Property> = new Set(["eventually_one_owner"]);
 
-/** A deliberately broken protocol, chosen with `spin -D<define>`, and the property it must break. */
+/**
+ * A deliberately broken protocol, chosen with `spin -D<define>`, the property it must break, and what
+ * its counterexample must show (a pattern over the story's lines, joined by newlines): the mutated
+ * step itself, so a counterexample found for another reason does not count.
+ */
 export interface Mutant {
   readonly define: string;
   readonly what: string;
   readonly breaks: Property;
+  readonly story: RegExp;
 }
 export const MUTANTS: readonly Mutant[] = [
-  { define: "MUT_COMMIT_BEFORE_PREPARED", what: "the source passes its commit point before the destination's `prepared`", breaks: "no_lost_commit" },
-  { define: "MUT_SOURCE_SERVES_WHILE_PREPARING", what: "the source keeps acknowledging writes after the freeze", breaks: "no_lost_commit" },
-  { define: "MUT_DST_SERVES_BEFORE_DECISION", what: "the destination serves once PREPARED, before it learns the source's decision", breaks: "no_two_owners" },
-  { define: "MUT_VOLATILE_PREPARED", what: "the destination's PREPARED journal record is not durable (a crash loses it)", breaks: "no_lost_commit" },
-  { define: "MUT_NO_COUNTER_DESTROY", what: "the source keeps its counter, so a copy of its folder serves again", breaks: "no_two_owners" },
-  { define: "MUT_COMMIT_BEFORE_DESTROY", what: "the source sends `commit` before its counter is destroyed", breaks: "no_two_owners" },
-  { define: "MUT_DST_GIVES_UP", what: "a destination in PREPARED aborts on its own", breaks: "no_lost_commit" },
-  { define: "MUT_ABORT_ANSWER_NOT_RECORDED", what: "a running migration answers `status` with abort instead of pending, unrecorded", breaks: "no_lost_commit" },
-  { define: "MUT_NO_DECISION_QUERY", what: "a destination in PREPARED never asks the source for the outcome", breaks: "eventually_one_owner" },
+  { define: "MUT_COMMIT_BEFORE_PREPARED", what: "the source passes its commit point before the destination's `prepared`", breaks: "no_lost_commit", story: /journal COMMITTING without prepared/ },
+  { define: "MUT_SOURCE_SERVES_WHILE_PREPARING", what: "the source keeps acknowledging writes after the freeze", breaks: "no_lost_commit", story: /source: frozen at v\d[\s\S]*client: v\d acknowledged by the source/ },
+  { define: "MUT_DST_SERVES_BEFORE_DECISION", what: "the destination serves once PREPARED, before it learns the source's decision", breaks: "no_two_owners", story: /serves before the decision/ },
+  { define: "MUT_VOLATILE_PREPARED", what: "the destination's PREPARED journal record is not durable (a crash loses it)", breaks: "no_lost_commit", story: /PREPARED was not durable/ },
+  { define: "MUT_NO_COUNTER_DESTROY", what: "the source keeps its counter, so a copy of its folder serves again", breaks: "no_two_owners", story: /keeps its counter[\s\S]*folder restored from the copy/ },
+  { define: "MUT_COMMIT_BEFORE_DESTROY", what: "the source sends `commit` before its counter is destroyed", breaks: "no_two_owners", story: /sends commit before destroying its counter[\s\S]*folder restored from the copy/ },
+  { define: "MUT_DST_GIVES_UP", what: "a destination in PREPARED aborts on its own", breaks: "no_lost_commit", story: /gives up after PREPARED/ },
+  { define: "MUT_ABORT_ANSWER_NOT_RECORDED", what: "a running migration answers `status` with abort instead of pending, unrecorded", breaks: "no_lost_commit", story: /outcome abort, not recorded/ },
+  { define: "MUT_NO_DECISION_QUERY", what: "a destination in PREPARED never asks the source for the outcome", breaks: "eventually_one_owner", story: /journal PREPARED[\s\S]*START OF CYCLE/ },
 ];
 
 export type ModelCheckErrorCode = "MODEL_TOOL_MISSING" | "MODEL_BUILD_FAILED" | "MODEL_SEARCH_INCOMPLETE" | "MODEL_OUTPUT_UNREADABLE";
@@ -91,8 +97,10 @@ export async function checkModel(options: { mutant?: string; properties?: readon
     fs.copyFileSync(MODEL_FILE, path.join(dir, "migration.pml"));
     const t0 = performance.now();
     await tool("spin", [...defines, "-a", "migration.pml"], dir);
-    // Mutants fail within a few thousand states, so compile time dominates: -O0 compiles 3x faster.
-    await tool("gcc", [options.mutant ? "-O0" : "-O1", "-w", "-o", "pan", "pan.c"], dir);
+    // A mutant's search is short, so compile time dominates (-O0 compiles 3x faster than -O1), and a
+    // breadth-first search (safety claims only) finds its shortest counterexample: a readable story.
+    const bfs = options.mutant !== undefined && properties.every((p) => !LIVENESS.has(p));
+    await tool("gcc", [options.mutant ? "-O0" : "-O1", ...(bfs ? ["-DBFS"] : []), "-w", "-o", "pan", "pan.c"], dir);
     const buildSeconds = (performance.now() - t0) / 1000;
     const results: PropertyResult[] = [];
     for (const property of properties) results.push(await search(dir, property, defines));
@@ -154,7 +162,8 @@ export async function inTurns<T>(tasks: (() => Promise<T>)[], limit: number): Pr
 
 async function main(argv: string[]): Promise<number> {
   const json = argv.includes("--json");
-  const withMutants = argv.includes("--mutants");
+  const stories = argv.includes("--stories");
+  const withMutants = argv.includes("--mutants") || stories;
   const tasks = [() => checkModel(), ...(withMutants ? MUTANTS.map((m) => () => checkModel({ mutant: m.define, properties: [m.breaks] })) : [])];
   const variants = await inTurns(tasks, 2);
   let failed = false;
@@ -166,7 +175,7 @@ async function main(argv: string[]): Promise<number> {
       failed ||= !expected;
       const verdict = mutant ? (r.holds ? "NOT CAUGHT" : "counterexample (expected)") : r.holds ? "holds" : "VIOLATED";
       rows.push([v.variant, r.property, verdict, String(r.states), String(r.transitions), String(r.depth), r.seconds.toFixed(2)]);
-      if (!expected && !json) {
+      if ((!expected || (stories && mutant)) && !json) {
         process.stdout.write(`\n${v.variant}: ${r.property} ${verdict}${r.reason ? `: ${r.reason}` : ""}\n`);
         for (const line of r.trail ?? []) process.stdout.write(`  ${line}\n`);
       }
