@@ -146,6 +146,13 @@ ltl no_two_owners { [] !(src_serving && dst_serving) }
 ltl no_lost_commit { [] (src_holds || dst_holds) }
 ltl no_stale_read { [] ((!src_serving || sdata >= acked) && (!dst_serving || ddata >= acked)) }
 ltl eventually_one_owner { <> [] one_owner }
+/* Witnesses, each expected to be violated: its counterexample shows the model reaches what matters
+ * (so the properties above do not hold vacuously): a completed migration carrying an acknowledged
+ * commit, an abort after which the source serves again, and a copy of the frozen source's folder put
+ * back while the destination serves (the fork attempt, refused). */
+ltl witness_migrates { [] !(dst_serving && acked >= 1) }
+ltl witness_aborts { [] !(src_serving && sj == SJ_ABORTED) }
+ltl witness_fork_attempt { [] !(restored && bj == SJ_FROZEN && dst_serving && sphase != SP_DOWN) }
 /* I1, I2 and I3 in one search (what the suite checks on the protocol; the mutants use the ones above) */
 ltl safety { [] (!(src_serving && dst_serving) && (src_holds || dst_holds)
                  && (!src_serving || sdata >= acked) && (!dst_serving || ddata >= acked)) }
