@@ -12,14 +12,20 @@ fail() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 [ "$major" -ge 20 ] || fail "Node.js 20 or newer is needed (found $(node --version 2>/dev/null || echo none)). Install Node 20 and run this again."
 
-# 2. Debian packages: the wasm toolchain (clang-19, lld-19, wasi-libc, compiler-rt for wasm32)
-#    and the stock sqlite3 shell (the tests check that our files open in it).
-packages=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 sqlite3)
+# 2. Debian packages: the wasm toolchain (clang-19, lld-19, wasi-libc, compiler-rt for wasm32),
+#    the stock sqlite3 shell (the tests check that our files open in it), and the model checker for
+#    the migration protocol (spin, and gcc to compile the verifier it generates: npm run check:model).
+packages=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 sqlite3 spin gcc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  for p in "${missing[@]}"; do
+    case "$p" in
+      spin|gcc) say "$p is needed to check the migration protocol's model (runtime/migration/model/, npm run check:model)" ;;
+    esac
+  done
   [ -f /etc/debian_version ] || fail "this is not Debian; install the equivalents of: ${missing[*]} (Selkie is tested on Debian 12)."
   if [ "$(id -u)" -eq 0 ]; then
     say "installing Debian packages: ${missing[*]}"
