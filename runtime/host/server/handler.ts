@@ -4,9 +4,12 @@
  *
  * Routes (every one needs a token unless marked open):
  *   GET  /health                                  open; "ok"
- *   GET  /v2, /v3, /db/NAME/v2, /db/NAME/v3       open; Hrana version probes (clients send no token)
+ *   GET  [/db/NAME]/v2, /v3, /v3-protobuf         open; Hrana version probes (clients send no token)
  *   POST /db/NAME/v2/pipeline, .../v3/pipeline    Hrana over HTTP (JSON) on database NAME
- *   POST /v2/pipeline, /v3/pipeline               the same, on the database a database token is for
+ *   POST /db/NAME/v3/cursor                       Hrana 3 cursor (JSON lines)
+ *   POST /db/NAME/v3-protobuf/pipeline, /cursor   the same in protobuf (hrana/PROTOCOL.md)
+ *   POST /v2/pipeline, /v3/..., /v3-protobuf/...  the same, on the database a database token is for
+ *   (upgrade) /, /db/NAME                         Hrana over WebSocket (hrana/ws.ts, attached by serve)
  *   GET  /metrics                                 admin (or open with metricsPublic)
  *   /v1/...                                       management API, admin (management.ts), including
  *                                                 custom enclaves and their ecalls
@@ -31,6 +34,8 @@ import { withEpcRoom } from "./epc-room.js";
 import { TokenStore, type Principal } from "./tokens.js";
 import { parsePipeline } from "./hrana/protocol.js";
 import { runPipeline } from "./hrana/pipeline.js";
+import { parseCursor, runCursor } from "./hrana/cursor.js";
+import { cursorBodyIn, cursorResponseOut, pipelineBodyIn, pipelineResponseOut } from "./hrana/protobuf.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
 import { EnclaveRegistry } from "./enclave-registry.js";
@@ -89,8 +94,14 @@ export interface SelkieHandler {
   readonly draining: boolean;
 }
 
-const HRANA_DB_RE = /^\/db\/([^/]+)\/(v2|v3)(\/pipeline)?$/;
-const HRANA_ROOT_RE = /^\/(v2|v3)(\/pipeline)?$/;
+const HRANA_DB_RE = /^\/db\/([^/]+)\/(v2|v3|v3-protobuf)(\/pipeline|\/cursor)?$/;
+const HRANA_ROOT_RE = /^\/(v2|v3|v3-protobuf)(\/pipeline|\/cursor)?$/;
+
+/** A Hrana HTTP endpoint: its encoding, and whether it is the pipeline or the cursor route. */
+interface HranaEndpoint {
+  protobuf: boolean;
+  cursor: boolean;
+}
 
 export function createHandler(opts: HandlerOptions): SelkieHandler {
   const limits = resolveLimits(opts.limits);
@@ -126,7 +137,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     return p;
   };
 
-  async function pipeline(req: CoreRequest, dbName: string | undefined, started: number): Promise<CoreResponse> {
+  async function pipeline(req: CoreRequest, dbName: string | undefined, started: number, ep: HranaEndpoint = { protobuf: false, cursor: false }): Promise<CoreResponse> {
     const p = authenticate(req);
     let name = dbName;
     if (name === undefined) {
@@ -137,22 +148,35 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     }
     const body = await req.body(limits.maxBodyBytes);
     let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString("utf8"));
-    } catch (e) {
-      throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
+    if (ep.protobuf) {
+      parsed = ep.cursor ? cursorBodyIn(body) : pipelineBodyIn(body);
+    } else {
+      try {
+        parsed = JSON.parse(body.toString("utf8"));
+      } catch (e) {
+        throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
+      }
     }
-    const pl = parsePipeline(parsed, limits.maxSqlBytes);
+    const pl = ep.cursor ? parseCursor(parsed, limits.maxSqlBytes) : parsePipeline(parsed, limits.maxSqlBytes);
     // Draining: streams already open may finish (commit their transactions); new ones may not.
     if (draining && pl.baton === null) throw shuttingDown();
     const host = await withEpcRoom(started + limits.requestTimeoutMs, () => registry.get(name));
-    const resp = await runPipeline({ host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started }, pl);
+    const pctx = { host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started };
+    if (ep.cursor) {
+      const c = await runCursor(pctx, pl);
+      for (const e of c.entries) if (e.type === "error" || e.type === "step_error") metrics.error(e.error.code);
+      const head = { baton: c.baton, base_url: c.base_url };
+      if (ep.protobuf) return { status: 200, headers: { "content-type": "application/x-protobuf" }, body: cursorResponseOut(head, c.entries) };
+      return { status: 200, headers: { "content-type": "application/json" }, body: [head, ...c.entries].map((x) => `${json(200, x).body as string}\n`).join("") };
+    }
+    const resp = await runPipeline(pctx, pl);
     for (const r of resp.results) {
       if (r.type === "error") metrics.error(r.error.code);
       else if (r.response.type === "batch") {
         for (const e of (r.response.result as { step_errors: Array<{ code: string } | null> }).step_errors) if (e) metrics.error(e.code);
       }
     }
+    if (ep.protobuf) return { status: 200, headers: { "content-type": "application/x-protobuf" }, body: pipelineResponseOut(resp) };
     return json(200, resp);
   }
 
@@ -165,16 +189,15 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
       return r instanceof Promise ? r.then((x) => [label, x]) : [label, r];
     };
     let m: RegExpExecArray | null;
-    if (draining && !pathname.endsWith("/pipeline")) throw shuttingDown();
-    if ((m = HRANA_DB_RE.exec(pathname))) {
-      const name = decodeSegment(m[1]!);
-      if (m[3]) return only("POST", "hrana_pipeline", () => pipeline(req, name, started));
-      return only("GET", "hrana_version", () => text(200, "Hrana over HTTP (JSON) is supported\n"));
-    }
-    if ((m = HRANA_ROOT_RE.exec(pathname))) {
-      if (m[2]) return only("POST", "hrana_pipeline", () => pipeline(req, undefined, started));
-      return only("GET", "hrana_version", () => text(200, "Hrana over HTTP (JSON) is supported\n"));
-    }
+    if (draining && !pathname.endsWith("/pipeline") && !pathname.endsWith("/cursor")) throw shuttingDown();
+    const hrana = (name: string | undefined, version: string, action: string | undefined): Promise<[string, CoreResponse]> | [string, CoreResponse] => {
+      if (action === "/cursor" && version === "v2") throw notFound("NOT_FOUND", "cursors are Hrana 3: use v3/cursor or v3-protobuf/cursor");
+      const ep = { protobuf: version === "v3-protobuf", cursor: action === "/cursor" };
+      if (action) return only("POST", ep.cursor ? "hrana_cursor" : "hrana_pipeline", () => pipeline(req, name, started, ep));
+      return only("GET", "hrana_version", () => text(200, `Hrana over HTTP (${ep.protobuf ? "protobuf" : "JSON"}) is supported\n`));
+    };
+    if ((m = HRANA_DB_RE.exec(pathname))) return hrana(decodeSegment(m[1]!), m[2]!, m[3]);
+    if ((m = HRANA_ROOT_RE.exec(pathname))) return hrana(undefined, m[1]!, m[2]);
     if (pathname === "/health") return only("GET", "health", () => text(200, "ok\n"));
     if (pathname === "/metrics") {
       return only("GET", "metrics", async () => {
@@ -189,9 +212,6 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     }
     if (/^\/db\/(v2|v3)(\/pipeline)?$/.test(pathname) || /^\/db\/[^/]+$/.test(pathname)) {
       throw notFound("NOT_FOUND", "no such route; a database's Hrana URL is http://HOST:PORT/db/NAME/ (with the trailing slash)");
-    }
-    if (/(^|\/)(v3-protobuf|v3\/cursor)(\/|$)/.test(pathname)) {
-      throw notFound("NOT_SUPPORTED", "Hrana's protobuf encoding and cursors are not supported by this server; use the JSON pipeline (v2 or v3)");
     }
     throw notFound("NOT_FOUND", `no route for ${method} ${pathname}`);
   }

@@ -1,6 +1,9 @@
 /**
  * UNTRUSTED (server). serve(): the handler on node:http, with graceful shutdown.
  *
+ * Hrana over WebSocket is served on the same port (hrana/ws.ts); at shutdown its connections are
+ * closed first, once their running requests ended, which rolls back their streams' transactions.
+ *
  * Shutdown order (every acknowledged commit is already durable: a COMMIT returns only after the
  * sealed store's commit record is on disk): answer new work with 503 SHUTTING_DOWN and
  * "connection: close" (streams already open may still commit); wait for in-flight requests
@@ -14,6 +17,7 @@ import { createHandler, errorResponse, type HandlerOptions, type SelkieHandler }
 import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
 import { UsageError } from "../../errors.js";
 import { HttpError } from "./errors.js";
+import { attachHranaWebSockets } from "./hrana/ws.js";
 
 export interface ServeOptions extends HandlerOptions {
   port: number;
@@ -153,6 +157,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const server = opts.tls
     ? https.createServer({ ...serverOpts, cert: opts.tls.cert, key: opts.tls.key, minVersion: "TLSv1.2" }, listener)
     : http.createServer(serverOpts, listener);
+  // Hrana over WebSocket on the same port (ws://, or wss:// with TLS): hrana/ws.ts.
+  const sockets = attachHranaWebSockets(server, handler);
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) => {
@@ -180,6 +186,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         // The listener stays open while draining: closing it would also cut idle keep-alive
         // connections that a client may be sending on this very moment. New work gets 503 and
         // every response says "connection: close"; then the listener and connections close.
+        await sockets.close(o.timeoutMs);
         await handler.shutdown(o);
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();

@@ -1,0 +1,33 @@
+import { openWs } from "@libsql/hrana-client";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+const dir = fs.mkdtempSync("/tmp/sk-");
+const p = spawn(process.execPath, ["dist/runtime/host/cli/main.js", "serve", "--dir", dir, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+let err = "";
+p.on("exit", (c, sig) => console.log("EXIT", c, sig));
+const url = await new Promise((res) => p.stderr.on("data", (c) => { err += c; const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err); if (m && /connect:/.test(err)) res(m[1]); }));
+const tok = /admin token[^\n]*\n\s+(sk_\S+)/.exec(err)[1];
+await fetch(`${url}/v1/databases`, { method: "POST", headers: { authorization: `Bearer ${tok}` }, body: JSON.stringify({ name: "app" }) });
+const c = openWs(url.replace("http", "ws") + "/db/app", tok, 2);
+await c.getVersion();
+const tbl = "tt";
+try {
+ const st = c.openStream();
+ await st.run(`CREATE TABLE ${tbl}(id INTEGER PRIMARY KEY, v)`);
+ await st.run([`INSERT INTO ${tbl}(v) VALUES (?), (?), (?), (?)`, [2.0, 7n, "x", new Uint8Array([1, 2])]]);
+ console.log("a");
+ await st.queryValue(["SELECT ?", [-(2n ** 63n)]]).catch(e => console.log("expected", e.message));
+ console.log("b");
+ const st2 = c.openStream();
+ const d = await st2.describe(`SELECT id AS a, v FROM ${tbl} WHERE id = :p AND v = ?2`);
+ console.log("c");
+ const st3 = c.openStream();
+ const sql = c.storeSql(`SELECT count(*) FROM ${tbl} WHERE v = ?`);
+ await st3.sequence(`INSERT INTO ${tbl}(v) VALUES ('seq'); INSERT INTO ${tbl}(v) VALUES ('seq');`);
+ console.log("d");
+ console.log((await st3.queryValue([sql, ["seq"]])).value);
+} catch (e) { console.log(e); }
+await new Promise(r => setTimeout(r, 300));
+console.log(err.slice(-3000));
+p.kill();
+c.close();
