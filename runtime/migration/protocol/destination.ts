@@ -29,6 +29,7 @@ import { MigrationError } from "./errors.js";
 import { listJournals, migrateDir, stagingDir, writeJournal, type DestinationJournal } from "./journal.js";
 import { bad, bytes, expect, num, PROTOCOL_VERSION, send, str } from "./messages.js";
 import { createCounterAt, sqliteTrust } from "./store-trust.js";
+import { active } from "./active.js";
 
 export interface Offer {
   readonly mid: string;
@@ -116,8 +117,21 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
     ch.close();
     throw new MigrationError(refused[0], refused[1]);
   }
+  active.mids.set(mid, { committed: false });
+  try {
+    return await receive(o, offer);
+  } finally {
+    active.mids.delete(mid);
+  }
+}
+
+async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
+  const ch = o.channel;
+  const timeout = o.timeoutMs ?? 30_000;
+  const { mid, name } = offer;
   const stage = stagingDir(o.dataDir, mid);
   const j: DestinationJournal = { format: 1, role: "destination", mid, state: "RECEIVING", name, sourceAddress: offer.sourceAddress };
+  sqliteTrust(o.platform); // load the SQLite enclave's identity now, not while the source is frozen
   fs.mkdirSync(stage, { recursive: true, mode: 0o700 });
   syncDirectory(migrateDir(o.dataDir));
   writeJournal(o.dataDir, j);
@@ -128,7 +142,7 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
   let prepared = false;
   try {
     await send(ch, { type: "admit", mid });
-    crashPoint("destination:after-admit");
+    crashPoint("destination:after-admit", ch);
     let final: MigrationMessage;
     for (;;) {
       const d = await expect(ch, mid, ["data", "round", "final"], timeout);
@@ -140,7 +154,7 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
       if (d.type === "round") {
         fs.ftruncateSync(slots, num(d, "slotsLength"));
         fs.ftruncateSync(log, num(d, "logLength"));
-        if (num(d, "round") === 0) crashPoint("destination:during-receive");
+        if (num(d, "round") === 0) crashPoint("destination:during-receive", ch);
         continue;
       }
       const file = d["file"];
@@ -169,12 +183,12 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
     const sourceCounterId = str(final, "sourceCounterId");
     const meta = (typeof final["meta"] === "object" && final["meta"] !== null ? final["meta"] : {}) as Record<string, unknown>;
     if (key.length !== 32 || dbId.length !== 16) throw bad("final.key or final.dbId has the wrong length");
-    crashPoint("destination:after-final");
+    crashPoint("destination:after-final", ch);
     // PREPARE (PROTOCOL.md §5): fence counter, journal, header re-sealed here, fsync, PREPARED.
     const counterId = createCounterAt(o.platform, c + 2);
     Object.assign(j, { state: "PREPARING", counterId, c, sourceCounterId });
     writeJournal(o.dataDir, j);
-    crashPoint("destination:after-preparing-journal");
+    crashPoint("destination:after-preparing-journal", ch);
     const rehomed = rehomeLog(sqliteTrust(o.platform), logBytes, logPath, key, dbId, name, counterId);
     key.fill(0);
     fs.ftruncateSync(log, 0);
@@ -185,9 +199,9 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
     j.state = "PREPARED";
     writeJournal(o.dataDir, j);
     prepared = true;
-    crashPoint("destination:after-prepared-journal");
+    crashPoint("destination:after-prepared-journal", ch);
     await send(ch, { type: "prepared", mid });
-    crashPoint("destination:after-prepared-sent");
+    crashPoint("destination:after-prepared-sent", ch);
     let outcome: MigrationMessage;
     try {
       outcome = await expect(ch, mid, ["commit"], timeout);
@@ -199,7 +213,7 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
       discard(o.dataDir, j);
       throw new MigrationError("MIGRATION_ABORTED", `the source aborted the migration of ${name} after PREPARED: ${String(outcome["message"] ?? "")}; nothing changed here`);
     }
-    install(o.platform, o.dataDir, j);
+    install(o.platform, o.dataDir, j, ch);
     await send(ch, { type: "done", mid }).catch(() => undefined);
     return { mid, name, meta, state: "done" };
   } catch (e) {
@@ -236,12 +250,12 @@ export function discard(dataDir: string, j: DestinationJournal): void {
  * The source committed: journal COMMITTED, lift the fence, rename the files into the data folder
  * (slot file first, log last), remove staging, journal DONE. Idempotent: recovery runs it again.
  */
-export function install(platform: Platform, dataDir: string, j: DestinationJournal): void {
+export function install(platform: Platform, dataDir: string, j: DestinationJournal, ch?: MigrationChannel): void {
   if (j.state !== "COMMITTED") {
     j.state = "COMMITTED";
     writeJournal(dataDir, j);
   }
-  crashPoint("destination:after-committed-journal");
+  crashPoint("destination:after-committed-journal", ch);
   const stage = stagingDir(dataDir, j.mid);
   const staged = path.join(stage, j.name);
   const file = path.join(dataDir, j.name);
@@ -260,7 +274,7 @@ export function install(platform: Platform, dataDir: string, j: DestinationJourn
   syncDirectory(migrateDir(dataDir));
   j.state = "DONE";
   writeJournal(dataDir, j);
-  crashPoint("destination:after-install");
+  crashPoint("destination:after-install", ch);
 }
 
 /**

@@ -120,7 +120,7 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
   try {
     const diskBytes = fs.statSync(slotsPath).size + fs.statSync(logPath).size;
     await send(ch, { type: "offer", v: PROTOCOL_VERSION, mid, name, kind: "database", diskBytes, epcBytes: o.epcBytes ?? 64 * 1024 * 1024, sourceAddress: o.sourceAddress });
-    crashPoint("source:after-offer");
+    crashPoint("source:after-offer", ch);
     const answer = await expect(ch, mid, ["admit", "refuse"], timeout);
     if (answer.type === "refuse") {
       const code = typeof answer["code"] === "string" ? answer["code"] : "MIGRATION_REFUSED";
@@ -133,14 +133,14 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
       const b = await sendRound(round);
       stats.bytes.precopy += b;
       round++;
-      if (round === 1) crashPoint("source:after-round-0");
+      if (round === 1) crashPoint("source:after-round-0", ch);
       if (b <= (o.smallDeltaBytes ?? 256 * 1024) || round >= (o.maxRounds ?? 8)) break;
     }
     // Freeze at a quiescent point.
     counterId = exportStoreKey(sqliteTrust(o.platform), fs.readFileSync(logPath), logPath).counterId;
     writeJournal(dataDir, { format: 1, role: "source", mid, state: "FROZEN", name, counterId, to: o.to });
     journaled = true;
-    crashPoint("source:after-frozen-journal");
+    crashPoint("source:after-frozen-journal", ch);
     tFreeze = performance.now();
     await o.source.freeze({ waitMs: o.transactionWaitMs ?? 2_000, rollbackOpenTransaction: o.rollbackOpenTransaction === true });
     frozen = true;
@@ -164,20 +164,20 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
       meta: o.source.metadata?.() ?? {},
     });
     k.key.fill(0);
-    crashPoint("source:after-final");
+    crashPoint("source:after-final", ch);
     const vote = await expect(ch, mid, ["prepared"], timeout);
     if (vote.type === "abort") throw peerAborted(vote);
-    crashPoint("source:after-prepared");
+    crashPoint("source:after-prepared", ch);
     // Decision: COMMITTING is durable before the commit point.
     committing = true;
     writeJournal(dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to });
-    crashPoint("source:after-committing-journal");
-    finishCommit(o.platform, dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to }, () => crashPoint("source:after-counter-destroyed"));
+    crashPoint("source:after-committing-journal", ch);
+    finishCommit(o.platform, dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to }, () => crashPoint("source:after-counter-destroyed", ch));
     active.mids.get(mid)!.committed = true;
     o.source.moved?.(o.to);
     try {
       await send(ch, { type: "commit", mid });
-      crashPoint("source:after-commit-sent");
+      crashPoint("source:after-commit-sent", ch);
       // The destination's `done` is informational; recovery settles a lost one.
       await expect(ch, mid, ["done"], timeout).catch(() => undefined);
     } catch {
