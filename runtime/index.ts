@@ -28,3 +28,21 @@ export { Platform } from "./platform/platform.js";
 export { defaultPlatformDir, openDefaultPlatform } from "./host/default-platform.js";
 export { createHandler, serve, TokenStore, DEFAULT_LIMITS, HttpError } from "./host/server/index.js";
 export type { HandlerOptions, SelkieHandler, ServeOptions, RunningServer, Limits, Logger, TokenScope } from "./host/server/index.js";
+export {
+  migrateOut,
+  acceptMigration,
+  recoverMigrations,
+  serveMigrationPeer,
+  movedTo,
+  MigrationError,
+  type MigrateOutOptions,
+  type MigrationSource,
+  type MigrationStats,
+  type AcceptOptions,
+  type Accepted,
+  type RecoveryOptions,
+  type Recovered,
+  type MigrationChannel,
+  type MigrationMessage,
+  type PeerInfo,
+} from "./migration/protocol/index.js";

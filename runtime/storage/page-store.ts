@@ -1000,3 +1000,21 @@ function readAll(files: FileLayer, h: FileHandle): Buffer {
   const n = files.read(h, buf, 0);
   return buf.subarray(0, n);
 }
+
+// ---- for moving a store to another platform (runtime/storage/transfer.ts) -------------------------
+
+/** The clear fields of a log's header and its length in bytes (the records start there). */
+export function parseLogHeader(b: Buffer, file: string): { dbId: Buffer; counterId: string; name: string; sealedKey: Buffer; bytes: number } {
+  return decodeHeader(b, file, file);
+}
+
+/** The data key of a store, unsealed through `trust` from its header (trusted code only). */
+export function unsealLogKey(trust: StoreTrust, b: Buffer, file: string): Buffer {
+  return unsealKey(trust, decodeHeader(b, file, file), file);
+}
+
+/** A header for `key` sealed through `trust`, naming `counterId` and `name` (FORMAT.md "Table log"). */
+export function sealLogHeader(trust: StoreTrust, key: Buffer, dbId: Buffer, counterId: string, name: string): Buffer {
+  const sealedKey = trust.sealDataKey(key, Buffer.concat([AAD_DATAKEY, headerPrefix(dbId, counterId, name)]));
+  return encodeHeader(dbId, counterId, name, sealedKey);
+}

@@ -1,0 +1,87 @@
+/**
+ * UNTRUSTED reading of the source's store files for pre-copy (PROTOCOL.md §4). They are ciphertext
+ * already (sealed slots, sealed log records); this module only decides which bytes changed since
+ * the last round: per-slot SHA-256 for the slot file, prefix SHA-256 for the log.
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import { SLOT } from "../../storage/page-store.js";
+import { CHUNK_BYTES } from "./messages.js";
+
+export interface Chunk {
+  readonly file: "slots" | "log";
+  readonly offset: number;
+  readonly bytes: Buffer;
+  readonly reset: boolean;
+}
+
+const sha = (b: Uint8Array): Buffer => createHash("sha256").update(b).digest();
+
+/** What was sent so far, to compute the next round's delta. */
+export class SentState {
+  #slotDigests: Buffer[] = [];
+  #logLength = 0;
+  #logPrefix: Buffer = sha(Buffer.alloc(0));
+  slotsResent = 0;
+
+  /** The chunks of the next round, and the files' lengths it brings the destination to. */
+  delta(slotsPath: string, logPath: string, first: boolean): { chunks: Chunk[]; slotsLength: number; logLength: number; bytes: number } {
+    const chunks: Chunk[] = [];
+    let bytes = 0;
+    const fd = fs.openSync(slotsPath, "r");
+    let slotsLength: number;
+    try {
+      slotsLength = fs.fstatSync(fd).size;
+      slotsLength -= slotsLength % SLOT; // a slot being appended now is caught by a later round
+      let run: { offset: number; parts: Buffer[] } | undefined;
+      const flush = (): void => {
+        if (!run) return;
+        const b = Buffer.concat(run.parts);
+        chunks.push({ file: "slots", offset: run.offset, bytes: b, reset: false });
+        bytes += b.length;
+        run = undefined;
+      };
+      const buf = Buffer.alloc(CHUNK_BYTES);
+      for (let off = 0; off < slotsLength; off += CHUNK_BYTES) {
+        const n = fs.readSync(fd, buf, 0, Math.min(CHUNK_BYTES, slotsLength - off), off);
+        for (let o = 0; o + SLOT <= n; o += SLOT) {
+          const s = (off + o) / SLOT;
+          const slot = buf.subarray(o, o + SLOT);
+          const d = sha(slot);
+          const old = this.#slotDigests[s];
+          if (old && old.equals(d)) {
+            flush();
+            continue;
+          }
+          if (old && !first) this.slotsResent++;
+          this.#slotDigests[s] = d;
+          if (run && run.offset + run.parts.length * SLOT !== off + o) flush();
+          if (!run) run = { offset: off + o, parts: [] };
+          run.parts.push(Buffer.from(slot));
+          if (run.parts.length * SLOT >= CHUNK_BYTES) flush();
+        }
+      }
+      flush();
+      this.#slotDigests.length = slotsLength / SLOT;
+    } finally {
+      fs.closeSync(fd);
+    }
+    const log = fs.readFileSync(logPath);
+    const keepsPrefix = !first && log.length >= this.#logLength && sha(log.subarray(0, this.#logLength)).equals(this.#logPrefix);
+    const from = keepsPrefix ? this.#logLength : 0;
+    for (let o = from; o < log.length || (o === 0 && !keepsPrefix); o += CHUNK_BYTES) {
+      const part = log.subarray(o, Math.min(log.length, o + CHUNK_BYTES));
+      chunks.push({ file: "log", offset: o, bytes: Buffer.from(part), reset: o === 0 });
+      bytes += part.length;
+      if (log.length === 0) break;
+    }
+    this.#logLength = log.length;
+    this.#logPrefix = sha(log);
+    return { chunks, slotsLength, logLength: log.length, bytes };
+  }
+}
+
+/** SHA-256 of a whole file. */
+export function fileSha256(file: string): Buffer {
+  return sha(fs.readFileSync(file));
+}

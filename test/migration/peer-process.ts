@@ -1,0 +1,87 @@
+/**
+ * A migration peer as a real child process, for the crash tests and the soak. Argument: JSON
+ * { data, platform, port, migrate?: { name, toPort, rows } }. It recovers unfinished migrations,
+ * listens on 127.0.0.1:port (offers and status queries), settles pending ones every 100 ms, and with
+ * `migrate` writes rows into `name` (printing "ack N" once each commit returned) while it migrates
+ * the database to the peer at `toPort`. SELKIE_MIGRATION_CRASH / _CUT pick a crash or cut point.
+ */
+import * as path from "node:path";
+import { Database } from "../../runtime/sql/database.js";
+import { Platform } from "../../runtime/platform/platform.js";
+import { migrateOut, recoverMigrations, serveMigrationPeer, type MigrationSource } from "../../runtime/migration/protocol/index.js";
+import { pendingMigrations } from "../../runtime/migration/protocol/recovery.js";
+import { connectPlain, listenPlain } from "./plain-channel.js";
+
+interface Args {
+  data: string;
+  platform: string;
+  port: number;
+  migrate?: { name: string; toPort: number; rows: number };
+}
+
+const args = JSON.parse(process.argv[2]!) as Args;
+const say = (line: string): void => void process.stdout.write(`${line}\n`);
+const platform = await Platform.open(args.platform);
+const connect = (address: string) => connectPlain(Number(address.split(":")[1]), "destination", platform.platformId);
+const recover = async (): Promise<void> => {
+  for (const r of await recoverMigrations({ platform, dataDir: args.data, connect, timeoutMs: 2_000 })) say(`recovered ${r.role} ${r.action}`);
+};
+await recover();
+await listenPlain(args.port, platform.platformId, (ch) => {
+  serveMigrationPeer(ch, { platform, dataDir: args.data, timeoutMs: 5_000 }).then(
+    (r) => r && say(`accepted ${r.state}`),
+    (e: { code?: string }) => say(`accept-error ${e.code ?? String(e)}`),
+  );
+});
+let settling = false;
+setInterval(() => {
+  if (settling || !pendingMigrations(args.data)) return;
+  settling = true;
+  recover().finally(() => (settling = false));
+}, 100);
+say("ready");
+
+if (args.migrate) {
+  const m = args.migrate;
+  const file = path.join(args.data, m.name);
+  let db: Database | undefined = new Database(file, { platform, paging: false });
+  db.exec("CREATE TABLE IF NOT EXISTS t(n INTEGER PRIMARY KEY, pad TEXT)");
+  let n = 0;
+  let writing: Promise<void> = Promise.resolve();
+  let stop = false;
+  const loop = async (): Promise<void> => {
+    while (!stop && n < m.rows) {
+      n++;
+      db!.run("INSERT INTO t VALUES (?, ?)", n, "x".repeat(200));
+      say(`ack ${n}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  writing = loop();
+  const source: MigrationSource = {
+    async freeze() {
+      stop = true;
+      await writing;
+      db!.close();
+      db = undefined;
+    },
+    async resume() {
+      db = new Database(file, { platform, paging: false });
+      stop = false;
+      writing = loop();
+    },
+    metadata: () => ({ tokens: [], note: "test" }),
+  };
+  await new Promise((r) => setTimeout(r, 30));
+  try {
+    const ch = await connectPlain(m.toPort, "source", platform.platformId);
+    const stats = await migrateOut({ platform, dataDir: args.data, name: m.name, channel: ch, source, sourceAddress: `127.0.0.1:${args.port}`, to: `127.0.0.1:${m.toPort}`, timeoutMs: 5_000, smallDeltaBytes: 64 * 1024 });
+    say(`migrated ${JSON.stringify(stats)}`);
+  } catch (e) {
+    say(`migrate-error ${(e as { code?: string }).code ?? String(e)}`);
+  }
+  stop = true;
+  await writing;
+  db?.close();
+  say("source-idle");
+}
