@@ -65,7 +65,8 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
       const file = path.join(findingsDir, `${f.kind}-${createHash("sha1").update(input).digest("hex").slice(0, 16)}`);
       fs.writeFileSync(file, input);
       f.file = file;
-      f.reproduce = `node dist/tools/fuzz/main.js ${target} --reproduce ${path.relative(ROOT, file)}`;
+      const rel = path.relative(ROOT, file);
+      f.reproduce = `node dist/tools/fuzz/main.js ${target} --reproduce ${rel.startsWith("..") ? file : rel}`;
     }
     findings.push(f);
     log(`FINDING ${f.kind}: ${f.signature}${f.reproduce ? `\n  reproduce: ${f.reproduce}` : ""}`);
