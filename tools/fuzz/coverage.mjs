@@ -16,6 +16,7 @@ export function installCoverage() {
   };
   const num = (n) => {
     if (Number.isInteger(n) && Math.abs(n) < 2 ** 32) word(String(n));
+    if (Number.isInteger(n) && n >= 0 && n < 128) word(String.fromCharCode(n)); // a byte compared against
   };
   const strCmp = (a, b, op) => {
     switch (op) {

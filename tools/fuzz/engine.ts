@@ -24,6 +24,8 @@ export interface FuzzOptions {
   hangMs?: number;
   slowMs?: number;
   maxHeapMb?: number;
+  /** End the run at the first finding (tests). */
+  stopOnFinding?: boolean;
   log?: (line: string) => void;
 }
 
@@ -81,6 +83,7 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
       target, seconds: left / 1000, runs: o.runs ?? 0, seed: (o.seed ?? Date.now()) + restarts,
       corpusDirs: [corpusDir(target), ...(o.out ? [path.join(o.out, target, "corpus")] : [])],
       outCorpus: o.out ? path.join(o.out, target, "corpus") : "", slowMs: o.slowMs ?? 1000, shared,
+      stopOnFinding: o.stopOnFinding === true,
     };
     const base = totals.execs;
     const worker = new Worker(path.join(ROOT, "dist", "tools", "fuzz", "worker.js"), {

@@ -11,12 +11,14 @@ const { esmCodeCoverage } = require("@jazzer.js/instrumentor/dist/plugins/esmCod
 const { compareHooks } = require("@jazzer.js/instrumentor/dist/plugins/compareHooks.js");
 
 const INCLUDE = `${sep}dist${sep}runtime${sep}`;
+/** The engine's own check (targets/self-check.ts) is instrumented too, so a test can see it work. */
+const SELF_CHECK = `${sep}dist${sep}tools${sep}fuzz${sep}targets${sep}self-check.js`;
 
 export async function load(url, context, nextLoad) {
   const result = await nextLoad(url, context);
   if (result.format !== "module" || !result.source || !url.startsWith("file://")) return result;
   const file = fileURLToPath(url);
-  if (!file.includes(INCLUDE) || file.includes(`${sep}node_modules${sep}`)) return result;
+  if (!(file.includes(INCLUDE) || file.endsWith(SELF_CHECK)) || file.includes(`${sep}node_modules${sep}`)) return result;
   const code = typeof result.source === "string" ? result.source : Buffer.from(result.source).toString("utf8");
   const coverage = esmCodeCoverage();
   const out = transformSync(code, { filename: file, plugins: [coverage.plugin, compareHooks], sourceType: "module", sourceMaps: false, configFile: false, babelrc: false });

@@ -27,6 +27,7 @@ export interface WorkerConfig {
   outCorpus: string;
   /** Slower than this (ms) is reported as a finding ("slow"). */
   slowMs: number;
+  stopOnFinding: boolean;
   shared: SharedArrayBuffer;
 }
 
@@ -137,7 +138,7 @@ async function main(): Promise<void> {
   const deadline = start + cfg.seconds * 1000;
   for (;;) {
     const now = performance.now();
-    if (now >= deadline || (cfg.runs && execs >= cfg.runs)) break;
+    if (now >= deadline || (cfg.runs && execs >= cfg.runs) || (cfg.stopOnFinding && seen.size > 0)) break;
     if (now - lastStats >= 2000) {
       lastStats = now;
       post({ type: "stats", execs, corpus: corpus.length, edges, totalEdges: totalEdges(), words: fz.words.size, elapsedMs: now - start });
