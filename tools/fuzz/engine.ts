@@ -14,6 +14,8 @@ import type { WorkerConfig, WorkerMessage } from "./worker.js";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const REGISTER = path.join(ROOT, "tools", "fuzz", "register.mjs");
 const MAX_INPUT = 1 << 20;
+/** Shared words: [0] runs so far (the heartbeat), [1] length of the input running, [2] 1 once set-up is done. */
+const WORDS = 4;
 
 export interface FuzzOptions {
   seconds: number;
@@ -77,8 +79,8 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
   while (true) {
     const left = o.seconds * 1000 - (Date.now() - started);
     if (left <= 0 || restarts > 20) break;
-    const shared = new SharedArrayBuffer(8 + MAX_INPUT);
-    const view = new Int32Array(shared, 0, 2);
+    const shared = new SharedArrayBuffer(WORDS * 4 + MAX_INPUT);
+    const view = new Int32Array(shared, 0, WORDS);
     const cfg: WorkerConfig = {
       target, seconds: left / 1000, runs: o.runs ?? 0, seed: (o.seed ?? Date.now()) + restarts,
       corpusDirs: [corpusDir(target), ...(o.out ? [path.join(o.out, target, "corpus")] : [])],
@@ -91,7 +93,7 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
       stdout: true, stderr: false,
     });
     worker.stdout.resume();
-    const currentInput = (): Uint8Array => Buffer.from(new Uint8Array(shared, 8, Atomics.load(view, 1)));
+    const currentInput = (): Uint8Array => Buffer.from(new Uint8Array(shared, WORDS * 4, Atomics.load(view, 1)));
     const outcome = await new Promise<"done" | "restart">((resolve) => {
       let lastExecs = -1;
       let lastChange = Date.now();
@@ -104,6 +106,11 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
       };
       const watch = setInterval(() => {
         const n = Atomics.load(view, 0);
+        // Set-up (a platform, instrumenting the runtime) is not an input: the bound starts after it.
+        if (Atomics.load(view, 2) === 0) {
+          lastChange = Date.now();
+          return;
+        }
         if (n !== lastExecs) {
           lastExecs = n;
           lastChange = Date.now();

@@ -43,8 +43,8 @@ export type WorkerMessage =
 
 const cfg = workerData as WorkerConfig;
 const fz = (globalThis as unknown as { Fuzzer: Fuzzer }).Fuzzer;
-const shared = new Int32Array(cfg.shared, 0, 2);
-const current = new Uint8Array(cfg.shared, 8);
+const shared = new Int32Array(cfg.shared, 0, 4);
+const current = new Uint8Array(cfg.shared, 16);
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
 
 /** AFL's hit-count buckets, one bit each. */
@@ -133,6 +133,7 @@ async function main(): Promise<void> {
   };
 
   newCoverage(); // drop what start-up reached: it says nothing about inputs
+  Atomics.store(shared, 2, 1); // set-up done: from here the parent bounds each input's time
   for (const s of [...corpus]) runOne(s);
   const seeded = corpus.length;
   const deadline = start + cfg.seconds * 1000;
