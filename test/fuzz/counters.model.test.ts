@@ -26,7 +26,13 @@ interface Model {
   values: Map<string, number>;
   ids: string[];
   destroyed: string[];
+  /** Whether this case may kill a child (SELKIE_MODEL_KILL_EVERY: one case in N; default every case). */
+  mayKill: boolean;
 }
+
+/** Node starts in ~0.1-1 s, so a 10,000-case run kills a child in one case of N (printed at the end). */
+const KILL_EVERY = Math.max(1, Number(process.env.SELKIE_MODEL_KILL_EVERY ?? 1));
+let kills = 0;
 
 interface Real {
   dir: string;
@@ -124,9 +130,10 @@ class Reopen implements fc.AsyncCommand<Model, Real> {
 /** A child increments one counter in a loop and is killed with SIGKILL `ms` after its first ack. */
 class KillChild implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly ms: number) {}
-  check = live;
+  check = (m: Readonly<Model>): boolean => live(m) && m.mayKill;
   async run(m: Model, r: Real): Promise<void> {
     const id = pickId(m, this.k);
+    kills++;
     r.platform.close();
     const t = await killTrial(r.dir, id, COMPACT_EVERY, this.ms);
     assert.equal(t.exitSignal, "SIGKILL", `the child was killed, not: ${t.stderr}`);
@@ -153,23 +160,32 @@ const commands = [
 
 test("monotonic counters behave as their model under creations, increments, reopenings and kill -9", { timeout: 600_000 }, async () => {
   const dir = modelTempDir("selkie-model-counters-");
+  const pdir = path.join(dir, "platform");
+  (await Platform.create(pdir)).close();
+  let cases = 0;
   try {
-    let n = 0;
     await fc.assert(
       fc.asyncProperty(fc.commands(commands, { maxCommands: 20 }), async (cmds) => {
-        const pdir = path.join(dir, `p${n++}`);
-        const real: Real = { dir: pdir, platform: await Platform.create(pdir, { counterCompactEvery: COMPACT_EVERY } as never), counters: undefined as never };
-        real.platform.close();
+        const real: Real = { dir: pdir, platform: undefined as never, counters: undefined as never };
         await reopen(real);
+        const model: Model = { values: new Map(), ids: [], destroyed: [], mayKill: cases++ % KILL_EVERY === 0 };
         try {
-          await fc.asyncModelRun(() => ({ model: { values: new Map(), ids: [], destroyed: [] }, real }), cmds);
+          await fc.asyncModelRun(() => ({ model, real }), cmds);
         } finally {
+          // Each case leaves no counter behind (every compaction rewrites all live counters).
+          for (const id of model.values.keys()) {
+            try {
+              real.counters.destroy(id);
+            } catch {
+              // a failed case may have left the platform closed or the counter gone
+            }
+          }
           real.platform.close();
-          fs.rmSync(pdir, { recursive: true, force: true });
         }
       }),
       { numRuns: modelRuns(15), ...(modelSeed() !== undefined ? { seed: modelSeed()! } : {}) },
     );
+    console.log(`counters model: ${cases} cases, ${kills} children killed with SIGKILL`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
