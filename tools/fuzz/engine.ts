@@ -1,7 +1,7 @@
 /**
  * Runs one fuzz target in an instrumented worker thread and watches it: a worker that makes no
  * progress for `hangMs` is stopped and its current input saved as a "hang" finding; one that runs out
- * of its heap (`maxHeapMb`) is saved as "oom"; either way the worker is restarted until time is up.
+ * of its heap (`maxHeapMb`), or makes the process pass `maxRssMb` resident, is saved as "oom"; either way the worker is restarted until time is up.
  * Findings are written to `<out>/<target>/findings/` with a one-line command that reproduces each.
  */
 import { createHash } from "node:crypto";
@@ -26,6 +26,8 @@ export interface FuzzOptions {
   hangMs?: number;
   slowMs?: number;
   maxHeapMb?: number;
+  /** Bound on the whole process's resident memory (wasm modules and buffers live outside the heap). */
+  maxRssMb?: number;
   /** End the run at the first finding (tests). */
   stopOnFinding?: boolean;
   log?: (line: string) => void;
@@ -109,6 +111,13 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
         // Set-up (a platform, instrumenting the runtime) is not an input: the bound starts after it.
         if (Atomics.load(view, 2) === 0) {
           lastChange = Date.now();
+          return;
+        }
+        const rssMb = process.memoryUsage.rss() / 2 ** 20;
+        if (rssMb > (o.maxRssMb ?? 2048)) {
+          save({ kind: "oom", signature: `resident memory ${Math.round(rssMb)} MiB over ${o.maxRssMb ?? 2048} MiB`, message: "memory grew past the bound while fuzzing (the input shown was running then; the growth may be cumulative)" }, currentInput());
+          void worker.terminate();
+          finish("restart");
           return;
         }
         if (n !== lastExecs) {
