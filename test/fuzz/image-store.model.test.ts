@@ -163,6 +163,7 @@ test("the durable image store behaves as its model under full and delta writes, 
       }),
       { numRuns: modelRuns(25), ...(modelSeed() !== undefined ? { seed: modelSeed()! } : {}) },
     );
+    console.log(`image store model: ${n} cases run`);
   } finally {
     platform.close();
     fs.rmSync(dir, { recursive: true, force: true });

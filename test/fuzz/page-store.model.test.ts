@@ -244,6 +244,7 @@ test("the sealed page store behaves as its model under writes, commits, rollback
       }),
       { numRuns: modelRuns(40), ...(modelSeed() !== undefined ? { seed: modelSeed()! } : {}) },
     );
+    console.log(`page store model: ${n} cases run`);
   } finally {
     platform.close();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -150,6 +150,7 @@ test("a database's enclave behaves as its model through hibernation, wakes, snap
       }),
       { numRuns: modelRuns(4), ...(modelSeed() !== undefined ? { seed: modelSeed()! } : {}) },
     );
+    console.log(`pager model: ${n} cases run`);
   } finally {
     platform.close();
     fs.rmSync(dir, { recursive: true, force: true });
