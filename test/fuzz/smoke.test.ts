@@ -5,6 +5,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { fuzz } from "../../tools/fuzz/engine.js";
 import { TARGET_NAMES } from "../../tools/fuzz/targets/index.js";
 
@@ -25,4 +28,17 @@ test("a target that breaks its property is reported with the input that broke it
   assert.equal(r.findings.length, 1, "one finding");
   assert.equal(r.findings[0]!.kind, "crash");
   assert.match(r.findings[0]!.signature, /FUZZ/);
+});
+
+test("an input that never returns is stopped at the time bound and saved with a command to reproduce it", { timeout: 60_000 }, async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "selkie-fuzz-hang-"));
+  try {
+    const r = await fuzz("self-hang", { seconds: 4, out, seed: 1, hangMs: 1500 });
+    const hang = r.findings.find((f) => f.kind === "hang");
+    assert.ok(hang, `a hang was found (${JSON.stringify(r.findings)})`);
+    assert.equal(fs.readFileSync(hang.file!, "latin1"), "HANG", "the saved input is the one that hung");
+    assert.match(hang.reproduce!, /^node dist\/tools\/fuzz\/main\.js self-hang --reproduce \S+$/);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

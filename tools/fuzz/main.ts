@@ -40,7 +40,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--reproduce") reproduce = value();
   else if (a === "--list") list = true;
   else if (a.startsWith("-")) usage();
-  else if (TARGET_NAMES.includes(a) || a === "self-check") names.push(a);
+  else if (TARGET_NAMES.includes(a) || a.startsWith("self-")) names.push(a);
   else {
     console.error(`unknown target ${a}`);
     usage();

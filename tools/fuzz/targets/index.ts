@@ -9,10 +9,11 @@ const TARGETS: Record<string, string> = {
   "enclave-manifest": "./enclave-manifest.js",
   "wasm-module": "./wasm-module.js",
   "self-check": "./self-check.js",
+  "self-hang": "./self-hang.js",
 };
 
-/** The project's targets (what `npm run fuzz` runs with no name); self-check is the engine's own test. */
-export const TARGET_NAMES = Object.keys(TARGETS).filter((n) => n !== "self-check");
+/** The project's targets (what `npm run fuzz` runs with no name); self-* are the engine's own tests. */
+export const TARGET_NAMES = Object.keys(TARGETS).filter((n) => !n.startsWith("self-"));
 
 export function targetModule(name: string): string {
   const m = TARGETS[name];
