@@ -28,6 +28,8 @@ export interface FuzzOptions {
   maxHeapMb?: number;
   /** Bound on the whole process's resident memory (wasm modules and buffers live outside the heap). */
   maxRssMb?: number;
+  /** false: run without instrumentation (no coverage, blind mutation): the baseline for execs/s. */
+  instrument?: boolean;
   /** End the run at the first finding (tests). */
   stopOnFinding?: boolean;
   log?: (line: string) => void;
@@ -91,7 +93,7 @@ export async function fuzz(target: string, o: FuzzOptions): Promise<FuzzResult> 
     };
     const base = totals.execs;
     const worker = new Worker(path.join(ROOT, "dist", "tools", "fuzz", "worker.js"), {
-      workerData: cfg, execArgv: ["--import", REGISTER], resourceLimits: { maxOldGenerationSizeMb: o.maxHeapMb ?? 512 },
+      workerData: cfg, execArgv: o.instrument === false ? [] : ["--import", REGISTER], resourceLimits: { maxOldGenerationSizeMb: o.maxHeapMb ?? 512 },
       stdout: true, stderr: false,
     });
     worker.stdout.resume();

@@ -1,12 +1,14 @@
 /**
- * npm run fuzz [target...] [--minutes N | --seconds N] [--runs N] [--out DIR] [--seed N]
+ * npm run fuzz [target...] [--minutes N | --seconds N] [--runs N] [--out DIR] [--seed N] [--no-instrument]
  * npm run fuzz -- --list
  * node dist/tools/fuzz/main.js TARGET --reproduce FILE
  *
  * Fuzzes each named target (all when none is named) one after the other, printing executions/s,
  * coverage (edges reached / edges instrumented in the runtime modules the target loaded) and findings,
  * and ends with a table. Findings go to DIR/<target>/findings (default fuzz-out/), each printed with
- * the command that reproduces it. Exit code 1 when anything was found.
+ * the command that reproduces it. Exit code 1 when anything was found. --no-instrument runs the same
+ * loop on uninstrumented code (no coverage, so blind mutation of the seeds): the baseline for what
+ * instrumentation costs in executions/s.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -15,7 +17,7 @@ import type { Target } from "./target.js";
 import { TARGET_NAMES, targetModule } from "./targets/index.js";
 
 function usage(): never {
-  console.error(`usage: npm run fuzz -- [target...] [--minutes N | --seconds N] [--runs N] [--out DIR] [--seed N] | --list
+  console.error(`usage: npm run fuzz -- [target...] [--minutes N | --seconds N] [--runs N] [--out DIR] [--seed N] [--no-instrument] | --list
        node dist/tools/fuzz/main.js TARGET --reproduce FILE
 targets: ${TARGET_NAMES.join(", ")}`);
   process.exit(2);
@@ -29,16 +31,18 @@ let out = path.join(ROOT, "fuzz-out");
 let seed: number | undefined;
 let reproduce: string | undefined;
 let list = false;
+let instrument = true;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   const value = (): string => args[++i] ?? usage();
   if (a === "--minutes") seconds = Number(value()) * 60;
   else if (a === "--seconds") seconds = Number(value());
   else if (a === "--runs") runs = Number(value());
-  else if (a === "--out") out = path.resolve(value());
+  else if (a === "--out") out = value() && path.resolve(args[i]!);
   else if (a === "--seed") seed = Number(value());
   else if (a === "--reproduce") reproduce = value();
   else if (a === "--list") list = true;
+  else if (a === "--no-instrument") instrument = false;
   else if (a.startsWith("-")) usage();
   else if (TARGET_NAMES.includes(a) || a.startsWith("self-")) names.push(a);
   else {
@@ -77,7 +81,7 @@ const results: FuzzResult[] = [];
 for (const name of names.length ? names : TARGET_NAMES) {
   let last = 0;
   results.push(await fuzz(name, {
-    seconds, runs, out, ...(seed !== undefined ? { seed } : {}),
+    seconds, runs, out, instrument, ...(seed !== undefined ? { seed } : {}),
     log: (line) => {
       if (line.startsWith("FINDING") || Date.now() - last > 10_000) {
         last = Date.now();

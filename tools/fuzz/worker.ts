@@ -42,6 +42,12 @@ export type WorkerMessage =
   | { type: "done" };
 
 const cfg = workerData as WorkerConfig;
+// Started without the instrumenting loader (engine option `instrument: false`, a baseline): an empty
+// coverage map, so nothing is ever new and the loop mutates its seeds blindly.
+if (!(globalThis as { Fuzzer?: Fuzzer }).Fuzzer) {
+  const coverage = new URL("../../../tools/fuzz/coverage.mjs", import.meta.url).href;
+  ((await import(coverage)) as { installCoverage(): void }).installCoverage();
+}
 const fz = (globalThis as unknown as { Fuzzer: Fuzzer }).Fuzzer;
 const shared = new Int32Array(cfg.shared, 0, 4);
 const current = new Uint8Array(cfg.shared, 16);
