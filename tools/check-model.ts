@@ -4,6 +4,7 @@
  *   npm run check:model                  the protocol: every property must hold
  *   npm run check:model -- --mutants     also each mutant: each must yield a counterexample
  *   npm run check:model -- --stories     also print each counterexample (mutants, witnesses)
+ *   npm run check:model -- --deep        the protocol under larger fault bounds (DEEP_BOUNDS; minutes, ~1.3 GB)
  *   npm run check:model -- --json        results as JSON
  *
  * For each variant it runs `spin -a` (with the mutant's -D flag), compiles the generated verifier with
@@ -99,10 +100,20 @@ export interface VariantResult {
 const MAX_DEPTH = 10_000;
 const HASH_BITS = 21;
 
+/**
+ * Larger fault bounds for `--deep` (the model's defaults: 2 losses, 1 duplicate, 2 crashes of each
+ * side, 2 writes): 7.6 million states for the safety search and 14.5 million (about 3 min of CPU
+ * time and 1.3 GB) for the progress search, so not in the suite.
+ */
+export const DEEP_BOUNDS: Readonly<Record<string, number>> = { MAX_LOSS: 3, MAX_DUP: 2, MAX_SRC_CRASH: 3, MAX_DST_CRASH: 3, MAX_WRITES: 3 };
+
 /** Checks `properties` on the protocol, or on `mutant`'s variant of it. */
-export async function checkModel(options: { mutant?: string; properties?: readonly Property[] } = {}): Promise<VariantResult> {
+export async function checkModel(
+  options: { mutant?: string; properties?: readonly Property[]; bounds?: Readonly<Record<string, number>> } = {},
+): Promise<VariantResult> {
   const properties = options.properties ?? PROTOCOL_CHECKS;
-  const defines = options.mutant ? [`-D${options.mutant}`] : [];
+  const bounds = Object.entries(options.bounds ?? {}).map(([k, v]) => `-D${k}=${v}`);
+  const defines = [...(options.mutant ? [`-D${options.mutant}`] : []), ...bounds];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "selkie-model-"));
   try {
     fs.copyFileSync(MODEL_FILE, path.join(dir, "migration.pml"));
@@ -111,18 +122,22 @@ export async function checkModel(options: { mutant?: string; properties?: readon
     // A mutant's search is short, so compile time dominates (-O0 compiles 3x faster than -O1), and a
     // breadth-first search (safety claims only) finds its shortest counterexample: a readable story.
     const bfs = options.mutant !== undefined && properties.every((p) => !LIVENESS.has(p));
-    await tool("gcc", [options.mutant ? "-O0" : "-O1", ...(bfs ? ["-DBFS"] : []), "-w", "-o", "pan", "pan.c"], dir);
+    // Larger bounds: -O2, and COLLAPSE to store states compressed (about half the memory).
+    const deep = bounds.length > 0 ? ["-O2", "-DCOLLAPSE"] : [options.mutant ? "-O0" : "-O1"];
+    await tool("gcc", [...deep, ...(bfs ? ["-DBFS"] : []), "-w", "-o", "pan", "pan.c"], dir);
     const buildSeconds = (performance.now() - t0) / 1000;
     const results: PropertyResult[] = [];
-    for (const property of properties) results.push(await search(dir, property, defines));
-    return { variant: options.mutant ?? "protocol", buildSeconds, results };
+    const hashBits = bounds.length > 0 ? 24 : HASH_BITS;
+    for (const property of properties) results.push(await search(dir, property, defines, hashBits));
+    const name = options.mutant ?? "protocol";
+    return { variant: bounds.length > 0 ? `${name} (${bounds.map((d) => d.slice(2)).join(" ")})` : name, buildSeconds, results };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function search(dir: string, property: Property, defines: string[]): Promise<PropertyResult> {
-  const args = ["-n", `-m${MAX_DEPTH}`, `-w${HASH_BITS}`, "-N", property, ...(LIVENESS.has(property) ? ["-a"] : [])];
+async function search(dir: string, property: Property, defines: string[], hashBits: number): Promise<PropertyResult> {
+  const args = ["-n", `-m${MAX_DEPTH}`, `-w${hashBits}`, "-N", property, ...(LIVENESS.has(property) ? ["-a"] : [])];
   const t0 = performance.now();
   const out = await tool("./pan", args, dir);
   const seconds = (performance.now() - t0) / 1000;
@@ -175,12 +190,16 @@ async function main(argv: string[]): Promise<number> {
   const json = argv.includes("--json");
   const stories = argv.includes("--stories");
   const withMutants = argv.includes("--mutants") || stories;
-  const tasks = [() => checkModel(), ...(withMutants ? MUTANTS.map((m) => () => checkModel({ mutant: m.define, properties: [m.breaks] })) : [])];
+  const deep = argv.includes("--deep");
+  const tasks = [
+    () => checkModel(deep ? { bounds: DEEP_BOUNDS } : {}),
+    ...(withMutants ? MUTANTS.map((m) => () => checkModel({ mutant: m.define, properties: [m.breaks] })) : []),
+  ];
   const variants = await inTurns(tasks, 2);
   let failed = false;
   const rows: string[][] = [];
   for (const v of variants) {
-    const mutant = MUTANTS.find((m) => m.define === v.variant);
+    const mutant = MUTANTS.find((m) => v.variant.startsWith(m.define));
     for (const r of v.results) {
       const expected = mutant || WITNESSES.has(r.property) ? !r.holds : r.holds;
       failed ||= !expected;

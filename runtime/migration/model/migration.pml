@@ -20,7 +20,8 @@
  *                             (MAX_* below), so after the last one recovery must reach an owner: a state
  *                             from which no owner is reached is a counterexample (an acceptance cycle).
  *   safety (I1 and I2 and I3 in one search), and one assertion: a destination that installed the
- *   database never receives `abort`.
+ *   database never receives `abort`. Witnesses (witness_*), claims that must be violated, show that
+ *   the model reaches a completed migration, an abort and a fork attempt, so none of this is vacuous.
  *
  * State table (each step one atomic transition; a crash may fall between any two; PROTOCOL.md §5-§6):
  *   source   S1 restart     counter gone -> GONE (MOVED); COMMITTING -> DECIDED (complete the commit);
@@ -30,7 +31,8 @@
  *            S4 final       send `final` (pv) once
  *            S5 decide      on `prepared` in FROZEN: journal COMMITTING
  *            S6 destroy     destroy the counter (THE COMMIT POINT), send `commit`, journal MOVED
- *            S7 abort       in FROZEN, on `abort` from D or a timeout: journal ABORTED, send `abort`, serve
+ *            S7 abort       in FROZEN, on `abort` from D: journal ABORTED, serve; on a timeout (a lost
+ *                           channel): journal ABORTED, send `abort`, serve
  *            S8 outcome     on `status`: GONE -> `commit`; serving and not migrating -> journal ABORTED,
  *                           `abort`; a running migration (FROZEN, DECIDED) -> `pending` (no message)
  *            S9 late        `prepared` or `abort` outside FROZEN: dropped (MIGRATION_BAD_MESSAGE)
