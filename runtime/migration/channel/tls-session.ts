@@ -1,0 +1,56 @@
+/**
+ * The inner TLS 1.3 connection over an upgraded stream (CHANNEL.md §2): both sides with a fresh
+ * self-signed session certificate, no resumption, nothing trusted from the certificates.
+ */
+import { constants } from "node:crypto";
+import type { Duplex } from "node:stream";
+import * as tls from "node:tls";
+import { MigrationChannelError } from "./errors.js";
+import { sessionCertificate } from "./session-cert.js";
+
+const BASE = { minVersion: "TLSv1.3", maxVersion: "TLSv1.3" } as const;
+
+function timeoutError(ms: number): MigrationChannelError {
+  return new MigrationChannelError("CHANNEL_TIMEOUT", `the inner TLS handshake did not finish within ${ms} ms (the peer stopped answering)`);
+}
+
+function tlsError(e: Error & { code?: string }): MigrationChannelError {
+  return new MigrationChannelError("CHANNEL_TLS", `the inner TLS 1.3 handshake failed (${e.code ?? e.message}); is the peer a Selkie ${"selkie-migration/1"} endpoint?`, { cause: e });
+}
+
+function settle(socket: tls.TLSSocket, event: "secureConnect" | "secure", ms: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      cleanup();
+      socket.destroy();
+      reject(timeoutError(ms));
+    }, ms);
+    const onOk = (): void => (cleanup(), resolve(socket));
+    const onErr = (e: Error): void => (cleanup(), socket.destroy(), reject(tlsError(e)));
+    const onClose = (): void => (cleanup(), reject(new MigrationChannelError("CHANNEL_TLS", "the peer closed the connection during the inner TLS handshake")));
+    const cleanup = (): void => {
+      clearTimeout(t);
+      socket.off(event, onOk);
+      socket.off("error", onErr);
+      socket.off("close", onClose);
+    };
+    socket.once(event, onOk);
+    socket.once("error", onErr);
+    socket.once("close", onClose);
+  });
+}
+
+/** The source side: TLS client over `stream`. */
+export function tlsClient(stream: Duplex, timeoutMs: number): Promise<tls.TLSSocket> {
+  const { cert, key } = sessionCertificate();
+  const socket = tls.connect({ ...BASE, socket: stream, cert, key, rejectUnauthorized: false, checkServerIdentity: () => undefined });
+  return settle(socket, "secureConnect", timeoutMs);
+}
+
+/** The destination side: TLS server over `stream`, asking for the client's certificate. */
+export function tlsServer(stream: Duplex, timeoutMs: number): Promise<tls.TLSSocket> {
+  const { cert, key } = sessionCertificate();
+  const secureContext = tls.createSecureContext({ ...BASE, cert, key, secureOptions: constants.SSL_OP_NO_TICKET });
+  const socket = new tls.TLSSocket(stream, { isServer: true, secureContext, requestCert: true, rejectUnauthorized: false });
+  return settle(socket, "secure", timeoutMs);
+}
