@@ -47,10 +47,32 @@ export function tlsClient(stream: Duplex, timeoutMs: number): Promise<tls.TLSSoc
   return settle(socket, "secureConnect", timeoutMs);
 }
 
-/** The destination side: TLS server over `stream`, asking for the client's certificate. */
+/**
+ * The destination side: TLS server over `stream`, asking for the client's certificate. A tls.Server
+ * (never listening) takes the stream as a connection, so the socket it yields reports TLS errors
+ * after the handshake like any server socket (a bare `new TLSSocket(stream, {isServer})` does not).
+ */
 export function tlsServer(stream: Duplex, timeoutMs: number): Promise<tls.TLSSocket> {
   const { cert, key } = sessionCertificate();
-  const secureContext = tls.createSecureContext({ ...BASE, cert, key, secureOptions: constants.SSL_OP_NO_TICKET });
-  const socket = new tls.TLSSocket(stream, { isServer: true, secureContext, requestCert: true, rejectUnauthorized: false });
-  return settle(socket, "secure", timeoutMs);
+  const server = tls.createServer({ ...BASE, cert, key, requestCert: true, rejectUnauthorized: false, secureOptions: constants.SSL_OP_NO_TICKET });
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      stream.destroy();
+      reject(timeoutError(timeoutMs));
+    }, timeoutMs);
+    const onClose = (): void => (clearTimeout(t), reject(new MigrationChannelError("CHANNEL_TLS", "the peer closed the connection during the inner TLS handshake")));
+    stream.once("close", onClose);
+    server.once("secureConnection", (socket: tls.TLSSocket) => {
+      clearTimeout(t);
+      stream.off("close", onClose);
+      resolve(socket);
+    });
+    server.once("tlsClientError", (e: Error) => {
+      clearTimeout(t);
+      stream.off("close", onClose);
+      stream.destroy();
+      reject(tlsError(e));
+    });
+    server.emit("connection", stream);
+  });
 }
