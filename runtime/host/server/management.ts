@@ -159,7 +159,8 @@ function dbInfo(ctx: ServerContext, name: string): Record<string, unknown> {
 
 /** The SQLite enclave measured once per platform for the quote endpoint (a loaded, signed, measured instance). */
 const quoters = new WeakMap<Platform, EnclaveServices>();
-function sqliteQuoter(platform: Platform): EnclaveServices {
+/** The SQLite enclave's services, held for the server's life: what quotes it (here and on the migration channel). */
+export function sqliteQuoter(platform: Platform): EnclaveServices {
   let s = quoters.get(platform);
   if (s === undefined) {
     const image = loadSqliteEnclave();

@@ -50,8 +50,8 @@ function upgrade(url: URL, o: ConnectOptions, ms: number): Promise<Duplex> {
         clearTimeout(t);
         let detail = `HTTP ${res.statusCode}`;
         try {
-          const e = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { error?: { code?: string; message?: string } }).error;
-          if (e?.code) detail += ` ${e.code}: ${e.message ?? ""}`;
+          const e = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { code?: string; message?: string };
+          if (typeof e.code === "string") detail += ` ${e.code}: ${String(e.message ?? "")}`;
         } catch {
           // not JSON: the status says enough
         }

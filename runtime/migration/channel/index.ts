@@ -2,7 +2,7 @@
 export { connectAttested, CHANNEL_PATH } from "./connect.js";
 export type { ConnectOptions } from "./connect.js";
 export { acceptAttested, attachMigrationChannel } from "./accept.js";
-export type { AttachOptions, ChannelLogger } from "./accept.js";
+export type { AttachOptions, AttachedChannels, ChannelLogger } from "./accept.js";
 export { CHANNEL_VERSION, DEFAULT_HANDSHAKE_TIMEOUT_MS } from "./attest.js";
 export type { ChannelOptions, ChannelQuoter } from "./attest.js";
 export { CHANNEL_PROTOCOL } from "./binding.js";
