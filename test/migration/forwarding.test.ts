@@ -12,6 +12,7 @@ import { serve, type RunningServer } from "../../runtime/host/server/serve.js";
 import { TokenStore } from "../../runtime/host/server/tokens.js";
 import { ForwardingError, ForwardingTable, recordForwarding } from "../../runtime/migration/forwarding/index.js";
 import { tempDir } from "../helpers.js";
+import { formatPs, psReport } from "../../runtime/host/cli/ps-command.js";
 import { cleanup, newCa, newPlatform } from "./channel-harness.js";
 
 after(cleanup);
@@ -185,5 +186,21 @@ test("a token limited to a moved database, on the old server's bare URL, is forw
   } finally {
     await a.s.close();
     await b.s.close();
+  }
+});
+
+test("selkie ps lists a moved database as moved, with where it went", async () => {
+  const a = await peer();
+  try {
+    await api(a, "POST", "/v1/databases", { name: "here" });
+    a.s.handler.context.forwarding.record("away", "https://edge-b.example:7700");
+    const r = await psReport(a.s.url, a.admin);
+    const away = r.rows.find((x) => x.name === "away");
+    assert.equal(away?.state, "moved -> https://edge-b.example:7700");
+    assert.equal(away?.movedTo, "https://edge-b.example:7700");
+    assert.equal(r.rows.find((x) => x.name === "here")?.state, "running", "a database of its own is listed as before");
+    assert.match(formatPs(r), /^database\s+away\s+moved -> https:\/\/edge-b\.example:7700/m);
+  } finally {
+    await a.s.close();
   }
 });
