@@ -72,6 +72,7 @@ export function attachMigrationChannel(server: http.Server, opts: AttachOptions)
     if (channelOpts === null) {
       return httpError(socket, 503, "MIGRATION_NOT_CONFIGURED", "this server does not accept migrations: start selkie serve with --fleet-ca FILE (the CA that certified the peers' platforms)");
     }
+    (socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true); // small handshake frames: no Nagle delay
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${CHANNEL_PROTOCOL}\r\n\r\n`);
     if (head.length > 0) socket.unshift(head);
     handshaking.add(socket);

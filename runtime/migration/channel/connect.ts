@@ -41,6 +41,7 @@ function upgrade(url: URL, o: ConnectOptions, ms: number): Promise<Duplex> {
         return reject(new MigrationChannelError("CHANNEL_UPGRADE_REFUSED", `the peer ${url.origin} upgraded to ${String(res.headers.upgrade)}, not ${CHANNEL_PROTOCOL}`));
       }
       if (head.length > 0) socket.unshift(head);
+      (socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true); // small handshake frames: no Nagle delay
       resolve(socket);
     });
     req.on("response", (res) => {
