@@ -280,3 +280,28 @@ test("a record changed on the wire after the handshake fails TLS with CHANNEL_TL
     await d.close();
   }
 });
+
+test("a peer that stops reading makes send fail with CHANNEL_TIMEOUT instead of waiting forever", async () => {
+  const r = await rogueDestination(async (ch, t) => {
+    await rogueHandshake(ch, t, dstServices);
+    t.pause(); // reads nothing more
+    (t as unknown as { _handle?: { readStop?: () => void } })._handle?.readStop?.();
+  });
+  try {
+    const ch = await connectAttested(r.url, sideOpts(src, ca, {}, { sendTimeoutMs: 300 }));
+    const chunk = Buffer.alloc(1024 * 1024, 1);
+    const t0 = Date.now();
+    const e = await (async () => {
+      for (let i = 0; i < 512; i++) await ch.send({ type: "chunk", i, data: chunk });
+    })().then(
+      () => assert.fail("512 MiB went into a peer that reads nothing"),
+      (x: unknown) => x,
+    );
+    assert.ok(e instanceof MigrationChannelError);
+    assert.equal(e.code, "CHANNEL_TIMEOUT", e.message);
+    assert.equal(ch.closed, true);
+    assert.ok(Date.now() - t0 < 10_000);
+  } finally {
+    await r.close();
+  }
+});

@@ -17,7 +17,7 @@ export interface MigrationServeOptions {
   /** Accept peers certified by a development CA (`--allow-dev-ca`). */
   allowDevCa?: boolean;
   /** Channel tuning (timeouts, frame size) for tests and operators. */
-  channel?: Pick<ChannelOptions, "handshakeTimeoutMs" | "receiveTimeoutMs" | "maxFrameBytes" | "minRuntimeVersion" | "policy">;
+  channel?: Pick<ChannelOptions, "handshakeTimeoutMs" | "receiveTimeoutMs" | "sendTimeoutMs" | "maxFrameBytes" | "minRuntimeVersion" | "policy">;
   /**
    * The migration protocol's entry point: receives each attested channel (this server is the
    * destination) with the server's context. Without it, a channel is closed at once and logged.

@@ -15,7 +15,7 @@ import { RUNTIME_VERSION } from "../../platform/keys.js";
 import { QuoteError } from "../../platform/errors.js";
 import { verifyQuote, type VerifiedQuote } from "../../platform/verify.js";
 import { bindingBytes, bindingReportData, exporterValue, NONCE_LEN } from "./binding.js";
-import { DEFAULT_RECEIVE_TIMEOUT_MS, FramedChannel } from "./channel.js";
+import { DEFAULT_RECEIVE_TIMEOUT_MS, DEFAULT_SEND_TIMEOUT_MS, FramedChannel } from "./channel.js";
 import { MigrationChannelError, type ChannelErrorCode } from "./errors.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "./frames.js";
 import { defaultPeerPolicy, type PeerPolicy, type Role } from "./peer-policy.js";
@@ -41,7 +41,10 @@ export interface ChannelOptions {
   /** Minimum peer runtime version (quote CPUSVN). Default: the local one on the source, 1 on the destination. */
   minRuntimeVersion?: number;
   handshakeTimeoutMs?: number;
+  /** Default deadline of receive() (30 s). */
   receiveTimeoutMs?: number;
+  /** How long send() may wait for a peer that does not read (30 s). */
+  sendTimeoutMs?: number;
   maxFrameBytes?: number;
 }
 
@@ -69,6 +72,7 @@ export function resolveOptions(o: ChannelOptions): ResolvedOptions {
     minRuntimeVersion: o.minRuntimeVersion,
     handshakeTimeoutMs: pos(o.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, "handshakeTimeoutMs"),
     receiveTimeoutMs: pos(o.receiveTimeoutMs, DEFAULT_RECEIVE_TIMEOUT_MS, "receiveTimeoutMs"),
+    sendTimeoutMs: pos(o.sendTimeoutMs, DEFAULT_SEND_TIMEOUT_MS, "sendTimeoutMs"),
     maxFrameBytes: pos(o.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, "maxFrameBytes"),
   };
 }
@@ -122,7 +126,7 @@ export function verifyPeerQuote(quote: Uint8Array, binding: Buffer, role: Role, 
 
 /** Runs the handshake on `socket` (inner TLS established) as `role`; resolves to the attested channel. */
 export async function attest(socket: TLSSocket, role: Role, o: ResolvedOptions, deadline: number): Promise<MigrationChannel> {
-  const ch = new FramedChannel(socket, { maxFrameBytes: o.maxFrameBytes, receiveTimeoutMs: o.receiveTimeoutMs });
+  const ch = new FramedChannel(socket, { maxFrameBytes: o.maxFrameBytes, receiveTimeoutMs: o.receiveTimeoutMs, sendTimeoutMs: o.sendTimeoutMs });
   const left = (): number => Math.max(1, deadline - Date.now());
   const recv = async (): Promise<MigrationMessage> => {
     try {

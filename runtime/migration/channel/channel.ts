@@ -9,7 +9,8 @@
  *     still delivered, then every receive rejects with the terminal error (CHANNEL_CLOSED when the
  *     channel simply ended).
  *  3. A `refused` frame from the peer closes the channel with CHANNEL_REFUSED_BY_PEER.
- *  4. A receive that times out closes the channel (CHANNEL_TIMEOUT).
+ *  4. A receive that times out closes the channel (CHANNEL_TIMEOUT), and so does a send whose bytes
+ *     the peer does not take within sendTimeoutMs (a peer that stops reading).
  */
 import type { TLSSocket } from "node:tls";
 import type { MigrationChannel, MigrationMessage, PeerInfo } from "../channel-api.js";
@@ -17,6 +18,7 @@ import { MigrationChannelError, isChannelCode, type ChannelErrorCode } from "./e
 import { decodePayload, encodeFrame, FrameReader } from "./frames.js";
 
 export const DEFAULT_RECEIVE_TIMEOUT_MS = 30_000;
+export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 const CLOSE_GRACE_MS = 2_000;
 
 interface Waiter {
@@ -28,6 +30,8 @@ interface Waiter {
 export interface FramedChannelOptions {
   maxFrameBytes: number;
   receiveTimeoutMs: number;
+  /** How long a send may wait for the peer to take its bytes (back-pressure) before the channel closes. */
+  sendTimeoutMs?: number;
   /** Called once when the channel closes, with the terminal error (CHANNEL_CLOSED for a plain close). */
   onClose?: (err: MigrationChannelError) => void;
 }
@@ -100,7 +104,14 @@ export class FramedChannel implements MigrationChannel {
     if (this.#error !== undefined) return Promise.reject(this.#error);
     if (this.socket.write(bytes)) return Promise.resolve();
     return new Promise((resolve, reject) => {
+      const ms = this.#opts.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+      const timer = setTimeout(() => {
+        done();
+        this.#fail(new MigrationChannelError("CHANNEL_TIMEOUT", `the peer took none of this side's pending bytes for ${ms} ms (it stopped reading); the channel is closed`));
+        reject(this.#error);
+      }, ms);
       const done = (): void => {
+        clearTimeout(timer);
         this.socket.off("drain", onDrain);
         this.socket.off("close", onClose);
       };
