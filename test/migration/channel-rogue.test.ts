@@ -1,10 +1,14 @@
 import { test, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as net from "node:net";
+import * as http from "node:http";
+import type { Duplex } from "node:stream";
 import { randomBytes } from "node:crypto";
 import { Packr } from "msgpackr";
 import { connectAttested, MigrationChannelError, type ChannelErrorCode } from "../../runtime/migration/channel/index.js";
-import { bindingReportData } from "../../runtime/migration/channel/binding.js";
+import { bindingReportData, exporterValue } from "../../runtime/migration/channel/binding.js";
+import { FramedChannel } from "../../runtime/migration/channel/channel.js";
+import { tlsClient } from "../../runtime/migration/channel/tls-session.js";
 import { encodeFrame } from "../../runtime/migration/channel/frames.js";
 import type { MigrationChannel } from "../../runtime/migration/channel-api.js";
 import { APP, cleanup, destination, identity, newCa, newPlatform, rogueDestination, rogueHandshake, sideOpts } from "./channel-harness.js";
@@ -303,5 +307,48 @@ test("a peer that stops reading makes send fail with CHANNEL_TIMEOUT instead of 
     assert.ok(Date.now() - t0 < 10_000);
   } finally {
     await r.close();
+  }
+});
+
+/** A misbehaving source: the real upgrade and inner TLS, then the source's side of the handshake by hand. */
+async function rogueSource(url: string, quoteFor: (destNonce: Buffer, exporter: Buffer) => Buffer): Promise<FramedChannel> {
+  const u = new URL(url);
+  const stream = await new Promise<Duplex>((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: "/v1/migration/channel", headers: { Connection: "Upgrade", Upgrade: "selkie-migration/1" }, agent: false });
+    req.on("upgrade", (_res, socket) => resolve(socket));
+    req.on("error", reject);
+    req.end();
+  });
+  const t = await tlsClient(stream, 5_000);
+  const ch = new FramedChannel(t, { maxFrameBytes: MAX, receiveTimeoutMs: 5_000 });
+  const exporter = exporterValue(t);
+  await ch.send({ type: "hello", version: 1, role: "source", nonce: randomBytes(32) });
+  const hello = await ch.receive();
+  await ch.send({ type: "quote", quote: quoteFor(Buffer.from(hello.nonce as Uint8Array), exporter) });
+  return ch;
+}
+
+test("the destination refuses a source whose quote is replayed or bound to another session, logs it, and hands nothing to the protocol", async () => {
+  const d = await destination(sideOpts(dst, ca));
+  const srcServices = src.servicesFor(identity(APP));
+  try {
+    const cases: Array<(n: Buffer, e: Buffer) => Buffer> = [
+      (_n, e) => srcServices.quote(bindingReportData(randomBytes(32), e, "source")), // an old nonce
+      (n) => srcServices.quote(bindingReportData(n, randomBytes(32), "source")), // another session
+    ];
+    for (const quoteFor of cases) {
+      const ch = await rogueSource(d.url, quoteFor);
+      // The destination sends its own quote, then refuses ours.
+      const e = await (async () => {
+        for (;;) await ch.receive(3_000);
+      })().catch((x: unknown) => x as MigrationChannelError);
+      assert.equal(e.code, "CHANNEL_REFUSED_BY_PEER", e.message);
+      assert.match(e.message, /CHANNEL_QUOTE_REPLAY/);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(d.channels.length, 0);
+    assert.deepEqual(d.log.filter((l) => l.level === "warn").map((l) => l.obj.code), ["CHANNEL_QUOTE_REPLAY", "CHANNEL_QUOTE_REPLAY"]);
+  } finally {
+    await d.close();
   }
 });
