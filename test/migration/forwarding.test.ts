@@ -7,6 +7,8 @@ import { test, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { createClient } from "@libsql/client";
 import { serve, type RunningServer } from "../../runtime/host/server/serve.js";
 import { TokenStore } from "../../runtime/host/server/tokens.js";
@@ -202,5 +204,27 @@ test("selkie ps lists a moved database as moved, with where it went", async () =
     assert.match(formatPs(r), /^database\s+away\s+moved -> https:\/\/edge-b\.example:7700/m);
   } finally {
     await a.s.close();
+  }
+});
+
+test("why forwarding and not a redirect: fetch drops the token when a redirect crosses to another origin", async () => {
+  // The new owner records the Authorization header it receives; the old one only redirects (307).
+  const seen: Array<string | undefined> = [];
+  const owner = http.createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    req.resume();
+    req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
+  });
+  await new Promise<void>((r) => owner.listen(0, "127.0.0.1", r));
+  const ownerUrl = `http://127.0.0.1:${(owner.address() as AddressInfo).port}`;
+  const redirector = http.createServer((req, res) => res.writeHead(307, { location: `${ownerUrl}${req.url}` }).end());
+  await new Promise<void>((r) => redirector.listen(0, "127.0.0.1", r));
+  try {
+    const res = await fetch(`http://127.0.0.1:${(redirector.address() as AddressInfo).port}/db/x/v2/pipeline`, { method: "POST", body: "{}", headers: { authorization: "Bearer sk_secret" } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(seen, [undefined], "the redirected request reached the new owner without its token");
+  } finally {
+    owner.close();
+    redirector.close();
   }
 });
