@@ -1,7 +1,9 @@
 import { test, after } from "node:test";
 import * as assert from "node:assert/strict";
-import { connectAttested, MigrationChannelError, type ChannelErrorCode } from "../../runtime/migration/channel/index.js";
-import { APP, cleanup, destination, h, newCa, newPlatform, sideOpts } from "./channel-harness.js";
+import * as http from "node:http";
+import * as net from "node:net";
+import { attachMigrationChannel, connectAttested, MigrationChannelError, type ChannelErrorCode } from "../../runtime/migration/channel/index.js";
+import { APP, cleanup, closeServer, destination, h, listen, newCa, newPlatform, sideOpts } from "./channel-harness.js";
 
 after(cleanup);
 
@@ -182,4 +184,34 @@ test("a server without a fleet CA answers the upgrade with MIGRATION_NOT_CONFIGU
   }
   await refused(connectAttested(url, sideOpts(src, ca, {}, { handshakeTimeoutMs: 2_000 })), "CHANNEL_CONNECT");
   await refused(connectAttested("ftp://x", sideOpts(src, ca)), "CHANNEL_BAD_OPTIONS");
+});
+
+test("strangers cannot pile up handshakes: past the limit the upgrade answers 503 MIGRATION_BUSY", async () => {
+  const ca = newCa();
+  const src = await newPlatform(ca);
+  const dst = await newPlatform(ca);
+  const server = http.createServer();
+  const log: string[] = [];
+  attachMigrationChannel(server, { channel: sideOpts(dst, ca, {}, { handshakeTimeoutMs: 400 }), maxHandshakes: 2, onChannel: (c) => c.close(), logger: { info: () => undefined, warn: (o) => log.push(String((o as { event: string }).event)) } });
+  const url = await listen(server);
+  const stalled: net.Socket[] = [];
+  try {
+    // Two upgrades that never start TLS hold both handshake slots.
+    for (let i = 0; i < 2; i++) {
+      const s = net.connect(Number(new URL(url).port), "127.0.0.1");
+      s.write("GET /v1/migration/channel HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: selkie-migration/1\r\n\r\n");
+      await new Promise((r) => s.once("data", r)); // the 101
+      stalled.push(s);
+    }
+    const e = await refused(connectAttested(url, sideOpts(src, ca)), "CHANNEL_UPGRADE_REFUSED");
+    assert.match(e.message, /503 MIGRATION_BUSY/);
+    assert.ok(log.includes("migration_channel_busy"));
+    // Their slots come back at the latest at the handshake deadline.
+    await new Promise((r) => setTimeout(r, 800));
+    const ch = await connectAttested(url, sideOpts(src, ca));
+    ch.close();
+  } finally {
+    stalled.forEach((s) => s.destroy());
+    await closeServer(server);
+  }
 });

@@ -14,6 +14,8 @@ import { CHANNEL_PATH } from "./connect.js";
 import { MigrationChannelError } from "./errors.js";
 import { tlsServer } from "./tls-session.js";
 
+export const DEFAULT_MAX_HANDSHAKES = 16;
+
 /** Runs the destination side on an upgraded stream. */
 export async function acceptAttested(stream: Duplex, opts: ChannelOptions): Promise<MigrationChannel> {
   const o = resolveOptions(opts);
@@ -33,6 +35,8 @@ export interface AttachOptions {
    * configured: then the upgrade is answered 503 MIGRATION_NOT_CONFIGURED.
    */
   channel: ChannelOptions | null | (() => ChannelOptions | null);
+  /** Handshakes in progress at once (default 16): past it, upgrades get 503 MIGRATION_BUSY. */
+  maxHandshakes?: number;
   /** A refusal to answer instead of upgrading (e.g. 503 while the server shuts down), or null. */
   refuse?: () => { status: number; code: string; message: string } | null;
   /** Receives each attested channel (the migration protocol's entry point). */
@@ -68,6 +72,11 @@ export function attachMigrationChannel(server: http.Server, opts: AttachOptions)
     }
     const refusal = opts.refuse?.();
     if (refusal) return httpError(socket, refusal.status, refusal.code, refusal.message);
+    // Unauthenticated until attested: bound the work strangers can start (each handshake makes a quote).
+    if (handshaking.size >= (opts.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES)) {
+      opts.logger?.warn({ event: "migration_channel_busy", peer: remoteAddress }, "too many migration handshakes in progress; upgrade refused");
+      return httpError(socket, 503, "MIGRATION_BUSY", "too many migration handshakes are in progress on this server; retry shortly");
+    }
     const channelOpts = typeof opts.channel === "function" ? opts.channel() : opts.channel;
     if (channelOpts === null) {
       return httpError(socket, 503, "MIGRATION_NOT_CONFIGURED", "this server does not accept migrations: start selkie serve with --fleet-ca FILE (the CA that certified the peers' platforms)");

@@ -89,16 +89,24 @@ export function tlsServer(stream: Duplex, timeoutMs: number): Promise<tls.TLSSoc
       stream.destroy();
       reject(timeoutError(timeoutMs));
     }, timeoutMs);
-    const onClose = (): void => (clearTimeout(t), reject(new MigrationChannelError("CHANNEL_TLS", "the peer closed the connection during the inner TLS handshake")));
+    // The server's sockets are half-open capable: a peer that ends its side ends the handshake too.
+    const onClose = (): void => {
+      clearTimeout(t);
+      stream.destroy();
+      reject(new MigrationChannelError("CHANNEL_TLS", "the peer closed the connection during the inner TLS handshake"));
+    };
     stream.once("close", onClose);
+    stream.once("end", onClose);
     server.once("secureConnection", (socket: tls.TLSSocket) => {
       clearTimeout(t);
       stream.off("close", onClose);
+      stream.off("end", onClose);
       resolve(socket);
     });
     server.once("tlsClientError", (e: Error) => {
       clearTimeout(t);
       stream.off("close", onClose);
+      stream.off("end", onClose);
       stream.destroy();
       reject(tlsError(e));
     });
