@@ -42,7 +42,11 @@ export {
   type Accepted,
   type RecoveryOptions,
   type Recovered,
-  type MigrationChannel,
-  type MigrationMessage,
-  type PeerInfo,
 } from "./migration/protocol/index.js";
+// Migration: the attested channel (runtime/migration/channel/CHANNEL.md) and forwarding (FORWARDING.md).
+export type { MigrationChannel, MigrationMessage, PeerInfo } from "./migration/channel-api.js";
+export { connectAttested, acceptAttested, attachMigrationChannel, MigrationChannelError, defaultPeerPolicy } from "./migration/channel/index.js";
+export type { ChannelOptions, ConnectOptions, ChannelErrorCode, PeerPolicy } from "./migration/channel/index.js";
+export { ForwardingTable, ForwardingError, recordForwarding } from "./migration/forwarding/index.js";
+export type { ForwardingEntry } from "./migration/forwarding/index.js";
+export type { MigrationServeOptions } from "./host/server/migration-endpoint.js";

@@ -41,6 +41,9 @@ import { management } from "./management.js";
 import { EnclaveRegistry } from "./enclave-registry.js";
 import type { Permission } from "../../enclave/abi.js";
 import * as path from "node:path";
+import { ForwardingTable } from "../../migration/forwarding/table.js";
+import { forward } from "./forward.js";
+import { forwardingRoutes } from "./forwarding-routes.js";
 
 /** The part of pino's interface the server uses (pino loggers fit; so does a no-op). */
 export interface Logger {
@@ -80,6 +83,8 @@ export interface ServerContext {
   readonly limits: Limits;
   readonly metrics: ServerMetrics;
   readonly logger: Logger;
+  /** Databases that moved to another peer (runtime/migration/forwarding/FORWARDING.md). */
+  readonly forwarding: ForwardingTable;
 }
 
 export interface SelkieHandler {
@@ -108,6 +113,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   const logger = opts.logger ?? quiet;
   const registry = new DatabaseRegistry({ dir: path.join(opts.dir, "databases"), platform: opts.platform, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) });
   const tokens = new TokenStore(opts.dir);
+  const forwarding = ForwardingTable.open(opts.dir);
   const enclaves = new EnclaveRegistry({ dir: path.join(opts.dir, "enclaves"), platform: opts.platform, grants: new Set(opts.grants ?? []), logger });
   const streams = new StreamTable(limits.streamIdleMs, limits.maxStreams, (s, rolledBack) =>
     logger.info({ event: "stream_expired", db: s.host.name, rolledBack }, rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired"),
@@ -119,8 +125,9 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
     groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
     recycles: () => registry.openHosts().reduce((a, h) => a + h.recycles, 0),
+    forwardedDatabases: () => forwarding.size,
   });
-  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger };
+  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, forwarding };
   let inFlight = 0;
   let draining = false;
 
@@ -137,12 +144,21 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     return p;
   };
 
+  /** Sends the request on to the new owner of a database that moved (forward.ts). */
+  function forwarded(req: CoreRequest, name: string, to: string, started: number): Promise<CoreResponse> {
+    forwarding.counted(name);
+    metrics.forwarded.inc({ db: name });
+    return forward(req, { to, path: req.pathname, deadline: started + limits.requestTimeoutMs, maxBodyBytes: limits.maxBodyBytes, maxResponseBytes: 4 * limits.maxResponseBytes });
+  }
+
   async function pipeline(req: CoreRequest, dbName: string | undefined, started: number, ep: HranaEndpoint = { protobuf: false, cursor: false }): Promise<CoreResponse> {
     const p = authenticate(req);
     let name = dbName;
     if (name === undefined) {
       if (p.db === null) throw badRequest("NO_DATABASE", "an admin token must name the database in the URL: http://HOST:PORT/db/NAME/ (with the trailing slash)");
       name = p.db;
+      const moved = forwarding.get(name);
+      if (moved !== undefined) return forwarded(req, name, moved.to, started);
     } else if (!p.admin && p.db !== name) {
       throw forbidden("TOKEN_SCOPE", "this token is not valid for this database");
     }
@@ -196,7 +212,13 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
       if (action) return only("POST", ep.cursor ? "hrana_cursor" : "hrana_pipeline", () => pipeline(req, name, started, ep));
       return only("GET", "hrana_version", () => text(200, `Hrana over HTTP (${ep.protobuf ? "protobuf" : "JSON"}) is supported\n`));
     };
-    if ((m = HRANA_DB_RE.exec(pathname))) return hrana(decodeSegment(m[1]!), m[2]!, m[3]);
+    if ((m = HRANA_DB_RE.exec(pathname))) {
+      const name = decodeSegment(m[1]!);
+      // A database that moved is answered by its new owner, whatever this server still has.
+      const moved = forwarding.get(name);
+      if (moved !== undefined) return ["forwarded", await forwarded(req, name, moved.to, started)];
+      return hrana(name, m[2]!, m[3]);
+    }
     if ((m = HRANA_ROOT_RE.exec(pathname))) return hrana(undefined, m[1]!, m[2]);
     if (pathname === "/health") return only("GET", "health", () => text(200, "ok\n"));
     if (pathname === "/metrics") {
@@ -208,7 +230,8 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     }
     if (pathname === "/v1" || pathname.startsWith("/v1/")) {
       requireAdmin(req);
-      return management(ctx, req, pathname.slice(3).split("/").filter((s) => s !== "").map(decodeSegment));
+      const parts = pathname.slice(3).split("/").filter((s) => s !== "").map(decodeSegment);
+      return (await forwardingRoutes(ctx, req, parts)) ?? management(ctx, req, parts);
     }
     if (/^\/db\/(v2|v3)(\/pipeline)?$/.test(pathname) || /^\/db\/[^/]+$/.test(pathname)) {
       throw notFound("NOT_FOUND", "no such route; a database's Hrana URL is http://HOST:PORT/db/NAME/ (with the trailing slash)");

@@ -18,6 +18,7 @@ import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
 import { UsageError } from "../../errors.js";
 import { HttpError } from "./errors.js";
 import { attachHranaWebSockets } from "./hrana/ws.js";
+import { attachMigrationEndpoint, type MigrationServeOptions } from "./migration-endpoint.js";
 
 export interface ServeOptions extends HandlerOptions {
   port: number;
@@ -28,6 +29,8 @@ export interface ServeOptions extends HandlerOptions {
    * `https://` and `libsql://` URLs work. Without it the server speaks plain HTTP.
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The attested migration channel on this port (migration-endpoint.ts): fleet CA, dev-CA flag, protocol hook. */
+  migration?: MigrationServeOptions;
 }
 
 export interface RunningServer {
@@ -159,16 +162,18 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     : http.createServer(serverOpts, listener);
   // Hrana over WebSocket on the same port (ws://, or wss:// with TLS): hrana/ws.ts.
   const sockets = attachHranaWebSockets(server, handler);
+  const migration = attachMigrationEndpoint(server, handler.context, opts.migration, () => handler.draining);
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) => {
+    const failed = (e: NodeJS.ErrnoException): void => {
       if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
         const what = e.code === "EADDRINUSE" ? "is in use by another process" : e.code === "EACCES" ? "needs privileges this process lacks" : "is not an address of this machine";
         reject(new UsageError("SERVE_LISTEN", `cannot listen on ${host}:${opts.port}: the address ${what} (${e.code}); choose another --port or --host`, { cause: e }));
       } else reject(e);
-    });
+    };
+    server.once("error", failed);
     server.listen(opts.port, host, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       resolve();
     });
   });
@@ -188,6 +193,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         // every response says "connection: close"; then the listener and connections close.
         await sockets.close(o.timeoutMs);
         await handler.shutdown(o);
+        migration.closeAll("the server is shutting down");
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await stopped;

@@ -31,6 +31,7 @@ import { clientMsgIn, serverMsgOut } from "./protobuf.js";
 
 /** Subprotocols in the server's order of preference. */
 const SUBPROTOCOLS = ["hrana3-protobuf", "hrana3", "hrana2", "hrana1"] as const;
+import { CHANNEL_PATH as MIGRATION_CHANNEL_PATH } from "../../../migration/channel/connect.js";
 const WS_PATH_RE = /^\/(?:db\/([^/]+)\/?)?$/;
 export const MAX_WS_STREAMS = 256;
 export const MAX_WS_CURSORS = 64;
@@ -97,7 +98,9 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
     socket.on("error", () => {});
     const url = req.url ?? "/";
     const q = url.indexOf("?");
-    const m = WS_PATH_RE.exec(q < 0 ? url : url.slice(0, q));
+    const path = q < 0 ? url : url.slice(0, q);
+    if (path === MIGRATION_CHANNEL_PATH) return; // the migration channel's own upgrade (migration-endpoint.ts)
+    const m = WS_PATH_RE.exec(path);
     if (!m) return refuse(socket, 404, "NOT_FOUND", "Hrana over WebSocket is served on / (the token's database) and /db/NAME");
     if (closing || handler.draining) return refuse(socket, 503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later");
     const offered = String(req.headers["sec-websocket-protocol"] ?? "").split(",").map((s) => s.trim());
