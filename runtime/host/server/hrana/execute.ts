@@ -8,7 +8,7 @@
  * request instead.
  */
 import type { Database } from "../../../sql/database.js";
-import type { Statement, Row } from "../../../sql/statement.js";
+import type { Statement } from "../../../sql/statement.js";
 import type { SqlReal, SqlValue } from "../../../sql/ecalls.js";
 import { SelkieError, UsageError } from "../../../errors.js";
 import { sqliteCodeName } from "../../../sql/codes.js";
@@ -184,26 +184,16 @@ export class SqlRunner {
 
   /** Rows of a read, stopping at maxRows + 1 and at the deadline (checked every 256 rows). */
   #readRows(st: Statement, args: unknown[], opts: RunOptions): HranaValue[][] {
-    const names = st.columns();
+    // Arrays in column order, not row objects: the columns (st.columns() after the run) match them
+    // even after a re-prepare, duplicate names need no care, and (Node 20.20's V8) TurboFan
+    // miscompiled the row-object loop into a SIGSEGV once it had seen rows of many shapes.
     const out: HranaValue[][] = [];
-    if (new Set(names).size !== names.length || names.includes("__proto__")) {
-      // Duplicate names would collapse in row objects: read arrays.
-      for (const r of st.iterateValues(...(args as []))) {
-        if (out.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
-        charge(opts, r);
-        out.push(r.map(encodeValue));
-      }
-      return out;
+    for (const r of st.iterateValues(...(args as []))) {
+      if (out.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
+      charge(opts, r);
+      out.push(r.map(encodeValue));
+      if ((out.length & 255) === 0 && Date.now() > opts.deadline) throw timeoutError();
     }
-    const objs: Row[] = [];
-    for (const row of st.iterate(...(args as []))) {
-      if (objs.length >= opts.maxRows) throw rowsLimit(opts.maxRows);
-      charge(opts, Object.values(row));
-      objs.push(row);
-      if ((objs.length & 255) === 0 && Date.now() > opts.deadline) throw timeoutError();
-    }
-    const final = st.columns(); // valid for the execution that just ran (a re-prepare may change them)
-    for (const row of objs) out.push(final.map((n) => encodeValue(row[n] as SqlValue)));
     return out;
   }
 
