@@ -123,7 +123,7 @@ describe("selkie serve refuses bad input and keeps serving", () => {
     refused(await api(s, tok, "DELETE", "/v1/platform"), 405, "METHOD_NOT_ALLOWED");
     refused(await api(s, tok, "PUT", "/v1/databases"), 405, "METHOD_NOT_ALLOWED");
     refused(await api(s, tok, "POST", "/health"), 405, "METHOD_NOT_ALLOWED");
-    refused(await api(s, tok, "POST", "/db/app/v3/cursor", { batch: { steps: [] } }), 404, "NOT_SUPPORTED");
+    refused(await api(s, tok, "POST", "/db/app/v2/cursor", { batch: { steps: [] } }), 404, "NOT_FOUND");
     refused(await api(s, tok, "POST", "/db/%E0%A4%A/v2/pipeline", { requests: [] }), 400, "BAD_PATH");
     await intact();
   });

@@ -19,10 +19,9 @@ describe("Hrana pipeline protocol", () => {
   });
   after(async () => assert.equal(await s.stop(), 0));
 
-  it("answers the version probes of both protocol versions, but not protobuf", async () => {
-    for (const p of ["/v2", "/v3", "/db/app/v2", "/db/app/v3"]) assert.equal((await api(s, undefined, "GET", p)).status, 200, p);
-    assert.equal((await api(s, undefined, "GET", "/v3-protobuf")).status, 404);
-    assert.equal((await api(s, undefined, "GET", "/db/app/v3-protobuf")).status, 404);
+  it("answers the version probes of v2, v3 and v3-protobuf", async () => {
+    for (const p of ["/v2", "/v3", "/db/app/v2", "/db/app/v3", "/v3-protobuf", "/db/app/v3-protobuf"]) assert.equal((await api(s, undefined, "GET", p)).status, 200, p);
+    assert.equal((await api(s, undefined, "GET", "/v4")).status, 404);
   });
 
   it("executes on v2 and v3 with the spec's value encoding and result shape", async () => {
