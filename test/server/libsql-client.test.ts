@@ -42,8 +42,10 @@ async function remote(c: Client, sql: string, args: InArgs = []): Promise<Outcom
   }
 }
 
-describe("@libsql/client against selkie serve", () => {
+for (const scheme of ["http", "ws"] as const) describe(`@libsql/client against selkie serve (${scheme}://)`, () => {
   let s: ServerProc;
+  /** The server's URL in this suite's scheme. */
+  const base = (): string => s.url.replace(/^http/, scheme);
   let c: Client;
   let db: Database;
   const same = async (sql: string, args: InArgs = []): Promise<Outcome> => {
@@ -56,7 +58,7 @@ describe("@libsql/client against selkie serve", () => {
   before(async () => {
     s = await startServer();
     await createDb(s, "app");
-    c = createClient({ url: `${s.url}/db/app/`, authToken: s.adminToken!, intMode: "bigint" });
+    c = createClient({ url: `${base()}/db/app/`, authToken: s.adminToken!, intMode: "bigint" });
     db = openDb(path.join(tempDir(), "local.db"));
   });
   after(async () => {
@@ -128,7 +130,7 @@ describe("@libsql/client against selkie serve", () => {
   });
 
   it("commits an interactive transaction while other clients wait for it", async () => {
-    const c2 = createClient({ url: `${s.url}/db/app/`, authToken: s.adminToken!, intMode: "bigint" });
+    const c2 = createClient({ url: `${base()}/db/app/`, authToken: s.adminToken!, intMode: "bigint" });
     try {
       const tx = await c.transaction("write");
       await tx.execute("INSERT INTO t(name) VALUES ('tx2')");
@@ -151,7 +153,7 @@ describe("@libsql/client against selkie serve", () => {
   it("group-commits concurrent writes with per-statement results, as if each ran alone", async () => {
     await c.execute("CREATE TABLE g(k INTEGER PRIMARY KEY, v TEXT)");
     db.exec("CREATE TABLE g(k INTEGER PRIMARY KEY, v TEXT)");
-    const clients = Array.from({ length: 6 }, () => createClient({ url: `${s.url}/db/app/`, authToken: s.adminToken!, intMode: "bigint" }));
+    const clients = Array.from({ length: 6 }, () => createClient({ url: `${base()}/db/app/`, authToken: s.adminToken!, intMode: "bigint" }));
     try {
       // 60 inserts from 6 clients at once; every key is inserted twice, so half fail.
       const outcomes = await Promise.all(
@@ -182,15 +184,55 @@ describe("@libsql/client against selkie serve", () => {
   it("addresses a database by URL path or by a token limited to it", async () => {
     const r = await api(s, s.adminToken, "POST", "/v1/tokens", { scope: "read-write", db: "app" });
     assert.equal(r.status, 201);
-    const byToken = createClient({ url: s.url, authToken: r.json.token, intMode: "bigint" });
+    const byToken = createClient({ url: base(), authToken: r.json.token, intMode: "bigint" });
     try {
       const rs = await byToken.execute("SELECT count(*) AS n FROM m");
       assert.equal(rs.rows[0]!.n, 2n);
     } finally {
       byToken.close();
     }
-    const admin = createClient({ url: s.url, authToken: s.adminToken! });
+    const admin = createClient({ url: base(), authToken: s.adminToken! });
     await assert.rejects(admin.execute("SELECT 1"), (e: Error) => /NO_DATABASE|database in the URL/.test(e.message));
     admin.close();
   });
+});
+
+describe("@libsql/client intMode over http:// and ws://", () => {
+  let s: ServerProc;
+  before(async () => {
+    s = await startServer();
+    await createDb(s, "modes");
+  });
+  after(async () => {
+    assert.equal(await s?.stop(), 0);
+  });
+
+  for (const scheme of ["http", "ws"] as const) {
+    for (const intMode of ["number", "bigint", "string"] as const) {
+      it(`${scheme}:// with intMode "${intMode}" reads integers as ${intMode}s and REALs as numbers`, async () => {
+        const c = createClient({ url: `${s.url.replace(/^http/, scheme)}/db/modes/`, authToken: s.adminToken!, intMode });
+        try {
+          const t = `m_${scheme}_${intMode}`;
+          await c.execute(`CREATE TABLE ${t}(i INTEGER, r REAL, s TEXT)`);
+          await c.execute({ sql: `INSERT INTO ${t} VALUES (?, ?, ?)`, args: [42n, 2.0, "x"] });
+          await c.execute({ sql: `INSERT INTO ${t} VALUES (?, ?, ?)`, args: [-7, 0.5, null] });
+          const rs = await c.execute(`SELECT i, r, s, typeof(r) AS tr FROM ${t} ORDER BY rowid`);
+          const want = { number: [42, -7], bigint: [42n, -7n], string: ["42", "-7"] }[intMode];
+          assert.deepEqual(rs.rows.map((r) => r.i), want);
+          assert.deepEqual(rs.rows.map((r) => r.r), [2, 0.5]);
+          assert.deepEqual(rs.rows.map((r) => r.tr), ["real", "real"]);
+          assert.deepEqual(rs.columnTypes, ["INTEGER", "REAL", "TEXT", ""]);
+          const [b] = await c.batch([{ sql: `SELECT count(*) AS n FROM ${t} WHERE i > ?`, args: [0] }], "read");
+          assert.deepEqual(b!.rows[0]!.n, { number: 1, bigint: 1n, string: "1" }[intMode]);
+          const tx = await c.transaction("write");
+          await tx.execute(`DELETE FROM ${t}`);
+          await tx.rollback();
+          assert.equal((await c.execute(`SELECT count(*) AS n FROM ${t}`)).rows.length, 1);
+          await assert.rejects(c.execute(`INSERT INTO nowhere VALUES (1)`), (e: { code: string }) => e.code === "SQLITE_ERROR");
+        } finally {
+          c.close();
+        }
+      });
+    }
+  }
 });
