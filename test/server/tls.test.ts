@@ -64,6 +64,34 @@ describe("selkie serve over TLS", () => {
     assert.deepEqual(JSON.parse(r.out.trim()), [`https://127.0.0.1:${port}`, `libsql://localhost:${port}`]);
   });
 
+  it("serves Hrana over WebSocket on the same port through wss://, and a client without the CA is refused", async () => {
+    const port = new URL(s.url).port;
+    const script = `
+      import { createClient } from "@libsql/client";
+      const r = await fetch("https://127.0.0.1:${port}/v1/databases", { method: "POST", headers: { authorization: "Bearer ${s.adminToken}", "content-type": "application/json" }, body: JSON.stringify({ name: "wss" }) });
+      if (r.status !== 201) throw new Error("create: " + r.status + " " + await r.text());
+      const d = createClient({ url: "wss://localhost:${port}/db/wss", authToken: ${JSON.stringify(s.adminToken)}, intMode: "bigint" });
+      await d.batch(["CREATE TABLE x(v)", { sql: "INSERT INTO x VALUES (?)", args: [7n] }], "write");
+      const rs = await d.execute("SELECT v, typeof(v) AS t FROM x");
+      console.log(JSON.stringify([String(rs.rows[0].v), rs.rows[0].t]));
+      d.close();
+    `;
+    const r = clientRun(script, { NODE_EXTRA_CA_CERTS: pki.ca });
+    assert.equal(r.status, 0, r.err);
+    assert.deepEqual(JSON.parse(r.out.trim()), ["7", "integer"]);
+    const untrusted = clientRun(
+      `
+      import { createClient } from "@libsql/client";
+      const d = createClient({ url: "wss://localhost:${port}/db/wss", authToken: ${JSON.stringify(s.adminToken)} });
+      try { await d.execute("SELECT 1"); console.log("connected"); } catch (e) { console.log("refused", e.code, String(e.cause?.message ?? e.message)); }
+      d.close();
+    `,
+      { NODE_EXTRA_CA_CERTS: "" },
+    );
+    assert.equal(untrusted.status, 0, untrusted.err);
+    assert.match(untrusted.out, /^refused/);
+  });
+
   it("is refused by a client that does not trust the CA (a real certificate check)", () => {
     const script = `
       try { await fetch(${JSON.stringify(s.url)} + "/health"); console.log("connected"); }
