@@ -4,8 +4,10 @@
  * @libsql/client against `selkie serve`, and of the same operations against better-sqlite3 behind a
  * minimal node:http JSON endpoint (server-baseline.ts), in the same run, loopback only. Each server
  * runs in its own process; the clients run in this one. Target: Selkie at >= 70% of the baseline's
- * throughput. A third row drives selkie serve with plain fetch and hand-written Hrana JSON, for
- * reference (the client side's share of the cost). A benchmark, not a test: exit 0 whether or not the target is met, 1 if a request failed.
+ * throughput. @libsql/client runs over http:// (where it speaks Hrana 3 in protobuf, v3-protobuf)
+ * and over ws:// (hrana3-protobuf); two more rows drive selkie serve with plain fetch and
+ * hand-built Hrana JSON (v2 pipeline) and protobuf (v3-protobuf pipeline), for reference (the
+ * client side's share of the cost). A benchmark, not a test: exit 0 whether or not the target is met, 1 if a request failed.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
@@ -26,6 +28,8 @@ interface BsDb {
 }
 const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: string) => BsDb;
 import { createClient, type Client } from "@libsql/client";
+import protobuf from "protobufjs";
+import { HRANA_HTTP_PROTO, HRANA_PROTO } from "../../runtime/host/server/hrana/proto-schema.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..", "..", "..");
@@ -139,13 +143,24 @@ async function main(): Promise<number> {
     const c0 = clients[0]!;
     await c0.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)");
     await c0.execute({ sql: `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${ROWS}) INSERT INTO kv SELECT i, 'value-' || i FROM n` });
-    ops["selkie serve + @libsql/client"] = {
+    ops["selkie serve + @libsql/client (http://, protobuf)"] = {
       "point read": async (c, i) => {
         const rs = await clients[c]!.execute({ sql: "SELECT id, v FROM kv WHERE id = ?", args: [rowId(c, i)] });
         if (rs.rows.length !== 1) throw new Error("row missing");
       },
       "single-row write": async (c, i) => {
         const rs = await clients[c]!.execute({ sql: "UPDATE kv SET v = ? WHERE id = ?", args: [`w-${c}-${i}`, rowId(c, i)] });
+        if (rs.rowsAffected !== 1) throw new Error("no row updated");
+      },
+    };
+    const wsClients: Client[] = Array.from({ length: CLIENTS }, () => createClient({ url: `${url.replace(/^http/, "ws")}/db/bench/`, authToken: token }));
+    ops["selkie serve + @libsql/client (ws://, protobuf)"] = {
+      "point read": async (c, i) => {
+        const rs = await wsClients[c]!.execute({ sql: "SELECT id, v FROM kv WHERE id = ?", args: [rowId(c, i)] });
+        if (rs.rows.length !== 1) throw new Error("row missing");
+      },
+      "single-row write": async (c, i) => {
+        const rs = await wsClients[c]!.execute({ sql: "UPDATE kv SET v = ? WHERE id = ?", args: [`w-${c}-${i}`, rowId(c, i)] });
         if (rs.rowsAffected !== 1) throw new Error("no row updated");
       },
     };
@@ -166,13 +181,31 @@ async function main(): Promise<number> {
       "point read": (c, i) => raw("SELECT id, v FROM kv WHERE id = ?", [int(rowId(c, i))]),
       "single-row write": (c, i) => raw("UPDATE kv SET v = ? WHERE id = ?", [{ type: "text", value: `r-${c}-${i}` }, int(rowId(c, i))]),
     };
+    const root = new protobuf.Root();
+    for (const text of [HRANA_PROTO, HRANA_HTTP_PROTO]) protobuf.parse(text, root, { keepCase: true });
+    const PReq = root.lookupType("hrana.http.PipelineReqBody");
+    const PResp = root.lookupType("hrana.http.PipelineRespBody");
+    const rawPb = async (sql: string, args: unknown[]): Promise<void> => {
+      const r = await fetch(`${url}/db/bench/v3-protobuf/pipeline`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/x-protobuf" },
+        body: Buffer.from(PReq.encode({ requests: [{ execute: { stmt: { sql, args } } }, { close: {} }] }).finish()),
+      });
+      if (!r.ok) throw new Error(`pipeline: ${r.status}`);
+      const m = PResp.decode(new Uint8Array(await r.arrayBuffer())) as unknown as { results: Array<{ result: string }> };
+      if (m.results[0]!.result !== "ok") throw new Error(JSON.stringify(m.results[0]));
+    };
+    ops["selkie serve + fetch (raw Hrana protobuf, reference)"] = {
+      "point read": (c, i) => rawPb("SELECT id, v FROM kv WHERE id = ?", [{ integer: rowId(c, i) }]),
+      "single-row write": (c, i) => rawPb("UPDATE kv SET v = ? WHERE id = ?", [{ text: `p-${c}-${i}` }, { integer: rowId(c, i) }]),
+    };
     for (const e of Object.keys(ops)) results[e] = { "point read": { ops: 0, failures: 0, lat: [] }, "single-row write": { ops: 0, failures: 0, lat: [] } };
     for (let round = 0; round < ROUNDS; round++) {
       for (const op of ["point read", "single-row write"]) {
         for (const e of Object.keys(ops)) await drive(ops[e]![op]!, (SECONDS * 1000) / ROUNDS, results[e]![op]!);
       }
     }
-    for (const c of clients) c.close();
+    for (const c of [...clients, ...wsClients]) c.close();
   } finally {
     for (const ch of children) ch.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 300));
