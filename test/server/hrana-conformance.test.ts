@@ -64,10 +64,14 @@ class RawWs {
   /** Sends a request and returns the response with that id (responses may come in any order). */
   async request(id: number, request: object): Promise<any> {
     this.send({ type: "request", request_id: id, request });
+    return this.response(id);
+  }
+  /** The response to request `id`; other messages stay in the inbox, in order. */
+  async response(id: number): Promise<any> {
     for (;;) {
-      const m = await this.next();
-      if (m.request_id === id) return m;
-      this.inbox.push(JSON.stringify(m));
+      const i = this.inbox.findIndex((m) => typeof m === "string" && (JSON.parse(m) as { request_id?: number }).request_id === id);
+      if (i >= 0) return JSON.parse(this.inbox.splice(i, 1)[0] as string);
+      await new Promise<void>((r) => this.#waiters.push(r));
     }
   }
 }
@@ -309,6 +313,50 @@ describe("Hrana conformance (selkie serve)", () => {
       assert.equal(closedStream.error.code, "STREAM_UNKNOWN");
       w.ws.close();
       await w.closed;
+    });
+  });
+
+  describe("WebSocket streams", () => {
+    const hello = async (w: RawWs): Promise<void> => {
+      await w.opened;
+      w.send({ type: "hello", jwt: s.adminToken });
+      assert.deepEqual(await w.next(), { type: "hello_ok" });
+    };
+    const count = async (): Promise<number> => {
+      const r = await pipeline(s, s.adminToken, [exec("SELECT count(*) FROM ws_life"), { type: "close" }], { v: "v3" });
+      return Number(r.json.results[0].response.result.rows[0][0].value);
+    };
+
+    it("closing the socket rolls back a stream's open transaction and frees the database for others", async () => {
+      await pipeline(s, s.adminToken, [exec("CREATE TABLE ws_life(x)"), { type: "close" }], { v: "v3" });
+      const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+      await hello(w);
+      await w.request(1, { type: "open_stream", stream_id: 1 });
+      assert.equal((await w.request(2, { type: "execute", stream_id: 1, stmt: { sql: "BEGIN IMMEDIATE" } })).type, "response_ok");
+      assert.equal((await w.request(3, { type: "execute", stream_id: 1, stmt: { sql: "INSERT INTO ws_life VALUES (1)" } })).type, "response_ok");
+      assert.equal((await w.request(4, { type: "get_autocommit", stream_id: 1 })).response.is_autocommit, false);
+      w.ws.close();
+      await w.closed;
+      const t0 = Date.now();
+      const r = await pipeline(s, s.adminToken, [exec("INSERT INTO ws_life VALUES (2)"), { type: "close" }], { v: "v3" });
+      assert.equal(r.json.results[0].type, "ok", JSON.stringify(r.json));
+      assert.ok(Date.now() - t0 < 5_000, "the writer did not wait for the stream's idle expiry");
+      assert.equal(await count(), 1, "only the second writer's row is there");
+    });
+
+    it("two streams of one connection interleave: one waits for the other's transaction, then both finish", async () => {
+      const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+      await hello(w);
+      await w.request(1, { type: "open_stream", stream_id: 1 });
+      await w.request(2, { type: "open_stream", stream_id: 2 });
+      await w.request(3, { type: "execute", stream_id: 1, stmt: { sql: "BEGIN IMMEDIATE" } });
+      // Stream 2's write waits for stream 1's lease; stream 1's COMMIT (sent after it) must not wait behind it.
+      w.send({ type: "request", request_id: 4, request: { type: "execute", stream_id: 2, stmt: { sql: "INSERT INTO ws_life VALUES (4)" } } });
+      const commit = await w.request(5, { type: "execute", stream_id: 1, stmt: { sql: "COMMIT" } });
+      assert.equal(commit.type, "response_ok");
+      assert.equal((await w.response(4)).type, "response_ok");
+      assert.equal(await count(), 2);
+      w.ws.close();
     });
   });
 
