@@ -471,3 +471,20 @@ describe("Hrana conformance (selkie serve)", () => {
     });
   });
 });
+
+describe("Hrana over WebSocket at shutdown", () => {
+  it("SIGTERM closes a WebSocket inside a transaction with 1001, rolls it back and exits 0", async () => {
+    const s = await startServer();
+    await createDb(s, "app");
+    const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+    await w.opened;
+    w.send({ type: "hello", jwt: s.adminToken });
+    assert.deepEqual(await w.next(), { type: "hello_ok" });
+    await w.request(1, { type: "open_stream", stream_id: 1 });
+    assert.equal((await w.request(2, { type: "execute", stream_id: 1, stmt: { sql: "BEGIN IMMEDIATE" } })).type, "response_ok");
+    const t0 = Date.now();
+    assert.equal(await s.stop("SIGTERM"), 0, s.stderr());
+    assert.equal((await w.closed).code, 1001);
+    assert.ok(Date.now() - t0 < 10_000, "shutdown did not wait for the transaction's time limit");
+  });
+});
