@@ -488,3 +488,34 @@ describe("Hrana over WebSocket at shutdown", () => {
     assert.ok(Date.now() - t0 < 10_000, "shutdown did not wait for the transaction's time limit");
   });
 });
+
+describe("Hrana over WebSocket with a client that does not read", () => {
+  it("cuts a connection whose unread responses pass 4 x --max-response-bytes, and keeps serving others", async () => {
+    const s = await startServer({ args: ["--max-response-bytes", "65536"] });
+    try {
+      await createDb(s, "app");
+      const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+      await w.opened;
+      w.send({ type: "hello", jwt: s.adminToken });
+      assert.deepEqual(await w.next(), { type: "hello_ok" });
+      await w.request(1, { type: "open_stream", stream_id: 1 });
+      // Stop reading (the socket's readable side), then ask for ~40 MB of responses, 100 requests at a time.
+      const sock = (w.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      sock.pause();
+      let id = 2;
+      for (let round = 0; round < 8; round++) {
+        for (let k = 0; k < 100; k++, id++) w.send({ type: "request", request_id: id, request: { type: "execute", stream_id: 1, stmt: { sql: "SELECT hex(zeroblob(25000))" } } });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      sock.resume();
+      const cut = await Promise.race([w.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+      assert.ok(cut, "the server cut the connection");
+      assert.equal(cut.code, 1006, "cut, not closed by a close frame");
+      assert.ok(w.inbox.length < 800, `${w.inbox.length} responses arrived: the server did not hold them all`);
+      const r = await pipeline(s, s.adminToken, [exec("SELECT 1"), { type: "close" }], { v: "v3" });
+      assert.equal(r.json.results[0].type, "ok");
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+});

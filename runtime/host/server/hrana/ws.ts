@@ -87,6 +87,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
   });
   const conns = new Set<Connection>();
   let closing = false;
+  /** Bytes of responses a connection may leave unread before it is cut (as HTTP's pending bound). */
+  const maxBuffered = 4 * limits.maxResponseBytes;
 
   const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
     const body = JSON.stringify({ message, code });
@@ -145,6 +147,11 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
     #send(msg: Json): void {
       if (this.ws.readyState !== this.ws.OPEN) return;
       this.ws.send(this.protobuf ? serverMsgOut(msg) : (json(200, msg).body as string));
+      // A client that does not read its responses does not make the server hold them without end.
+      if (this.ws.bufferedAmount > maxBuffered) {
+        logger.warn({ event: "ws_not_reading", db: this.dbName, bytes: this.ws.bufferedAmount }, "a WebSocket client does not read its responses; its connection is cut");
+        this.ws.terminate();
+      }
     }
 
     #fail(code: number, reason: string): void {
