@@ -193,9 +193,18 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
 
     #answer(id: number, result: Promise<Response>): void {
       this.pending++;
+      const t0 = process.hrtime.bigint();
+      const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
       const p = result.then(
-        (response) => this.#send({ type: "response_ok", request_id: id, response }),
-        (e: unknown) => this.#send({ type: "response_error", request_id: id, error: this.#error(e) }),
+        (response) => {
+          handler.context.metrics.observe("hrana_ws", "WS", 200, seconds());
+          this.#send({ type: "response_ok", request_id: id, response });
+        },
+        (e: unknown) => {
+          const error = this.#error(e);
+          handler.context.metrics.observe("hrana_ws", "WS", e instanceof HttpError ? e.status : 500, seconds());
+          this.#send({ type: "response_error", request_id: id, error });
+        },
       );
       this.#running.add(p);
       void p.finally(() => {
