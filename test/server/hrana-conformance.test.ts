@@ -452,6 +452,19 @@ describe("Hrana conformance (selkie serve)", () => {
       w.ws.close();
     });
 
+    it("a token revoked while its WebSocket is open ends the connection at its next request (3000)", async () => {
+      const t = await api(s, s.adminToken, "POST", "/v1/tokens", { scope: "read-write", db: "app" });
+      assert.equal(t.status, 201);
+      const w = new RawWs(wsUrl(s, "/"), ["hrana3"]);
+      await hello(w, t.json.token as string);
+      assert.equal((await w.request(1, { type: "open_stream", stream_id: 1 })).type, "response_ok");
+      assert.equal((await api(s, s.adminToken, "DELETE", `/v1/tokens/${t.json.id as string}`)).status < 300, true);
+      w.send({ type: "request", request_id: 2, request: { type: "execute", stream_id: 1, stmt: { sql: "SELECT 1" } } });
+      const c = await Promise.race([w.closed, new Promise<{ code: number; reason: string }>((r) => setTimeout(() => r({ code: 0, reason: "still open after 10 s" }), 10_000).unref())]);
+      assert.equal(c.code, 3000);
+      assert.match(c.reason, /UNAUTHORIZED/);
+    });
+
     it("a read-only token over WebSocket reads and is refused writes with READ_ONLY_TOKEN, as over HTTP", async () => {
       const w = new RawWs(wsUrl(s, "/"), ["hrana3"]);
       await hello(w, roToken);

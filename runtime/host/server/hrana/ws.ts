@@ -125,6 +125,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
   class Connection {
     readonly protobuf: boolean;
     principal: Principal | undefined;
+    /** The token of the last successful hello: checked again at every request, as HTTP checks its header. */
+    #jwt: string | undefined;
     readonly streams = new Map<number, WsStream>();
     readonly sqls = new Map<number, string>();
     readonly cursors = new Map<number, WsCursor>();
@@ -175,6 +177,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
       if (msg.type === "hello") return this.#hello(msg.jwt);
       if (msg.type !== "request") return this.#fail(3001, "HRANA_PROTO_ERROR: a client message is hello or request");
       if (!this.principal) return this.#fail(3000, "HELLO_REQUIRED: send hello with a token before requests");
+      // A token revoked since the hello (selkie token revoke, DELETE /v1/tokens/ID) ends the connection.
+      if (!tokens.authenticate(this.#jwt!)) return this.#fail(3000, "UNAUTHORIZED: the token of this connection was revoked");
       const id = msg.request_id;
       if (typeof id !== "number" || !Number.isInteger(id) || id < -(2 ** 31) || id >= 2 ** 31) {
         return this.#fail(3001, "HRANA_PROTO_ERROR: request_id must be a 32-bit integer");
@@ -231,6 +235,7 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
         return this.#fail(3000, `${error.code}: hello refused`);
       }
       this.principal = p;
+      this.#jwt = jwt as string;
       this.#send({ type: "hello_ok" });
     }
 
