@@ -26,8 +26,8 @@ export { NodeFileLayer } from "./host/files.js";
 export { StorageError } from "./storage/errors.js";
 export { Platform } from "./platform/platform.js";
 export { defaultPlatformDir, openDefaultPlatform } from "./host/default-platform.js";
-export { createHandler, serve, TokenStore, DEFAULT_LIMITS, HttpError } from "./host/server/index.js";
-export type { HandlerOptions, SelkieHandler, ServeOptions, RunningServer, Limits, Logger, TokenScope } from "./host/server/index.js";
+export { createHandler, serve, attachHranaWebSockets, TokenStore, DEFAULT_LIMITS, HttpError } from "./host/server/index.js";
+export type { HandlerOptions, SelkieHandler, ServeOptions, RunningServer, HranaWebSockets, Limits, Logger, TokenScope } from "./host/server/index.js";
 export {
   migrateOut,
   acceptMigration,

@@ -452,6 +452,19 @@ describe("Hrana conformance (selkie serve)", () => {
       w.ws.close();
     });
 
+    it("a token revoked while its WebSocket is open ends the connection at its next request (3000)", async () => {
+      const t = await api(s, s.adminToken, "POST", "/v1/tokens", { scope: "read-write", db: "app" });
+      assert.equal(t.status, 201);
+      const w = new RawWs(wsUrl(s, "/"), ["hrana3"]);
+      await hello(w, t.json.token as string);
+      assert.equal((await w.request(1, { type: "open_stream", stream_id: 1 })).type, "response_ok");
+      assert.equal((await api(s, s.adminToken, "DELETE", `/v1/tokens/${t.json.id as string}`)).status < 300, true);
+      w.send({ type: "request", request_id: 2, request: { type: "execute", stream_id: 1, stmt: { sql: "SELECT 1" } } });
+      const c = await Promise.race([w.closed, new Promise<{ code: number; reason: string }>((r) => setTimeout(() => r({ code: 0, reason: "still open after 10 s" }), 10_000).unref())]);
+      assert.equal(c.code, 3000);
+      assert.match(c.reason, /UNAUTHORIZED/);
+    });
+
     it("a read-only token over WebSocket reads and is refused writes with READ_ONLY_TOKEN, as over HTTP", async () => {
       const w = new RawWs(wsUrl(s, "/"), ["hrana3"]);
       await hello(w, roToken);
@@ -469,5 +482,74 @@ describe("Hrana conformance (selkie serve)", () => {
       assert.equal((await other.next()).error.code, "TOKEN_SCOPE");
       await health();
     });
+  });
+});
+
+describe("Hrana over WebSocket at shutdown", () => {
+  it("SIGTERM closes a WebSocket inside a transaction with 1001, rolls it back and exits 0", async () => {
+    const s = await startServer();
+    await createDb(s, "app");
+    const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+    await w.opened;
+    w.send({ type: "hello", jwt: s.adminToken });
+    assert.deepEqual(await w.next(), { type: "hello_ok" });
+    await w.request(1, { type: "open_stream", stream_id: 1 });
+    assert.equal((await w.request(2, { type: "execute", stream_id: 1, stmt: { sql: "BEGIN IMMEDIATE" } })).type, "response_ok");
+    const t0 = Date.now();
+    assert.equal(await s.stop("SIGTERM"), 0, s.stderr());
+    assert.equal((await w.closed).code, 1001);
+    assert.ok(Date.now() - t0 < 10_000, "shutdown did not wait for the transaction's time limit");
+  });
+});
+
+describe("Hrana over WebSocket under the server's limits", () => {
+  let s: ServerProc;
+  before(async () => {
+    s = await startServer({ args: ["--max-response-bytes", "65536", "--max-rows", "100", "--request-timeout", "1500"] });
+    await createDb(s, "app");
+  });
+  after(async () => {
+    assert.equal(await s?.stop(), 0);
+  });
+
+  it("answers a runaway statement with STATEMENT_TIMEOUT, too many rows with ROWS_LIMIT, too many bytes with RESPONSE_TOO_LARGE", async () => {
+    const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+    await w.opened;
+    w.send({ type: "hello", jwt: s.adminToken });
+    assert.deepEqual(await w.next(), { type: "hello_ok" });
+    await w.request(1, { type: "open_stream", stream_id: 1 });
+    const run = (id: number, sql: string) => w.request(id, { type: "execute", stream_id: 1, stmt: { sql } });
+    const t0 = Date.now();
+    assert.equal((await run(2, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) SELECT count(*) FROM c")).error.code, "STATEMENT_TIMEOUT");
+    assert.ok(Date.now() - t0 < 10_000);
+    assert.equal((await run(3, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 200) SELECT i FROM c")).error.code, "ROWS_LIMIT");
+    assert.equal((await run(4, "SELECT hex(zeroblob(40000))")).error.code, "RESPONSE_TOO_LARGE");
+    assert.deepEqual((await run(5, "SELECT 'fine'")).response.result.rows, [[{ type: "text", value: "fine" }]]);
+    w.ws.close();
+  });
+
+  it("cuts a connection whose unread responses pass 4 x --max-response-bytes, and keeps serving others", async () => {
+    {
+      const w = new RawWs(wsUrl(s, "/db/app"), ["hrana3"]);
+      await w.opened;
+      w.send({ type: "hello", jwt: s.adminToken });
+      assert.deepEqual(await w.next(), { type: "hello_ok" });
+      await w.request(1, { type: "open_stream", stream_id: 1 });
+      // Stop reading (the socket's readable side), then ask for ~20 MB of responses, 100 requests at a time.
+      const sock = (w.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      sock.pause();
+      let id = 2;
+      for (let round = 0; round < 8; round++) {
+        for (let k = 0; k < 100; k++, id++) w.send({ type: "request", request_id: id, request: { type: "execute", stream_id: 1, stmt: { sql: "SELECT hex(zeroblob(12000))" } } });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      sock.resume();
+      const cut = await Promise.race([w.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+      assert.ok(cut, "the server cut the connection");
+      assert.equal(cut.code, 1006, "cut, not closed by a close frame");
+      assert.ok(w.inbox.length < 800, `${w.inbox.length} responses arrived: the server did not hold them all`);
+      const r = await pipeline(s, s.adminToken, [exec("SELECT 1"), { type: "close" }], { v: "v3" });
+      assert.equal(r.json.results[0].type, "ok");
+    }
   });
 });

@@ -88,6 +88,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
   });
   const conns = new Set<Connection>();
   let closing = false;
+  /** Bytes of responses a connection may leave unread before it is cut (as HTTP's pending bound). */
+  const maxBuffered = 4 * limits.maxResponseBytes;
 
   const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
     const body = JSON.stringify({ message, code });
@@ -126,6 +128,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
   class Connection {
     readonly protobuf: boolean;
     principal: Principal | undefined;
+    /** The token of the last successful hello: checked again at every request, as HTTP checks its header. */
+    #jwt: string | undefined;
     readonly streams = new Map<number, WsStream>();
     readonly sqls = new Map<number, string>();
     readonly cursors = new Map<number, WsCursor>();
@@ -148,6 +152,11 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
     #send(msg: Json): void {
       if (this.ws.readyState !== this.ws.OPEN) return;
       this.ws.send(this.protobuf ? serverMsgOut(msg) : (json(200, msg).body as string));
+      // A client that does not read its responses does not make the server hold them without end.
+      if (this.ws.bufferedAmount > maxBuffered) {
+        logger.warn({ event: "ws_not_reading", db: this.dbName, bytes: this.ws.bufferedAmount }, "a WebSocket client does not read its responses; its connection is cut");
+        this.ws.terminate();
+      }
     }
 
     #fail(code: number, reason: string): void {
@@ -171,6 +180,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
       if (msg.type === "hello") return this.#hello(msg.jwt);
       if (msg.type !== "request") return this.#fail(3001, "HRANA_PROTO_ERROR: a client message is hello or request");
       if (!this.principal) return this.#fail(3000, "HELLO_REQUIRED: send hello with a token before requests");
+      // A token revoked since the hello (selkie token revoke, DELETE /v1/tokens/ID) ends the connection.
+      if (!tokens.authenticate(this.#jwt!)) return this.#fail(3000, "UNAUTHORIZED: the token of this connection was revoked");
       const id = msg.request_id;
       if (typeof id !== "number" || !Number.isInteger(id) || id < -(2 ** 31) || id >= 2 ** 31) {
         return this.#fail(3001, "HRANA_PROTO_ERROR: request_id must be a 32-bit integer");
@@ -189,9 +200,18 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
 
     #answer(id: number, result: Promise<Response>): void {
       this.pending++;
+      const t0 = process.hrtime.bigint();
+      const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
       const p = result.then(
-        (response) => this.#send({ type: "response_ok", request_id: id, response }),
-        (e: unknown) => this.#send({ type: "response_error", request_id: id, error: this.#error(e) }),
+        (response) => {
+          handler.context.metrics.observe("hrana_ws", "WS", 200, seconds());
+          this.#send({ type: "response_ok", request_id: id, response });
+        },
+        (e: unknown) => {
+          const error = this.#error(e);
+          handler.context.metrics.observe("hrana_ws", "WS", e instanceof HttpError ? e.status : 500, seconds());
+          this.#send({ type: "response_error", request_id: id, error });
+        },
       );
       this.#running.add(p);
       void p.finally(() => {
@@ -218,6 +238,7 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
         return this.#fail(3000, `${error.code}: hello refused`);
       }
       this.principal = p;
+      this.#jwt = jwt as string;
       this.#send({ type: "hello_ok" });
     }
 
