@@ -6,10 +6,11 @@
 import { spawn } from "node:child_process";
 import { CLI } from "../helpers.js";
 
+const plain = (s: string): string => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export interface PtySession {
-  /** Everything the terminal showed so far (ANSI sequences included). */
+  /** Everything the terminal showed so far, without ANSI control sequences (cursor moves, clears). */
   readonly output: string;
   /** Types `keys` (raw bytes: "\x03" is Ctrl-C, "\t" Tab, "\r" Enter). */
   type(keys: string): void;
@@ -28,7 +29,7 @@ export function cliInPty(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return {
     get output() {
-      return out;
+      return plain(out);
     },
     type(keys) {
       child.stdin.write(keys);
@@ -37,14 +38,14 @@ export function cliInPty(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
       return new Promise((resolve, reject) => {
         const t0 = Date.now();
         const tick = setInterval(() => {
-          const m = re.exec(out.slice(from));
+          const m = re.exec(plain(out).slice(from));
           if (m) {
             clearInterval(tick);
             resolve(m[0]);
           } else if (Date.now() - t0 > ms) {
             clearInterval(tick);
             child.kill("SIGKILL");
-            reject(new Error(`timed out waiting for ${re} in:\n${JSON.stringify(out.slice(from))}`));
+            reject(new Error(`timed out waiting for ${re} in:\n${JSON.stringify(plain(out).slice(from))}`));
           }
         }, 20);
       });
