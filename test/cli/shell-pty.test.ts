@@ -51,7 +51,7 @@ test("at a terminal, Tab completes table names, column names and keywords", asyn
   assert.equal(await s.exited, 0, s.output);
 });
 
-test(".import of a large CSV shows a progress bar at a terminal and none when piped", async () => {
+test(".import and .backup of large data show a progress bar at a terminal and none when piped", async () => {
   const { env, file, dir } = setup();
   const csv = path.join(dir, "big.csv");
   fs.writeFileSync(csv, "id,payload\n" + Array.from({ length: 30_000 }, (_, i) => `${i},${"x".repeat(60)}`).join("\n") + "\n");
@@ -62,9 +62,12 @@ test(".import of a large CSV shows a progress bar at a terminal and none when pi
   await s.waitFor(/import \[[█░]+\] 100%[^\n]*\r?\nselkie> $/, at, 60_000);
   s.type("SELECT count(*) FROM big;\r");
   await s.waitFor(/\r\n30000\r\nselkie> $/, at);
+  s.type(`.backup ${path.join(dir, "copy.db")}\r`);
+  await s.waitFor(/backup \[[█░]+\] 100%[^\n]*\r?\nselkie> $/, at, 60_000);
   s.type(".quit\r");
   assert.equal(await s.exited, 0, s.output);
-  const piped = cli(["sql", file, `.import ${csv} big2`], { env });
+  const piped = cli(["sql", file, `.import ${csv} big2\n.backup ${path.join(dir, "copy2.db")}`], { env });
   assert.equal(piped.status, 0, piped.stderr);
   assert.equal(piped.stdout + piped.stderr, "");
+  assert.equal(cli(["sql", path.join(dir, "copy2.db"), "SELECT count(*) FROM big2", "-m", "list", "--no-headers"], { env }).stdout, "30000\n");
 });
