@@ -135,6 +135,10 @@ let instanceSeq = 0;
 
 const NAME_RE = /^[^/\\\0]{1,200}$/;
 
+/** Progress of a long copy: bytes done of total (called synchronously, between chunks). */
+export type Progress = (done: number, total: number) => void;
+const PROGRESS_CHUNK = 1 << 20;
+
 export class Database {
   readonly path: string;
   readonly readonly: boolean;
@@ -466,19 +470,9 @@ export class Database {
    * Writes the database as a plain SQLite file at `dest` (which must not exist): the plaintext
    * leaves the enclave, so callers should say so (the CLI logs it). Checked with integrity_check.
    */
-  exportPlain(dest: string): { bytes: number } {
-    this.#requireOpen();
-    const store = this.#store?.store;
-    if (!store) throw new UsageError("NOT_SEALED", `${this.path} is already a plain file; copy it instead`);
+  exportPlain(dest: string, onProgress?: Progress): { bytes: number } {
     if (fs.existsSync(dest)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
-    this.exec("BEGIN IMMEDIATE"); // no writer in this process can change the store while we read it
-    let bytes: Buffer;
-    try {
-      bytes = Buffer.alloc(store.size);
-      store.read(bytes, 0);
-    } finally {
-      this.exec("ROLLBACK");
-    }
+    const bytes = this.#readAll(onProgress);
     const tmp = `${dest}.selkie-tmp`;
     fs.writeFileSync(tmp, bytes, { mode: 0o600, flag: "wx" });
     const fd = fs.openSync(tmp, "r");
@@ -493,20 +487,54 @@ export class Database {
    * Seals the plain SQLite file `src` into a new database `dest` (checked with integrity_check
    * before and after). `opts.platform` is required.
    */
-  static importPlain(src: string, dest: string, opts: DatabaseOptions): Database {
+  static importPlain(src: string, dest: string, opts: DatabaseOptions, onProgress?: Progress): Database {
     if (!opts.platform) throw new UsageError("NO_PLATFORM", "importing needs the platform that will seal the new database");
     checkPlain(src);
-    const plain = fs.readFileSync(src);
+    return Database.#sealInto(fs.readFileSync(src), src, dest, opts, onProgress);
+  }
+
+  /**
+   * Writes a sealed copy of this database to the new database `dest` on `platform` (a consistent
+   * image, read under BEGIN IMMEDIATE); the plaintext never leaves the process. Returns its size.
+   */
+  backupTo(dest: string, platform: Platform, onProgress?: Progress): number {
+    const bytes = this.#readAll((done, total) => onProgress?.(done / 2, total));
+    Database.#sealInto(bytes, this.path, dest, { platform }, (done, total) => onProgress?.(total / 2 + done / 2, total)).close();
+    return bytes.length;
+  }
+
+  /** The whole database image, read in chunks under BEGIN IMMEDIATE (no writer in this process can change it meanwhile). */
+  #readAll(onProgress?: Progress): Buffer {
+    this.#requireOpen();
+    const store = this.#store?.store;
+    if (!store) throw new UsageError("NOT_SEALED", `${this.path} is already a plain file; copy it instead`);
+    this.exec("BEGIN IMMEDIATE");
+    try {
+      const bytes = Buffer.alloc(store.size);
+      for (let off = 0; off < bytes.length; off += PROGRESS_CHUNK) {
+        store.read(bytes.subarray(off, Math.min(bytes.length, off + PROGRESS_CHUNK)), off);
+        onProgress?.(Math.min(bytes.length, off + PROGRESS_CHUNK), bytes.length);
+      }
+      return bytes;
+    } finally {
+      this.exec("ROLLBACK");
+    }
+  }
+
+  static #sealInto(plain: Buffer, src: string, dest: string, opts: DatabaseOptions, onProgress?: Progress): Database {
     if (fs.existsSync(dest) || fs.existsSync(`${dest}.log`)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
     const db = new Database(dest, { ...opts, plain: false, create: true, readonly: false });
     try {
       // Straight into the new, empty store, before SQLite has read anything (so it caches nothing).
       const store = db.#store!.store;
-      store.write(plain, 0);
+      for (let off = 0; off < plain.length; off += PROGRESS_CHUNK) {
+        store.write(plain.subarray(off, Math.min(plain.length, off + PROGRESS_CHUNK)), off);
+        onProgress?.(Math.min(plain.length, off + PROGRESS_CHUNK), plain.length);
+      }
       store.commit();
       const ok = db.query<{ integrity_check: string }>("PRAGMA integrity_check");
       if (ok.length !== 1 || ok[0]!.integrity_check !== "ok") {
-        throw new SqliteError(C.SQLITE_CORRUPT, `the imported copy of ${src} failed integrity_check: ${JSON.stringify(ok.slice(0, 5))}`);
+        throw new SqliteError(C.SQLITE_CORRUPT, `the sealed copy of ${src} failed integrity_check: ${JSON.stringify(ok.slice(0, 5))}`);
       }
       return db;
     } catch (e) {

@@ -11,6 +11,7 @@ import { formatBytes } from "../../enclave/manifest.js";
 import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
 import { EXIT_OK } from "./exit-codes.js";
 import { StorageError } from "../../storage/errors.js";
+import { progressBar } from "./progress.js";
 
 type Run = (fn: () => Promise<number> | number) => Promise<void>;
 
@@ -29,7 +30,13 @@ export function registerDbCommands(program: Command, run: Run): void {
           const d = new Database(file, { platform, readonly: false, create: false });
           try {
             process.stderr.write(`selkie: EXPORT: writing the plaintext of ${d.path} to ${out}, outside the enclave (${new Date().toISOString()}, pid ${process.pid})\n`);
-            const { bytes } = d.exportPlain(out);
+            const bar = progressBar("export");
+            let bytes: number;
+            try {
+              ({ bytes } = d.exportPlain(out, (done, total) => bar.update(done, total)));
+            } finally {
+              bar.stop();
+            }
             process.stdout.write(`exported ${formatBytes(bytes)} to ${out} (plain SQLite; integrity_check ok)\n`);
           } finally {
             d.close();
@@ -49,7 +56,13 @@ export function registerDbCommands(program: Command, run: Run): void {
       await run(async () => {
         const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), { forDatabase: file, onCreate: (d) => process.stderr.write(`selkie: created a development platform in ${d}\n`) });
         try {
-          const d = Database.importPlain(src, file, { platform });
+          const bar = progressBar("import");
+          let d: Database;
+          try {
+            d = Database.importPlain(src, file, { platform }, (done, total) => bar.update(done, total));
+          } finally {
+            bar.stop();
+          }
           const tables = d.query<{ n: number }>("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'")[0]!.n;
           d.close();
           process.stdout.write(`imported ${src} into sealed database ${file} (${tables} tables; integrity_check ok)\n`);

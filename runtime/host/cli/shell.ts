@@ -1,15 +1,26 @@
 /**
  * UNTRUSTED (UI). The interactive SQL shell of `selkie sql <db>`: multi-line statements, history,
- * and the sqlite3 shell's essential dot-commands.
+ * Tab completion, Ctrl-C clearing the line, and the sqlite3 shell's dot-commands (shell-help.ts
+ * lists them; SHELL.md compares them with sqlite3's).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import type { Database } from "../../sql/database.js";
+import type { Platform } from "../../platform/platform.js";
+import { SqliteError } from "../../sql/errors.js";
+import { UsageError } from "../../errors.js";
 import { describeError } from "./exit-codes.js";
 import { SELKIE_VERSION } from "./version.js";
-import { formatRows, OUTPUT_MODES, type OutputMode } from "./format.js";
+import { formatRows, OUTPUT_MODES, width, type OutputMode } from "./format.js";
+import { helpFor, SHELL_HELP } from "./shell-help.js";
+import { dumpSql } from "./dump.js";
+import { importCsv } from "./csv-import.js";
+import { complete } from "./completion.js";
+import { progressBar } from "./progress.js";
+
+export { SHELL_HELP } from "./shell-help.js";
 
 export interface ShellIO {
   input: NodeJS.ReadableStream;
@@ -18,15 +29,12 @@ export interface ShellIO {
   interactive: boolean;
 }
 
-export const SHELL_HELP = `.help                 show this list
-.tables [PATTERN]     list tables (and views) matching a LIKE pattern
-.schema [PATTERN]     show CREATE statements of matching tables, indexes, views, triggers
-.mode MODE            output mode: ${OUTPUT_MODES.join(", ")}
-.headers on|off       column names in csv and list modes
-.enclave              show the enclave's identity and memory use
-.read FILE            run the SQL in FILE
-.quit / .exit         leave the shell (Ctrl-D does too)
-SQL statements end with ';' and may span several lines.`;
+export interface ShellOptions {
+  /** Opens a database for `.open` (on the shell's platform); without it `.open` is refused. */
+  open?: (file: string) => Database;
+  /** The platform that seals `.backup` copies; without it (a plain file) `.backup` is refused. */
+  platform?: Platform;
+}
 
 /** True when `text` ends with a complete statement (ends in ';' outside strings, comments, triggers). */
 export function isComplete(text: string): boolean {
@@ -61,44 +69,125 @@ export function isComplete(text: string): boolean {
   return true;
 }
 
+/**
+ * The line of `sql` holding the error at byte `offset`, and a caret under it, as sqlite3 shows a
+ * parse error: "^--- error here" when the caret is near the left, "error here ---^" otherwise.
+ */
+export function caretLines(text: string, offset: number): string {
+  const bytes = Buffer.from(text, "utf8");
+  const lead = text.length - text.trimStart().length; // the statement as typed, without the blanks before it
+  const sql = text.slice(lead);
+  const at = Math.max(0, bytes.subarray(0, Math.min(offset, bytes.length)).toString("utf8").length - lead);
+  const start = sql.lastIndexOf("\n", at - 1) + 1;
+  const endNl = sql.indexOf("\n", at);
+  const shown = sql.slice(start, endNl < 0 ? sql.length : endNl);
+  const col = width(sql.slice(start, at));
+  const mark = col < 25 ? " ".repeat(col) + "^--- error here" : " ".repeat(col - 14) + "error here ---^";
+  return `  ${shown}\n  ${mark}\n`;
+}
+
+const onOff = (b: boolean) => (b ? "on" : "off");
+
 export class Shell {
   mode: OutputMode;
   headers = true;
+  nullValue = "";
+  timer = false;
+  changes = false;
+  bail = false;
+  /** The table insert mode names. */
+  insertTable = "table";
   #buffer = "";
   #quit = false;
+  /** Where output goes instead of io.output (.output/.once), and whether it is for one command only. */
+  #sink: { fd: number; file: string; once: boolean } | undefined;
   /** The first error a statement or command raised (its class decides the exit code). */
   firstError: unknown;
 
-  constructor(readonly db: Database, readonly io: ShellIO, mode: OutputMode = "table") {
+  constructor(public db: Database, readonly io: ShellIO, mode: OutputMode = "table", readonly opts: ShellOptions = {}) {
     this.mode = mode;
   }
 
   #out(s: string): void {
-    this.io.output.write(s);
+    if (this.#sink) fs.writeSync(this.#sink.fd, s);
+    else this.io.output.write(s);
   }
 
   #err(s: string): void {
     this.io.error.write(s.endsWith("\n") ? s : s + "\n");
   }
 
+  #setSink(file: string | undefined, once: boolean): void {
+    if (this.#sink) fs.closeSync(this.#sink.fd);
+    this.#sink = undefined;
+    if (file === undefined || file === "stdout") return;
+    this.#sink = { fd: fs.openSync(file, "w", 0o600), file, once };
+  }
+
   /** Runs SQL text (one or more statements) and prints results; returns false on error. */
   runSql(sql: string): boolean {
+    let done = 0; // characters of `sql` already prepared: an error's offset counts from here
     try {
-      for (const st of this.db.statements(sql)) {
-        const cols = st.columns();
-        if (cols.length > 0) this.#out(formatRows(this.mode, cols, st.values(), this.headers));
-        else st.run();
+      const it = this.db.statements(sql);
+      for (;;) {
+        let next: IteratorResult<ReturnType<Database["prepare"]>>;
+        try {
+          next = it.next();
+        } catch (e) {
+          this.#fail(e, sql.slice(done));
+          return false;
+        }
+        if (next.done) return true;
+        const st = next.value;
+        const t0 = process.hrtime.bigint();
+        const cpu0 = process.cpuUsage();
+        try {
+          st.typedReals = true;
+          const cols = st.columns();
+          if (cols.length > 0) {
+            this.#out(formatRows(this.mode, cols, st.values(), this.headers, { nullValue: this.nullValue, table: this.insertTable }));
+          } else {
+            st.run();
+          }
+        } catch (e) {
+          this.#fail(e, st.sql);
+          it.return(undefined);
+          return false;
+        }
+        if (this.changes) {
+          const c = this.db.query<{ c: number; t: number }>("SELECT changes() AS c, total_changes() AS t")[0]!;
+          this.#out(`changes: ${c.c}   total_changes: ${c.t}\n`);
+        }
+        if (this.timer) {
+          const real = Number(process.hrtime.bigint() - t0) / 1e9;
+          const cpu = process.cpuUsage(cpu0);
+          this.#out(`Run Time: real ${real.toFixed(3)} user ${(cpu.user / 1e6).toFixed(6)} sys ${(cpu.system / 1e6).toFixed(6)}\n`);
+        }
+        done += st.sql.length;
       }
-      return true;
     } catch (e) {
       this.#fail(e);
       return false;
     }
   }
 
-  #fail(e: unknown): void {
+  #fail(e: unknown, sql?: string): void {
     this.firstError ??= e;
-    this.#err(describeError(e));
+    let msg = describeError(e);
+    if (e instanceof SqliteError && e.offset !== undefined && sql !== undefined) msg += "\n" + caretLines(sql, e.offset);
+    this.#err(msg);
+    if (this.bail) this.#quit = true;
+  }
+
+  #usage(msg: string): false {
+    this.#fail(new UsageError("SHELL_USAGE", msg));
+    return false;
+  }
+
+  #flag(arg: string, name: string, set: (b: boolean) => void): boolean {
+    if (arg !== "on" && arg !== "off") return this.#usage(`${name} takes on or off`);
+    set(arg === "on");
+    return true;
   }
 
   /** Handles one dot-command line; returns false on error. */
@@ -110,15 +199,28 @@ export class Shell {
       case ".exit":
         this.#quit = true;
         return true;
-      case ".help":
-        this.#out(SHELL_HELP + "\n");
+      case ".help": {
+        if (!arg) {
+          this.#out(SHELL_HELP + "\n");
+          return true;
+        }
+        const h = helpFor(arg);
+        if (h === undefined) return this.#usage(`no command matches "${arg}"; enter ".help" for the list`);
+        this.#out(h + "\n");
         return true;
+      }
       case ".tables": {
         const rows = this.db.query<{ name: string }>(
           "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' AND name LIKE ? ORDER BY 1",
           arg || "%",
         );
         if (rows.length) this.#out(rows.map((r) => r.name).join("  ") + "\n");
+        return true;
+      }
+      case ".indexes":
+      case ".indices": {
+        const rows = this.db.query<{ name: string }>("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name LIKE ? ORDER BY 1", arg || "%");
+        if (rows.length) this.#out(rows.map((r) => r.name).join("\n") + "\n");
         return true;
       }
       case ".schema": {
@@ -129,20 +231,105 @@ export class Shell {
         for (const r of rows) this.#out(r.sql + ";\n");
         return true;
       }
-      case ".mode":
-        if (!(OUTPUT_MODES as readonly string[]).includes(arg)) {
-          this.#err(`Error: .mode takes one of ${OUTPUT_MODES.join(", ")}`);
-          return false;
+      case ".mode": {
+        if (!arg) {
+          this.#out(`current output mode: ${this.mode}${this.mode === "insert" ? ` ${this.insertTable}` : ""}\n`);
+          return true;
         }
-        this.mode = arg as OutputMode;
+        const [m, table] = args;
+        if (!(OUTPUT_MODES as readonly string[]).includes(m!)) return this.#usage(`.mode takes one of ${OUTPUT_MODES.join(", ")}`);
+        this.mode = m as OutputMode;
+        if (m === "insert") this.insertTable = table ?? "table";
         return true;
+      }
       case ".headers":
-        if (arg !== "on" && arg !== "off") {
-          this.#err("Error: .headers takes on or off");
-          return false;
+      case ".header":
+        if (!arg) {
+          this.#out(`headers: ${onOff(this.headers)}\n`);
+          return true;
         }
-        this.headers = arg === "on";
+        return this.#flag(arg, ".headers", (b) => (this.headers = b));
+      case ".nullvalue":
+        this.nullValue = args[0] ?? "";
         return true;
+      case ".timer":
+        return this.#flag(arg, ".timer", (b) => (this.timer = b));
+      case ".changes":
+        return this.#flag(arg, ".changes", (b) => (this.changes = b));
+      case ".bail":
+        return this.#flag(arg, ".bail", (b) => (this.bail = b));
+      case ".once":
+        if (!arg) return this.#usage(".once takes a file name");
+        this.#setSink(arg, true);
+        return true;
+      case ".output":
+        this.#setSink(arg || undefined, false);
+        return true;
+      case ".show":
+        this.#out(
+          [
+            ["headers", onOff(this.headers)],
+            ["mode", this.mode + (this.mode === "insert" ? ` ${this.insertTable}` : "")],
+            ["nullvalue", JSON.stringify(this.nullValue)],
+            ["output", this.#sink?.file ?? "stdout"],
+            ["timer", onOff(this.timer)],
+            ["changes", onOff(this.changes)],
+            ["bail", onOff(this.bail)],
+            ["filename", path.resolve(this.db.path)],
+          ]
+            .map(([k, v]) => `${k!.padStart(9)}: ${v}\n`)
+            .join(""),
+        );
+        return true;
+      case ".databases":
+        this.#out(`main: ${path.resolve(this.db.path)} ${this.db.readonly ? "r/o" : "r/w"}\n`);
+        return true;
+      case ".dump":
+        for (const l of dumpSql(this.db, arg || "%")) this.#out(l);
+        return true;
+      case ".import": {
+        const skipAt = args.indexOf("--skip");
+        let skip = 0;
+        if (skipAt >= 0) {
+          skip = Number(args[skipAt + 1]);
+          if (!Number.isInteger(skip) || skip < 0) return this.#usage("--skip takes a number of lines");
+          args.splice(skipAt, 2);
+        }
+        const csv = args.indexOf("--csv");
+        if (csv >= 0) args.splice(csv, 1);
+        if (args.length !== 2) return this.#usage(".import takes FILE TABLE (and --csv, --skip N)");
+        // As sqlite3: --csv, or the separator of the current mode (tabs, list), else CSV.
+        const sep = csv >= 0 ? "," : this.mode === "tabs" ? "\t" : this.mode === "list" ? "|" : ",";
+        const bar = progressBar("import");
+        try {
+          const r = importCsv(this.db, args[0]!, args[1]!, { sep, skip, onProgress: (d, t) => bar.update(d, t) });
+          for (const w of r.warnings) this.#err(w);
+        } finally {
+          bar.stop();
+        }
+        return true;
+      }
+      case ".backup":
+      case ".save": {
+        const file = args[args.length - 1];
+        if (!file || args.length > 2 || (args.length === 2 && args[0] !== "main")) return this.#usage(`${cmd} takes FILE (a new sealed database)`);
+        if (!this.opts.platform) return this.#usage(`${this.db.path} is a plain file: copy it with cp instead`);
+        const bar = progressBar("backup");
+        try {
+          this.db.backupTo(file, this.opts.platform, (d, t) => bar.update(d, t));
+        } finally {
+          bar.stop();
+        }
+        return true;
+      }
+      case ".open": {
+        if (!arg) return this.#usage(".open takes a file name");
+        if (!this.opts.open) return this.#usage(".open is not available here");
+        const next = this.opts.open(arg);
+        this.db.close();
+        this.db = next;
+        return true;
+      }
       case ".enclave": {
         const e = this.db.enclave;
         this.#out(
@@ -151,40 +338,59 @@ export class Shell {
         return true;
       }
       case ".read": {
-        if (!arg) {
-          this.#err("Error: .read takes a file name");
-          return false;
-        }
+        if (!arg) return this.#usage(".read takes a file name");
         let text: string;
         try {
           text = fs.readFileSync(arg, "utf8");
         } catch (e) {
-          this.#err(`Error: cannot read ${arg}: ${(e as Error).message}`);
-          return false;
+          return this.#usage(`cannot read ${arg}: ${(e as Error).message}`);
         }
-        return this.runSql(text);
+        let ok = true;
+        for (const l of text.split(/\r?\n/)) {
+          if (!this.feed(l)) ok = false;
+          if (this.#quit) break;
+        }
+        if (this.pending) ok = this.flush() && ok;
+        return ok;
       }
       default:
-        this.#err(`Error: unknown command "${cmd}". Enter ".help" for the list.`);
-        return false;
+        return this.#usage(`unknown command "${cmd}". Enter ".help" for the list.`);
     }
   }
 
   /** Feeds one input line; returns false if it produced an error. */
   feed(line: string): boolean {
     if (this.#buffer === "" && line.trim().startsWith(".")) {
+      const once = this.#sink?.once === true;
       try {
         return this.dot(line);
       } catch (e) {
         this.#fail(e);
         return false;
+      } finally {
+        if (once && this.#sink?.once) this.#setSink(undefined, false);
       }
     }
     this.#buffer += (this.#buffer ? "\n" : "") + line;
     if (!isComplete(this.#buffer)) return true;
+    return this.flush();
+  }
+
+  /** Runs what is buffered (end of input in the middle of a statement runs it, as sqlite3 does). */
+  flush(): boolean {
     const sql = this.#buffer;
     this.#buffer = "";
-    return this.runSql(sql);
+    const once = this.#sink?.once === true;
+    try {
+      return sql.trim() === "" || this.runSql(sql);
+    } finally {
+      if (once) this.#setSink(undefined, false);
+    }
+  }
+
+  /** Drops a statement being typed (Ctrl-C). */
+  clear(): void {
+    this.#buffer = "";
   }
 
   get pending(): boolean {
@@ -215,23 +421,29 @@ export class Shell {
       history,
       historySize: 1000,
       prompt: "selkie> ",
+      ...(this.io.interactive ? { completer: (line: string) => complete(this.db, line) } : {}),
+    });
+    const prompt = () => {
+      rl.setPrompt(this.pending ? "   ...> " : "selkie> ");
+      rl.prompt();
+    };
+    // Ctrl-C clears the line and any statement being typed, as in sqlite3; Ctrl-D (or .quit) leaves.
+    rl.on("SIGINT", () => {
+      rl.write(null, { ctrl: true, name: "e" });
+      rl.write(null, { ctrl: true, name: "u" });
+      this.clear();
+      this.io.output.write("^C\n");
+      prompt();
     });
     let errors = 0;
     if (this.io.interactive) rl.prompt();
     for await (const line of rl) {
       if (!this.feed(line)) errors++;
       if (this.#quit) break;
-      if (this.io.interactive) {
-        rl.setPrompt(this.pending ? "   ...> " : "selkie> ");
-        rl.prompt();
-      }
+      if (this.io.interactive) prompt();
     }
-    if (this.pending) {
-      // End of input in the middle of a statement: run what we have, as sqlite3 does.
-      const sql = this.#buffer;
-      this.#buffer = "";
-      if (!this.runSql(sql)) errors++;
-    }
+    if (this.pending && !this.#quit && !this.flush()) errors++;
+    this.#setSink(undefined, false);
     rl.close();
     if (this.io.interactive) {
       try {
