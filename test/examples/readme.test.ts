@@ -5,12 +5,13 @@
  *   "selkie"` resolves to this package. Blocks that talk to a server get one: the README's port is
  *   replaced by a free one and TOKEN is an admin token of that server, with the database `app` and the
  *   table `notes` the blocks before them create.
- * - sh blocks run in bash, `npx selkie` being this checkout's CLI; a `selkie serve` line is started in
- *   the background on a free port and the block continues once it listens, with $TOKEN set to the admin
+ * - sh blocks run in bash from the repository's root (as the README says), `npx selkie` being this
+ *   checkout's CLI; a `selkie serve` line is started in the background on a free port (and a fresh
+ *   folder for its /tmp one) and the block continues once it listens, with $TOKEN set to the admin
  *   token it printed.
- * Not run: the block of the two set-up commands (`npm run demo`, `npm test`: this suite is one of them),
- * and plain ``` blocks (file trees and tables, not code). Lines listed in SKIP need state the README
- * says they need (e.g. a database in the old store format); each says why.
+ * Not run: blocks matched by SKIP_BLOCK and plain ``` blocks (file trees and tables, not code). Lines
+ * listed in SKIP need state the README says they need (e.g. a database in the old store format); each
+ * says why.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,8 +23,14 @@ import ts from "typescript";
 import { CLI, ROOT, tempDir } from "../helpers.js";
 
 const SKIP: Record<string, string> = {
-  "npx selkie db upgrade old.db": "needs a database of store format 1 (test/sql/sealing-policy.test.ts upgrades one)",
+  "selkie db upgrade old.db": "needs a database of store format 1 (test/sql/sealing-policy.test.ts upgrades one)",
 };
+
+/** Blocks not run, and why. */
+const SKIP_BLOCK: [RegExp, string][] = [
+  [/^npm (run demo|test)\b/m, "the two set-up commands: this suite is one of them"],
+  [/npm run fuzz|SELKIE_MODEL_/, "fuzzing and model runs of minutes to hours (test/fuzz/smoke.test.ts runs every target briefly)"],
+];
 
 interface Block {
   lang: string;
@@ -109,22 +116,28 @@ test("every js and ts block of the README runs as written", { timeout: 240_000 }
 
 test("every sh block of the README runs as written", { timeout: 240_000 }, async () => {
   const home = tempDir("selkie-readme-home-");
-  const cwd = tempDir("selkie-readme-cwd-");
-  const sh = blocks().filter((b) => b.lang === "sh" && !/^npm (run demo|test)\b/m.test(b.code));
+  const sh = blocks().filter((b) => b.lang === "sh" && !SKIP_BLOCK.some(([re]) => re.test(b.code)));
   assert.ok(sh.length >= 2);
   for (const b of sh) {
     const port = await freePort();
+    const scratch = tempDir("selkie-readme-srv-");
+    const srvDir = path.join(scratch, "srv");
+    const log = path.join(scratch, "serve.log");
     const lines: string[] = [`set -euo pipefail`, `selkie() { "${process.execPath}" "${CLI}" "$@"; }`, `trap 'kill $(jobs -p) 2>/dev/null || true; wait || true' EXIT`];
     for (const raw of b.code.split("\n")) {
       const line = raw.replace(/\s+#.*$/, "").trim();
       if (line === "" || line.startsWith("#")) continue;
-      if (SKIP[line] !== undefined) continue;
-      const cmd = line.replaceAll("npx selkie", "selkie").replaceAll(":7700", `:${port}`).replace(/--port 7700\b/, `--port ${port}`);
+      const cmd = line
+        .replaceAll("npx selkie", "selkie")
+        .replaceAll(":7700", `:${port}`)
+        .replace(/--port 7700\b/, `--port ${port}`)
+        .replaceAll("/tmp/selkie-srv", srvDir);
+      if (SKIP[cmd] !== undefined) continue;
       if (/^selkie serve\b/.test(cmd)) {
         lines.push(
-          `${cmd} 2> serve-${b.line}.log &`,
-          `for i in $(seq 1 200); do grep -q "listening on" serve-${b.line}.log 2>/dev/null && break; sleep 0.1; done`,
-          `TOKEN=$(grep -A1 "admin token" serve-${b.line}.log | tail -1 | tr -d ' ')`,
+          `${cmd} 2> "${log}" &`,
+          `for i in $(seq 1 200); do grep -q "listening on" "${log}" 2>/dev/null && break; sleep 0.1; done`,
+          `TOKEN=$(grep -A1 "admin token" "${log}" | tail -1 | tr -d ' ')`,
         );
       } else if (/^selkie sql \S+$/.test(cmd)) {
         lines.push(`${cmd} < /dev/null`); // the interactive shell, fed an empty input
@@ -132,7 +145,7 @@ test("every sh block of the README runs as written", { timeout: 240_000 }, async
         lines.push(cmd);
       }
     }
-    const r = spawnSync("bash", ["-c", lines.join("\n")], { cwd, encoding: "utf8", timeout: 120_000, env: { ...process.env, SELKIE_HOME: home } });
+    const r = spawnSync("bash", ["-c", lines.join("\n")], { cwd: ROOT, encoding: "utf8", timeout: 120_000, env: { ...process.env, SELKIE_HOME: home } });
     assert.equal(r.status, 0, `README.md line ${b.line} (sh) failed:\n${b.code}\n--- stderr:\n${r.stderr}`);
   }
 });
