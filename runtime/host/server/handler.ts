@@ -27,10 +27,9 @@ import { fromWebRequest, json, text, toWebResponse, type CoreRequest, type CoreR
 import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
-import { withEpcRoom } from "./epc-room.js";
 import { TokenStore, type Principal } from "./tokens.js";
 import { parsePipeline } from "./hrana/protocol.js";
-import { runPipeline } from "./hrana/pipeline.js";
+import { InProcessEngine, WorkerEngine, type Engine } from "./engine.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
 import { EnclaveRegistry } from "./enclave-registry.js";
@@ -63,6 +62,11 @@ export interface HandlerOptions {
    * signed manifest requests and that are listed here (`selkie serve --allow-clock` ...).
    */
   grants?: Iterable<Permission>;
+  /**
+   * Worker threads that run the databases' SQL (engine.ts, WORKERS.md); 0 runs it on the main
+   * thread. Default 0 here; `selkie serve` defaults to 2.
+   */
+  workers?: number;
 }
 
 export interface ServerContext {
@@ -75,6 +79,8 @@ export interface ServerContext {
   readonly limits: Limits;
   readonly metrics: ServerMetrics;
   readonly logger: Logger;
+  /** Where database work runs: in-process, or on worker threads. */
+  readonly engine: Engine;
 }
 
 export interface SelkieHandler {
@@ -101,15 +107,18 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   const streams = new StreamTable(limits.streamIdleMs, limits.maxStreams, (s, rolledBack) =>
     logger.info({ event: "stream_expired", db: s.host.name, rolledBack }, rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired"),
   );
+  const engine: Engine = opts.workers
+    ? new WorkerEngine({ workers: opts.workers, registry, platform: opts.platform, limits, logger, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) })
+    : new InProcessEngine(registry, streams, limits);
   const metrics = new ServerMetrics({
     epc: opts.platform.epc,
-    enclavesOpen: () => registry.openCount,
-    streamsOpen: () => streams.size,
-    waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
-    groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
-    recycles: () => registry.openHosts().reduce((a, h) => a + h.recycles, 0),
+    enclavesOpen: () => engine.stats().enclavesOpen,
+    streamsOpen: () => engine.stats().streamsOpen,
+    waiting: () => engine.stats().waiting,
+    groupCommits: () => engine.stats(),
+    recycles: () => engine.stats().recycles,
   });
-  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger };
+  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, engine };
   let inFlight = 0;
   let draining = false;
 
@@ -145,15 +154,9 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     const pl = parsePipeline(parsed, limits.maxSqlBytes);
     // Draining: streams already open may finish (commit their transactions); new ones may not.
     if (draining && pl.baton === null) throw shuttingDown();
-    const host = await withEpcRoom(started + limits.requestTimeoutMs, () => registry.get(name));
-    const resp = await runPipeline({ host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started }, pl);
-    for (const r of resp.results) {
-      if (r.type === "error") metrics.error(r.error.code);
-      else if (r.response.type === "batch") {
-        for (const e of (r.response.result as { step_errors: Array<{ code: string } | null> }).step_errors) if (e) metrics.error(e.code);
-      }
-    }
-    return json(200, resp);
+    const a = await engine.pipeline(name, p, pl, started);
+    for (const code of a.codes) metrics.error(code);
+    return { status: 200, headers: { "content-type": "application/json" }, body: a.body };
   }
 
   /** Dispatch; returns the metrics route label with the response. */
@@ -234,13 +237,13 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
         for (;;) {
           const elapsed = Date.now() - start;
           if (elapsed >= timeout) break;
-          if (elapsed >= grace && streams.holdingLease() > 0) streams.closeAll();
-          if (inFlight === 0 && streams.holdingLease() === 0) break;
+          const holding = await engine.holdingLease();
+          if (elapsed >= grace && holding > 0) await engine.closeStreams();
+          if (inFlight === 0 && holding === 0) break;
           await new Promise((r) => setTimeout(r, 10));
         }
-        streams.closeAll();
         enclaves.closeAll();
-        registry.closeAll();
+        await engine.closeAll();
       },
     },
   });

@@ -1,0 +1,65 @@
+/**
+ * UNTRUSTED (server). A database worker (WORKERS.md): hosts the databases the pool placed on it,
+ * with their enclaves, VFS servers and sealed stores, and runs their requests (conn.ts) off the
+ * main thread. Platform services come from the main thread (worker-platform.ts). Requests run
+ * concurrently as their awaits allow, exactly as on the main thread: each database's lease and
+ * group commit (db-host.ts) order them.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { DatabaseRegistry } from "./registry.js";
+import { StreamTable } from "./hrana/streams.js";
+import { createOn, imageOn, infoOf, pipelineOn, statsOf, type Conn } from "./conn.js";
+import { WorkerPlatform } from "./worker-platform.js";
+import { toWire, WORKER_PROTOCOL, type FromWorker, type ToWorker, type WorkerInit, type WorkerOp } from "./worker-protocol.js";
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+if (init.protocol !== WORKER_PROTOCOL) throw new Error(`worker protocol ${String(init.protocol)}; this worker speaks ${WORKER_PROTOCOL}`);
+const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+
+const platform = new WorkerPlatform(init.platform, () => post({ t: "rpc" }));
+const registry = new DatabaseRegistry({ dir: init.dir, platform: platform.asPlatform(), ...(init.epc !== undefined ? { epc: init.epc } : {}) });
+const streams = new StreamTable(init.limits.streamIdleMs, init.limits.maxStreams, (s, rolledBack) =>
+  post({ t: "log", level: "info", obj: { event: "stream_expired", db: s.host.name, rolledBack }, msg: rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired" }),
+);
+const conn: Conn = { registry, streams, limits: init.limits };
+
+async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer[] }> {
+  switch (m.op) {
+    case "pipeline": {
+      const a = await pipelineOn(conn, m.db, { tokenId: m.tokenId, readOnly: m.readOnly }, m.pl, m.started);
+      // The bytes move to the main thread without a copy.
+      const body = new Uint8Array(a.body.length);
+      body.set(a.body);
+      return { value: { body, codes: a.codes }, transfer: [body.buffer] };
+    }
+    case "create":
+      return { value: await createOn(conn, m.db), transfer: [] };
+    case "info":
+      return { value: infoOf(conn, m.db), transfer: [] };
+    case "remove":
+      registry.remove(m.db);
+      return { value: null, transfer: [] };
+    case "close":
+      registry.close(m.db);
+      return { value: null, transfer: [] };
+    case "image":
+      return { value: await imageOn(conn, m.db, m.what, m.full), transfer: [] };
+    case "closeStreams":
+      streams.closeAll();
+      return { value: null, transfer: [] };
+    case "closeAll":
+      streams.closeAll();
+      registry.closeAll();
+      return { value: null, transfer: [] };
+    case "stats":
+      return { value: null, transfer: [] };
+  }
+}
+
+port.on("message", (m: ToWorker) => {
+  run(m).then(
+    ({ value, transfer }) => post({ t: "answer", id: m.id, ok: true, value, stats: statsOf(conn) }, transfer),
+    (e: unknown) => post({ t: "answer", id: m.id, ok: false, error: toWire(e), stats: statsOf(conn) }),
+  );
+});
