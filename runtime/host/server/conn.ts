@@ -6,13 +6,14 @@
  */
 import * as fs from "node:fs";
 import { SelkieError } from "../../errors.js";
+import type { EpcManager, EpcUsage } from "../../platform/epc.js";
 import type { DatabaseRegistry } from "./registry.js";
 import type { StreamTable } from "./hrana/streams.js";
 import type { Limits } from "./limits.js";
-import type { PipelineRequest } from "./hrana/protocol.js";
+import { parsePipeline } from "./hrana/protocol.js";
 import { runPipeline } from "./hrana/pipeline.js";
 import { withEpcRoom } from "./epc-room.js";
-import { HttpError, notFound } from "./errors.js";
+import { badRequest, HttpError, notFound } from "./errors.js";
 import { json } from "./http.js";
 
 export interface Conn {
@@ -36,10 +37,28 @@ export interface EngineStats {
   jobs: number;
   recycles: number;
   holdingLease: number;
+  /** The EPC leases of this thread's enclaves (a worker's; the main thread's are the platform's own). */
+  epc: EpcUsage["enclaves"];
 }
 
-/** Runs one Hrana pipeline on database `name`, opening it on first use (waiting for EPC room). */
-export async function pipelineOn(c: Conn, name: string, who: { tokenId: string; readOnly: boolean }, pl: PipelineRequest, started: number): Promise<PipelineAnswer> {
+export function shuttingDown(): HttpError {
+  return new HttpError(503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later", { connection: "close", "retry-after": "1" });
+}
+
+/**
+ * Runs one Hrana pipeline (the request body as received) on database `name`, opening it on first
+ * use (waiting for EPC room). While draining, only streams already open may go on.
+ */
+export async function pipelineOn(c: Conn, name: string, who: { tokenId: string; readOnly: boolean }, body: Buffer, started: number, draining: boolean): Promise<PipelineAnswer> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch (e) {
+    throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+  const pl = parsePipeline(parsed, c.limits.maxSqlBytes);
+  // Draining: streams already open may finish (commit their transactions); new ones may not.
+  if (draining && pl.baton === null) throw shuttingDown();
   const host = await withEpcRoom(started + c.limits.requestTimeoutMs, () => c.registry.get(name));
   const resp = await runPipeline({ host, streams: c.streams, tokenId: who.tokenId, readOnly: who.readOnly, limits: c.limits, started }, pl);
   const codes: string[] = [];
@@ -103,7 +122,7 @@ export async function imageOn(c: Conn, name: string, what: "snapshot" | "hiberna
   }
 }
 
-export function statsOf(c: Conn): EngineStats {
+export function statsOf(c: Conn, epc?: EpcManager): EngineStats {
   const hosts = c.registry.openHosts();
   return {
     enclavesOpen: c.registry.openCount,
@@ -113,5 +132,6 @@ export function statsOf(c: Conn): EngineStats {
     jobs: hosts.reduce((a, h) => a + h.groupStats.jobs, 0),
     recycles: hosts.reduce((a, h) => a + h.recycles, 0),
     holdingLease: c.streams.holdingLease(),
+    epc: epc ? epc.usage().enclaves : [],
   };
 }

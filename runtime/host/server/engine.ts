@@ -8,9 +8,9 @@
  */
 import * as fs from "node:fs";
 import type { Platform } from "../../platform/platform.js";
+import type { EpcUsage } from "../../platform/epc.js";
 import type { DatabaseRegistry } from "./registry.js";
 import type { StreamTable } from "./hrana/streams.js";
-import type { PipelineRequest } from "./hrana/protocol.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./handler.js";
 import { createOn, imageOn, infoOf, pipelineOn, statsOf, type Conn, type EngineStats, type PipelineAnswer } from "./conn.js";
@@ -19,7 +19,8 @@ import { WorkerPool } from "./worker-pool.js";
 export interface Engine {
   /** Worker threads (0: in-process). */
   readonly workers: number;
-  pipeline(db: string, who: { tokenId: string; readOnly: boolean }, pl: PipelineRequest, started: number): Promise<PipelineAnswer>;
+  /** One Hrana pipeline: `body` as received (parsed where it runs). */
+  pipeline(db: string, who: { tokenId: string; readOnly: boolean }, body: Buffer, started: number, draining: boolean): Promise<PipelineAnswer>;
   create(db: string): Promise<Record<string, unknown>>;
   info(db: string): Promise<Record<string, unknown>>;
   /** Closes `db` where it is open and removes its files (registry.remove). */
@@ -35,14 +36,20 @@ export interface Engine {
   stats(): EngineStats;
 }
 
+/** The platform's EPC usage with the enclaves of every worker listed too. */
+export function epcUsage(platform: Platform, engine: Engine): EpcUsage {
+  const u = platform.epc.usage();
+  return { ...u, enclaves: [...u.enclaves, ...engine.stats().epc] };
+}
+
 export class InProcessEngine implements Engine {
   readonly workers = 0;
   readonly #c: Conn;
   constructor(registry: DatabaseRegistry, streams: StreamTable, limits: Limits) {
     this.#c = { registry, streams, limits };
   }
-  pipeline(db: string, who: { tokenId: string; readOnly: boolean }, pl: PipelineRequest, started: number): Promise<PipelineAnswer> {
-    return pipelineOn(this.#c, db, who, pl, started);
+  pipeline(db: string, who: { tokenId: string; readOnly: boolean }, body: Buffer, started: number, draining: boolean): Promise<PipelineAnswer> {
+    return pipelineOn(this.#c, db, who, body, started, draining);
   }
   create(db: string): Promise<Record<string, unknown>> {
     return createOn(this.#c, db);
@@ -84,8 +91,8 @@ export class WorkerEngine implements Engine {
   get workers(): number {
     return this.pool.size;
   }
-  async pipeline(db: string, who: { tokenId: string; readOnly: boolean }, pl: PipelineRequest, started: number): Promise<PipelineAnswer> {
-    const a = (await this.pool.call(db, { op: "pipeline", db, tokenId: who.tokenId, readOnly: who.readOnly, started, pl })) as { body: Uint8Array; codes: string[] };
+  async pipeline(db: string, who: { tokenId: string; readOnly: boolean }, body: Buffer, started: number, draining: boolean): Promise<PipelineAnswer> {
+    const a = (await this.pool.call(db, { op: "pipeline", db, tokenId: who.tokenId, readOnly: who.readOnly, started, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength), draining })) as { body: Uint8Array; codes: string[] };
     return { body: Buffer.from(a.body.buffer, a.body.byteOffset, a.body.byteLength), codes: a.codes };
   }
   async create(db: string): Promise<Record<string, unknown>> {
@@ -94,7 +101,7 @@ export class WorkerEngine implements Engine {
   async info(db: string): Promise<Record<string, unknown>> {
     // A database not placed on any worker is not open: what is on disk is all there is to say.
     const placed = this.pool.callIfPlaced(db, { op: "info", db });
-    if (placed) return (await placed) as Record<string, unknown>;
+    if (placed) return { ...((await placed) as Record<string, unknown>), worker: this.pool.workerOf(db) };
     return { name: db, open: false, diskBytes: diskBytes(this.#registry.fileFor(db)) };
   }
   async remove(db: string): Promise<void> {
@@ -128,6 +135,7 @@ export class WorkerEngine implements Engine {
       jobs: all.reduce((a, s) => a + s.jobs, 0),
       recycles: all.reduce((a, s) => a + s.recycles, 0),
       holdingLease: all.reduce((a, s) => a + s.holdingLease, 0),
+      epc: all.flatMap((s) => s.epc),
     };
   }
 }

@@ -28,7 +28,7 @@ import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
 import { TokenStore, type Principal } from "./tokens.js";
-import { parsePipeline } from "./hrana/protocol.js";
+import { shuttingDown } from "./conn.js";
 import { InProcessEngine, WorkerEngine, type Engine } from "./engine.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
@@ -145,16 +145,8 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
       throw forbidden("TOKEN_SCOPE", "this token is not valid for this database");
     }
     const body = await req.body(limits.maxBodyBytes);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString("utf8"));
-    } catch (e) {
-      throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
-    }
-    const pl = parsePipeline(parsed, limits.maxSqlBytes);
-    // Draining: streams already open may finish (commit their transactions); new ones may not.
-    if (draining && pl.baton === null) throw shuttingDown();
-    const a = await engine.pipeline(name, p, pl, started);
+    // Parsed where it runs (engine.ts): on the database's worker, or here with --workers 0.
+    const a = await engine.pipeline(name, p, body, started, draining);
     for (const code of a.codes) metrics.error(code);
     return { status: 200, headers: { "content-type": "application/json" }, body: a.body };
   }
@@ -250,9 +242,6 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   return web;
 }
 
-function shuttingDown(): HttpError {
-  return new HttpError(503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later", { connection: "close", "retry-after": "1" });
-}
 
 function decodeSegment(s: string): string {
   try {

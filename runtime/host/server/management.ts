@@ -50,6 +50,7 @@ import { badRequest, HttpError, notFound } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
 import { checkDbName } from "./registry.js";
+import { epcUsage } from "./engine.js";
 import type { TokenScope } from "./tokens.js";
 
 const MAX_JSON_BODY = 64 * 1024;
@@ -197,11 +198,11 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
   }
   if (a === "platform" && b === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
-    return ["v1_platform", json(200, { platform: ctx.platform.toJSON(), epc: ctx.platform.epc.usage(), epcStats: ctx.platform.epc.stats() })];
+    return ["v1_platform", json(200, { platform: ctx.platform.toJSON(), epc: epcUsage(ctx.platform, ctx.engine), epcStats: ctx.platform.epc.stats() })];
   }
   if (a === "platform" && b === "epc" && c === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
-    return ["v1_platform", json(200, { ...ctx.platform.epc.usage(), stats: ctx.platform.epc.stats(), paging: EpcPager.of(ctx.platform.epc)?.stats() ?? null })];
+    return ["v1_platform", json(200, { ...epcUsage(ctx.platform, ctx.engine), stats: ctx.platform.epc.stats(), paging: EpcPager.of(ctx.platform.epc)?.stats() ?? null })];
   }
   if (a === "platform" && b === "quote" && c === undefined) {
     if (m !== "POST") throw methodNotAllowed(req, ["POST"]);

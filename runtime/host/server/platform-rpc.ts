@@ -38,7 +38,7 @@ export interface RpcRequest {
 
 export type RpcAnswer = { ok: true; value: unknown } | { ok: false; name: string; code: string; message: string };
 
-export type ServiceOp = "seal" | "unseal" | "counters.create" | "counters.increment" | "counters.advance" | "counters.read" | "counters.destroy" | "counters.list" | "report" | "verifyReport" | "quote";
+export type ServiceOp = "epc.reclaim" | "seal" | "unseal" | "counters.create" | "counters.increment" | "counters.advance" | "counters.read" | "counters.destroy" | "counters.list" | "report" | "verifyReport" | "quote";
 
 /** JSON with byte arrays as {"$b": base64}. */
 export function encode(v: unknown): string {
@@ -102,28 +102,44 @@ export class RpcClient {
   }
 }
 
-/** The main thread's end: answers the call waiting in `mailbox`, if any, with services from `resolve`. */
-export function answerRpc(mailbox: SharedArrayBuffer, resolve: (mrenclave: string) => EnclaveServices | undefined): void {
+/** The main thread's end: the call waiting in `mailbox`, if any. */
+export function readRpc(mailbox: SharedArrayBuffer): RpcRequest | undefined {
+  const head = new Int32Array(mailbox, 0, 2);
+  if (Atomics.load(head, 0) !== REQUEST) return undefined;
+  const data = new Uint8Array(mailbox, HEADER);
+  return decode(Buffer.from(data.subarray(0, Atomics.load(head, 1))).toString("utf8")) as RpcRequest;
+}
+
+/** Writes the answer of the waiting call and wakes the worker. */
+export function writeAnswer(mailbox: SharedArrayBuffer, ans: RpcAnswer): void {
   const head = new Int32Array(mailbox, 0, 2);
   const data = new Uint8Array(mailbox, HEADER);
-  if (Atomics.load(head, 0) !== REQUEST) return;
-  let ans: RpcAnswer;
-  try {
-    const req = decode(Buffer.from(data.subarray(0, Atomics.load(head, 1))).toString("utf8")) as RpcRequest;
-    if (req.v !== RPC_VERSION) throw new PlatformRpcError("PLATFORM_RPC_VERSION", `platform RPC version ${String(req.v)}; this server speaks ${RPC_VERSION}`);
-    const s = resolve(req.id);
-    if (!s) throw new PlatformError("PLATFORM_NOT_MEASURED", `no measured enclave with MRENCLAVE ${req.id} on this server: workers get the services of the SQLite enclave only`);
-    ans = { ok: true, value: run(s, req.op, req.args) };
-  } catch (e) {
-    const err = e as { name?: string; code?: string; message?: string };
-    ans = { ok: false, name: err.name ?? "Error", code: typeof err.code === "string" ? err.code : "INTERNAL", message: err.message ?? String(e) };
-  }
+  if (Atomics.load(head, 0) !== REQUEST) return; // the worker gave up waiting (or died)
   let bytes = Buffer.from(encode(ans), "utf8");
   if (bytes.length > data.length) bytes = Buffer.from(encode({ ok: false, name: "PlatformRpcError", code: "PLATFORM_RPC_TOO_LARGE", message: "the platform's answer does not fit the worker's mailbox" }));
   data.set(bytes);
   Atomics.store(head, 1, bytes.length);
   Atomics.store(head, 0, ANSWER);
   Atomics.notify(head, 0);
+}
+
+export function errorAnswer(e: unknown): RpcAnswer {
+  const err = e as { name?: string; code?: string; message?: string };
+  return { ok: false, name: err.name ?? "Error", code: typeof err.code === "string" ? err.code : "INTERNAL", message: err.message ?? String(e) };
+}
+
+/** Answers a (synchronous) service call with the services `resolve` gives for its identity. */
+export function answerService(mailbox: SharedArrayBuffer, req: RpcRequest, resolve: (mrenclave: string) => EnclaveServices | undefined): void {
+  let ans: RpcAnswer;
+  try {
+    if (req.v !== RPC_VERSION) throw new PlatformRpcError("PLATFORM_RPC_VERSION", `platform RPC version ${String(req.v)}; this server speaks ${RPC_VERSION}`);
+    const s = resolve(req.id);
+    if (!s) throw new PlatformError("PLATFORM_NOT_MEASURED", `no measured enclave with MRENCLAVE ${req.id} on this server: workers get the services of the SQLite enclave only`);
+    ans = { ok: true, value: run(s, req.op, req.args) };
+  } catch (e) {
+    ans = errorAnswer(e);
+  }
+  writeAnswer(mailbox, ans);
 }
 
 function run(s: EnclaveServices, op: ServiceOp, a: unknown[]): unknown {

@@ -27,7 +27,7 @@ const conn: Conn = { registry, streams, limits: init.limits };
 async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer[] }> {
   switch (m.op) {
     case "pipeline": {
-      const a = await pipelineOn(conn, m.db, { tokenId: m.tokenId, readOnly: m.readOnly }, m.pl, m.started);
+      const a = await pipelineOn(conn, m.db, { tokenId: m.tokenId, readOnly: m.readOnly }, Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength), m.started, m.draining);
       // The bytes move to the main thread without a copy.
       const body = new Uint8Array(a.body.length);
       body.set(a.body);
@@ -52,6 +52,8 @@ async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer
       streams.closeAll();
       registry.closeAll();
       return { value: null, transfer: [] };
+    case "reclaim":
+      return { value: platform.epc.reclaimLocal(m.bytes), transfer: [] };
     case "stats":
       return { value: null, transfer: [] };
   }
@@ -59,7 +61,7 @@ async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer
 
 port.on("message", (m: ToWorker) => {
   run(m).then(
-    ({ value, transfer }) => post({ t: "answer", id: m.id, ok: true, value, stats: statsOf(conn) }, transfer),
-    (e: unknown) => post({ t: "answer", id: m.id, ok: false, error: toWire(e), stats: statsOf(conn) }),
+    ({ value, transfer }) => post({ t: "answer", id: m.id, ok: true, value, stats: statsOf(conn, platform.epc) }, transfer),
+    (e: unknown) => post({ t: "answer", id: m.id, ok: false, error: toWire(e), stats: statsOf(conn, platform.epc) }),
   );
 });

@@ -5,12 +5,11 @@
  * through the blocking RPC (platform-rpc.ts). No key, root secret or counter store is in the worker.
  */
 import type { Platform } from "../../platform/platform.js";
-import type { EpcManager } from "../../platform/epc.js";
 import type { EnclaveServices } from "../../platform/services.js";
 import type { MeasuredEnclave } from "../../platform/einit.js";
 import type { TargetInfo } from "../../platform/identity.js";
 import type { CounterService } from "../../platform/counters.js";
-import { sharedEpcManager } from "./shared-epc.js";
+import { WorkerEpcManager } from "./shared-epc.js";
 import { RpcClient, type ServiceOp } from "./platform-rpc.js";
 
 export interface WorkerPlatformInit {
@@ -26,15 +25,16 @@ export class WorkerPlatform {
   readonly dir: string;
   readonly platformId: string;
   readonly epcBytes: number;
-  readonly epc: EpcManager;
+  readonly epc: WorkerEpcManager;
   readonly #rpc: RpcClient;
 
   constructor(init: WorkerPlatformInit, wake: () => void) {
     this.dir = init.dir;
     this.platformId = init.platformId;
     this.epcBytes = init.epcBytes;
-    this.epc = sharedEpcManager(init.epcBytes, init.epcLedger);
     this.#rpc = new RpcClient(init.mailbox, wake);
+    // Room this worker's pager cannot make is asked of the other workers (through the main thread).
+    this.epc = new WorkerEpcManager(init.epcBytes, init.epcLedger, (bytes) => this.#rpc.call("", "epc.reclaim", [bytes]) as number);
   }
 
   get closed(): boolean {

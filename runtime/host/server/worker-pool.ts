@@ -22,7 +22,7 @@ import { measureLegacyV1 } from "../../enclave/einit.js";
 import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
 import { sqliteSignature } from "../../sql/sqlite-signer.js";
 import { HttpError } from "./errors.js";
-import { answerRpc, newMailbox } from "./platform-rpc.js";
+import { answerService, errorAnswer, newMailbox, readRpc, writeAnswer } from "./platform-rpc.js";
 import { reviveError, WORKER_PROTOCOL, type FromWorker, type WorkerInit, type WorkerOp } from "./worker-protocol.js";
 import type { EngineStats } from "./conn.js";
 import type { Limits } from "./limits.js";
@@ -54,7 +54,10 @@ interface Slot {
   alive: boolean;
 }
 
-const NO_STATS: EngineStats = { enclavesOpen: 0, streamsOpen: 0, waiting: [], groups: 0, jobs: 0, recycles: 0, holdingLease: 0 };
+/** How long the main thread waits for other workers to free EPC room for one that is short. */
+const RECLAIM_WAIT_MS = 250;
+
+const NO_STATS: EngineStats = { enclavesOpen: 0, streamsOpen: 0, waiting: [], groups: 0, jobs: 0, recycles: 0, holdingLease: 0, epc: [] };
 
 export class WorkerPool {
   readonly #opts: PoolOptions;
@@ -125,7 +128,7 @@ export class WorkerPool {
   }
 
   #onMessage(slot: Slot, m: FromWorker): void {
-    if (m.t === "rpc") return answerRpc(slot.mailbox, this.#resolve);
+    if (m.t === "rpc") return this.#answerRpc(slot);
     if (m.t === "log") return this.#opts.logger[m.level](m.obj, m.msg);
     slot.stats = m.stats;
     const p = slot.pending.get(m.id);
@@ -135,9 +138,28 @@ export class WorkerPool {
     else p.reject(reviveError(m.error));
   }
 
+  /** A worker waits (blocked) on its mailbox: answer it; never block the main thread. */
+  #answerRpc(slot: Slot): void {
+    let req;
+    try {
+      req = readRpc(slot.mailbox);
+    } catch (e) {
+      return writeAnswer(slot.mailbox, errorAnswer(e));
+    }
+    if (!req) return;
+    if (req.op !== "epc.reclaim") return answerService(slot.mailbox, req, this.#resolve);
+    // EPC room: the other workers hibernate idle databases. A worker busy (or itself waiting on
+    // us) does not answer within RECLAIM_WAIT_MS and counts as freeing nothing.
+    const bytes = Number(req.args[0]) || 0;
+    const others = this.#slots.filter((s) => s !== slot && s.alive);
+    const asks = others.map((s) =>
+      Promise.race([this.#send(s, { op: "reclaim", bytes }, undefined).then((n) => Number(n) || 0, () => 0), new Promise<number>((r) => setTimeout(() => r(0), RECLAIM_WAIT_MS))]),
+    );
+    void Promise.all(asks).then((freed) => writeAnswer(slot.mailbox, { ok: true, value: freed.reduce((a, b) => a + b, 0) }));
+  }
+
   #onExit(slot: Slot, code: number): void {
     slot.alive = false;
-    answerRpc(slot.mailbox, () => undefined); // nobody waits on it any more; leaves it clean
     const lost = [...slot.dbs];
     for (const db of lost) {
       this.#placement.delete(db);

@@ -8,7 +8,6 @@
 import { SelkieError, EpcError } from "../../errors.js";
 import { DatabaseLockedError } from "../process-lock.js";
 import { HttpError } from "./errors.js";
-import type { PipelineRequest } from "./hrana/protocol.js";
 import type { EngineStats } from "./conn.js";
 import type { Limits } from "./limits.js";
 import type { WorkerPlatformInit } from "./worker-platform.js";
@@ -25,7 +24,9 @@ export interface WorkerInit {
 }
 
 export type WorkerOp =
-  | { op: "pipeline"; db: string; tokenId: string; readOnly: boolean; started: number; pl: PipelineRequest }
+  /** The request body as received (parsed in the worker: its typed values are class instances). */
+  | { op: "pipeline"; db: string; tokenId: string; readOnly: boolean; started: number; body: Uint8Array; draining: boolean }
+  | { op: "reclaim"; bytes: number }
   | { op: "create"; db: string }
   | { op: "info"; db: string }
   | { op: "remove"; db: string }
