@@ -6,6 +6,8 @@
  * group commit (db-host.ts) order them.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import * as path from "node:path";
+import { EpcPager } from "../../enclave/snapshot/pager.js";
 import { DatabaseRegistry } from "./registry.js";
 import { StreamTable } from "./hrana/streams.js";
 import { createOn, imageOn, infoOf, pipelineOn, statsOf, type Conn } from "./conn.js";
@@ -18,6 +20,9 @@ if (init.protocol !== WORKER_PROTOCOL) throw new Error(`worker protocol ${String
 const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
 const platform = new WorkerPlatform(init.platform, () => post({ t: "rpc" }));
+// This worker's paging images in a folder of its own: a pager empties its folder when it starts,
+// and the main thread's (platform/paging) or another worker's must not be touched.
+EpcPager.for(platform.epc, path.join(init.platform.dir, `paging-worker-${init.index}`));
 const registry = new DatabaseRegistry({ dir: init.dir, platform: platform.asPlatform(), ...(init.epc !== undefined ? { epc: init.epc } : {}) });
 const streams = new StreamTable(init.limits.streamIdleMs, init.limits.maxStreams, (s, rolledBack) =>
   post({ t: "log", level: "info", obj: { event: "stream_expired", db: s.host.name, rolledBack }, msg: rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired" }),

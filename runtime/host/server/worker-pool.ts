@@ -114,6 +114,7 @@ export class WorkerPool {
     const mailbox = newMailbox();
     const init: WorkerInit = {
       protocol: WORKER_PROTOCOL,
+      index: k,
       dir: this.#opts.dir,
       limits: this.#opts.limits,
       ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}),

@@ -16,6 +16,8 @@ export const WORKER_PROTOCOL = 1;
 
 export interface WorkerInit {
   protocol: typeof WORKER_PROTOCOL;
+  /** The worker's index in the pool (its paging folder is the platform's `paging-worker-K`). */
+  index: number;
   /** The databases folder. */
   dir: string;
   limits: Limits;
