@@ -6,6 +6,8 @@
  * group commit (db-host.ts) order them.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { EpcPager } from "../../enclave/snapshot/pager.js";
 import { DatabaseRegistry } from "./registry.js";
@@ -14,9 +16,13 @@ import { createOn, imageOn, infoOf, pipelineOn, statsOf, type Conn } from "./con
 import { WorkerPlatform } from "./worker-platform.js";
 import { toWire, WORKER_PROTOCOL, type FromWorker, type ToWorker, type WorkerInit, type WorkerOp } from "./worker-protocol.js";
 
+/** How much lower a worker's CPU priority is than the main thread's. */
+const WORKER_NICE = 5;
+
 const port = parentPort!;
 const init = workerData as WorkerInit;
 if (init.protocol !== WORKER_PROTOCOL) throw new Error(`worker protocol ${String(init.protocol)}; this worker speaks ${WORKER_PROTOCOL}`);
+lowerOwnPriority();
 const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
 const platform = new WorkerPlatform(init.platform, () => post({ t: "rpc" }));
@@ -70,3 +76,18 @@ port.on("message", (m: ToWorker) => {
     (e: unknown) => post({ t: "answer", id: m.id, ok: false, error: toWire(e), stats: statsOf(conn, platform.epc) }),
   );
 });
+
+/**
+ * Runs this thread at a lower CPU priority (nice +WORKER_NICE) than the main thread: the front
+ * (HTTP, /health, routing, every tenant's request and response) is short work that must not wait
+ * behind a tenant's long statement when cores are scarce. Linux applies setpriority to one thread
+ * given its thread id (/proc/thread-self); elsewhere this does nothing.
+ */
+function lowerOwnPriority(): void {
+  try {
+    const tid = Number(path.basename(fs.readlinkSync("/proc/thread-self")));
+    if (Number.isSafeInteger(tid) && tid > 0) os.setPriority(tid, Math.min(19, os.getPriority(tid) + WORKER_NICE));
+  } catch {
+    // no /proc, or not allowed: same priority as the main thread
+  }
+}
