@@ -112,7 +112,9 @@ export class WorkerEngine implements Engine {
     return (await this.pool.call(db, { op: "image", db, what, full })) as Record<string, unknown>;
   }
   async holdingLease(): Promise<number> {
-    await this.pool.all({ op: "stats" });
+    // Fresh stats, but a worker busy in a statement must not stall the shutdown loop: after
+    // 100 ms its last answer counts.
+    await Promise.race([this.pool.all({ op: "stats" }), new Promise((r) => setTimeout(r, 100))]);
     return this.pool.stats().reduce((a, s) => a + s.holdingLease, 0);
   }
   async closeStreams(): Promise<void> {
