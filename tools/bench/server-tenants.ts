@@ -73,7 +73,7 @@ async function tenant(url: string, token: string, name: string, rows: number, n:
   if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${await r.text()}`);
   const clients = Array.from({ length: n }, () => createClient({ url: `${url}/db/${name}/`, authToken: token }));
   await clients[0]!.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)");
-  await clients[0]!.execute(`INSERT INTO kv SELECT value, 'value-' || value FROM generate_series(1, ${rows})`);
+  await clients[0]!.execute(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows}) INSERT INTO kv SELECT i, 'value-' || i FROM n`);
   return clients;
 }
 

@@ -17,7 +17,7 @@ import { WorkerPlatform } from "./worker-platform.js";
 import { toWire, WORKER_PROTOCOL, type FromWorker, type ToWorker, type WorkerInit, type WorkerOp } from "./worker-protocol.js";
 
 /** How much lower a worker's CPU priority is than the main thread's. */
-const WORKER_NICE = 5;
+const WORKER_NICE = 2;
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
