@@ -374,10 +374,13 @@ describe("one tenant's 10 s statement does not slow the others (worker threads)"
     assert.equal(await long, "STATEMENT_TIMEOUT");
     assert.ok(Date.now() - t0 >= 9_900, "the statement ran for its whole 10 s");
     const h99 = p99(loaded.health);
+    const hu99 = p99(unloaded.health);
     const r99 = p99(loaded.reads);
     const u99 = p99(unloaded.reads);
-    process.stdout.write(`# during the 10 s statement: /health p99 ${h99.toFixed(1)} ms; b's point reads p99 ${r99.toFixed(1)} ms vs unloaded ${u99.toFixed(1)} ms (${loaded.reads.length} / ${unloaded.reads.length} reads)\n`);
-    assert.ok(h99 < 100, `/health p99 ${h99.toFixed(1)} ms`);
+    process.stdout.write(`# during the 10 s statement: /health p99 ${h99.toFixed(1)} ms (unloaded ${hu99.toFixed(1)} ms); b's point reads p99 ${r99.toFixed(1)} ms vs unloaded ${u99.toFixed(1)} ms (${loaded.reads.length} / ${unloaded.reads.length} reads)\n`);
+    // 100 ms, unless the machine itself (other processes) does not answer /health that fast even
+    // unloaded: then within 2x of that. Without workers /health would wait the whole 10 s.
+    assert.ok(h99 < Math.max(100, 2 * hu99), `/health p99 ${h99.toFixed(1)} ms (unloaded ${hu99.toFixed(1)} ms)`);
     assert.ok(r99 <= 2 * u99, `b's point reads p99 ${r99.toFixed(1)} ms, unloaded ${u99.toFixed(1)} ms`);
   });
 });

@@ -54,7 +54,11 @@ describe("selkie serve --workers (spawned)", () => {
       return r;
     };
     const unloaded: number[] = [];
-    for (let i = 0; i < 30; i++) unloaded.push(await timed(read));
+    const unloadedHealth: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      unloaded.push(await timed(read));
+      unloadedHealth.push(await timed(() => api(s, undefined, "GET", "/health")));
+    }
     const started = performance.now();
     const long = pipeline(s, s.adminToken, [exec(RUNAWAY), { type: "close" }], { db: "b" });
     await new Promise((r) => setTimeout(r, 200));
@@ -69,9 +73,10 @@ describe("selkie serve --workers (spawned)", () => {
     assert.equal(r.status, 200);
     assert.equal(r.json.results[0].error.code, "STATEMENT_TIMEOUT");
     assert.ok(health.length >= 5, `only ${health.length} /health answers in 2.8 s`);
-    assert.ok(p99(health) < 100, `/health p99 ${p99(health).toFixed(1)} ms during B's statement`);
-    // Generous on a shared 2-core machine; the benchmark reports the measured ratio.
-    assert.ok(p99(reads) < Math.max(4 * p99(unloaded), 100), `A's point reads p99 ${p99(reads).toFixed(1)} ms vs unloaded ${p99(unloaded).toFixed(1)} ms`);
+    // 100 ms (or 2x what the machine gives unloaded, when other processes load it); without
+    // workers /health would wait for B's whole statement.
+    assert.ok(p99(health) < Math.max(100, 2 * p99(unloadedHealth)), `/health p99 ${p99(health).toFixed(1)} ms during B's statement, ${p99(unloadedHealth).toFixed(1)} ms unloaded`);
+    assert.ok(p99(reads) <= 2 * p99(unloaded), `A's point reads p99 ${p99(reads).toFixed(1)} ms vs unloaded ${p99(unloaded).toFixed(1)} ms`);
   });
 });
 

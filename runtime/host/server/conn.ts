@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import { SelkieError } from "../../errors.js";
 import type { EpcManager, EpcUsage } from "../../platform/epc.js";
+import { EpcPager, type PagingStats } from "../../enclave/snapshot/pager.js";
 import type { DatabaseRegistry } from "./registry.js";
 import type { StreamTable } from "./hrana/streams.js";
 import type { Limits } from "./limits.js";
@@ -39,6 +40,8 @@ export interface EngineStats {
   holdingLease: number;
   /** The EPC leases of this thread's enclaves (a worker's; the main thread's are the platform's own). */
   epc: EpcUsage["enclaves"];
+  /** This thread's pager stats (a worker's; null in-process, where the platform's pager is asked). */
+  paging: PagingStats | null;
 }
 
 export function shuttingDown(): HttpError {
@@ -133,5 +136,6 @@ export function statsOf(c: Conn, epc?: EpcManager): EngineStats {
     recycles: hosts.reduce((a, h) => a + h.recycles, 0),
     holdingLease: c.streams.holdingLease(),
     epc: epc ? epc.usage().enclaves : [],
+    paging: epc ? (EpcPager.of(epc)?.stats() ?? null) : null,
   };
 }

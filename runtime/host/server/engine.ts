@@ -9,6 +9,7 @@
 import * as fs from "node:fs";
 import type { Platform } from "../../platform/platform.js";
 import type { EpcUsage } from "../../platform/epc.js";
+import { EpcPager, type PagingStats } from "../../enclave/snapshot/pager.js";
 import type { DatabaseRegistry } from "./registry.js";
 import type { StreamTable } from "./hrana/streams.js";
 import type { Limits } from "./limits.js";
@@ -34,6 +35,29 @@ export interface Engine {
   closeAll(): Promise<void>;
   /** Summed stats (metrics; from each worker's last answer). */
   stats(): EngineStats;
+}
+
+/**
+ * Paging stats of the platform's pager and every worker's: counts summed; latency percentiles
+ * are the worst worker's (each pager keeps its own window), means weighted by samples.
+ */
+export function pagingStats(platform: Platform, engine: Engine): PagingStats | null {
+  const all = [EpcPager.of(platform.epc)?.stats() ?? null, ...(engine instanceof WorkerEngine ? engine.pool.stats().map((s) => s.paging) : [])].filter((p): p is PagingStats => p !== null);
+  if (all.length === 0) return null;
+  const sum = (f: (p: PagingStats) => number): number => all.reduce((a, p) => a + f(p), 0);
+  const max = (f: (p: PagingStats) => number): number => Math.max(...all.map(f));
+  const samples = sum((p) => p.wakeMs.samples);
+  return {
+    resident: sum((p) => p.resident),
+    hibernated: sum((p) => p.hibernated),
+    residentBytes: sum((p) => p.residentBytes),
+    evictions: sum((p) => p.evictions),
+    evictionFailures: sum((p) => p.evictionFailures),
+    wakes: sum((p) => p.wakes),
+    wakeFailures: sum((p) => p.wakeFailures),
+    wakeMs: { p50: max((p) => p.wakeMs.p50), p99: max((p) => p.wakeMs.p99), max: max((p) => p.wakeMs.max), mean: samples ? sum((p) => p.wakeMs.mean * p.wakeMs.samples) / samples : 0, samples },
+    hibernateMs: { p50: max((p) => p.hibernateMs.p50), p99: max((p) => p.hibernateMs.p99), samples: sum((p) => p.hibernateMs.samples) },
+  };
 }
 
 /** The platform's EPC usage with the enclaves of every worker listed too. */
@@ -138,6 +162,7 @@ export class WorkerEngine implements Engine {
       recycles: all.reduce((a, s) => a + s.recycles, 0),
       holdingLease: all.reduce((a, s) => a + s.holdingLease, 0),
       epc: all.flatMap((s) => s.epc),
+      paging: null,
     };
   }
 }

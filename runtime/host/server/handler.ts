@@ -29,7 +29,7 @@ import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
 import { TokenStore, type Principal } from "./tokens.js";
 import { shuttingDown } from "./conn.js";
-import { InProcessEngine, WorkerEngine, type Engine } from "./engine.js";
+import { InProcessEngine, pagingStats, WorkerEngine, type Engine } from "./engine.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
 import { EnclaveRegistry } from "./enclave-registry.js";
@@ -117,6 +117,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     waiting: () => engine.stats().waiting,
     groupCommits: () => engine.stats(),
     recycles: () => engine.stats().recycles,
+    paging: () => pagingStats(opts.platform, engine),
   });
   const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, engine };
   let inFlight = 0;

@@ -45,12 +45,11 @@ import { sqliteSignature } from "../../sql/sqlite-signer.js";
 import type { EnclaveServices } from "../../platform/services.js";
 import type { Platform } from "../../platform/platform.js";
 import { reportDataFor } from "../../platform/report.js";
-import { EpcPager } from "../../enclave/snapshot/pager.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
 import { checkDbName } from "./registry.js";
-import { epcUsage } from "./engine.js";
+import { epcUsage, pagingStats } from "./engine.js";
 import type { TokenScope } from "./tokens.js";
 
 const MAX_JSON_BODY = 64 * 1024;
@@ -202,7 +201,7 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
   }
   if (a === "platform" && b === "epc" && c === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
-    return ["v1_platform", json(200, { ...epcUsage(ctx.platform, ctx.engine), stats: ctx.platform.epc.stats(), paging: EpcPager.of(ctx.platform.epc)?.stats() ?? null })];
+    return ["v1_platform", json(200, { ...epcUsage(ctx.platform, ctx.engine), stats: ctx.platform.epc.stats(), paging: pagingStats(ctx.platform, ctx.engine) })];
   }
   if (a === "platform" && b === "quote" && c === undefined) {
     if (m !== "POST") throw methodNotAllowed(req, ["POST"]);

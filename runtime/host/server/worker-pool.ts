@@ -57,7 +57,7 @@ interface Slot {
 /** How long the main thread waits for other workers to free EPC room for one that is short. */
 const RECLAIM_WAIT_MS = 250;
 
-const NO_STATS: EngineStats = { enclavesOpen: 0, streamsOpen: 0, waiting: [], groups: 0, jobs: 0, recycles: 0, holdingLease: 0, epc: [] };
+const NO_STATS: EngineStats = { enclavesOpen: 0, streamsOpen: 0, waiting: [], groups: 0, jobs: 0, recycles: 0, holdingLease: 0, epc: [], paging: null };
 
 export class WorkerPool {
   readonly #opts: PoolOptions;
