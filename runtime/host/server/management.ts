@@ -38,7 +38,6 @@
  *                                      ENCLAVE_TRAP (the instance restarts); EPC full: 503
  *                                      EPC_ADMISSION_REFUSED.
  */
-import * as fs from "node:fs";
 import { Enclave } from "../../enclave/enclave.js";
 import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
 import { sqliteSignature } from "../../sql/sqlite-signer.js";
