@@ -2,7 +2,8 @@
  * EPC budget manager: admission control and metered growth of enclaves' committed memory.
  *
  * Invariants:
- * 1. Sum of committed bytes over live leases <= budget, always. Every change happens inside one
+ * 1. Sum of committed bytes over live leases <= budget, always (over every manager sharing the
+ *    ledger: its tryAdd is one atomic check-and-add). Every change happens inside one
  *    synchronous call (admit, grow, release), so async interleavings of launches cannot overshoot.
  * 2. A lease's committed bytes <= its max. A growth past the lease max or the budget returns false
  *    (the enclave sees out-of-memory); it never throws and never over-commits.
@@ -130,25 +131,75 @@ class Lease implements EpcLease {
   }
 }
 
+/**
+ * Where the committed total of an EPC budget is kept. The managers of several threads sharing one
+ * budget (runtime/host/server/shared-epc.ts) keep it in one SharedArrayBuffer, so admission is
+ * checked against every thread's enclaves.
+ */
+export interface EpcLedger {
+  /** Bytes committed by every manager on this ledger. */
+  readonly committed: number;
+  /** Adds `n` bytes if the total stays within `budget`; false (nothing added) otherwise. */
+  tryAdd(n: number, budget: number): boolean;
+  sub(n: number): void;
+}
+
+/**
+ * The ledger every EpcManager uses unless given another: the committed total in a
+ * SharedArrayBuffer, so worker threads can share the budget (new SharedEpcLedger(epc.ledgerBuffer)).
+ */
+export class SharedEpcLedger implements EpcLedger {
+  readonly #a: BigInt64Array;
+
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(8)) {
+    this.#a = new BigInt64Array(buffer, 0, 1);
+  }
+
+  get committed(): number {
+    return Number(Atomics.load(this.#a, 0));
+  }
+
+  tryAdd(n: number, budget: number): boolean {
+    const add = BigInt(n);
+    const cap = BigInt(budget);
+    for (;;) {
+      const cur = Atomics.load(this.#a, 0);
+      if (cur + add > cap) return false;
+      if (Atomics.compareExchange(this.#a, 0, cur, cur + add) === cur) return true;
+    }
+  }
+
+  sub(n: number): void {
+    Atomics.sub(this.#a, 0, BigInt(n));
+  }
+}
+
 export class EpcManager {
   readonly budget: number;
-  #committed = 0;
+  readonly #ledger: EpcLedger;
   #peak = 0;
   readonly #leases = new Map<string, Lease>();
   readonly #ops: LeaseOps = { grow: (l, s, d) => this.#grow(l, s, d), release: (l, s) => this.#release(l, s) };
   #evictor: EpcEvictor | undefined;
   readonly #stats: EpcStats = { admissions: 0, admissionRefusals: 0, grows: 0, growRefusals: 0, bytesGrown: 0, evictionRequests: 0, bytesEvicted: 0 };
 
-  constructor(budgetBytes: number = DEFAULT_EPC_BYTES) {
+  constructor(budgetBytes: number = DEFAULT_EPC_BYTES, ledger?: EpcLedger) {
     this.budget = checkEpcBudget(budgetBytes);
+    this.#ledger = ledger ?? new SharedEpcLedger();
   }
 
+  /** The SharedArrayBuffer of the ledger, for managers in other threads that share this budget. */
+  get ledgerBuffer(): SharedArrayBuffer | undefined {
+    return this.#ledger instanceof SharedEpcLedger ? this.#ledger.buffer : undefined;
+  }
+
+  /** Bytes committed against the budget (by every manager sharing its ledger). */
   get committed(): number {
-    return this.#committed;
+    return this.#ledger.committed;
   }
 
   get free(): number {
-    return this.budget - this.#committed;
+    return this.budget - this.committed;
   }
 
   setEvictor(evictor: EpcEvictor | undefined): void {
@@ -160,10 +211,10 @@ export class EpcManager {
   #makeRoom(need: number): boolean {
     if (need <= this.free) return true;
     if (this.#evictor === undefined) return false;
-    const before = this.#committed;
+    const before = this.committed;
     this.#stats.evictionRequests++;
     this.#evictor(need - this.free);
-    this.#stats.bytesEvicted += Math.max(0, before - this.#committed);
+    this.#stats.bytesEvicted += Math.max(0, before - this.committed);
     return need <= this.free;
   }
 
@@ -174,21 +225,21 @@ export class EpcManager {
     checkBytes(maxBytes, "maxBytes");
     if (initialBytes > maxBytes) throw new EpcError("EPC_BAD_REQUEST", `initialBytes (${initialBytes}) exceeds maxBytes (${maxBytes})`);
     if (this.#leases.has(id)) throw new EpcError("EPC_DUPLICATE_ID", `enclave id ${JSON.stringify(id)} already holds an EPC lease`);
-    if (!this.#makeRoom(initialBytes) || this.#leases.has(id)) {
+    if (!this.#makeRoom(initialBytes) || this.#leases.has(id) || !this.#ledger.tryAdd(initialBytes, this.budget)) {
       this.#stats.admissionRefusals++;
       throw new EpcError("EPC_ADMISSION_REFUSED", this.#refusal(id, label, initialBytes));
     }
     const lease = new Lease(this.#ops, { committed: initialBytes, peak: initialBytes, released: false }, id, label, maxBytes);
     this.#leases.set(id, lease);
-    this.#commit(initialBytes);
+    this.#commit();
     this.#stats.admissions++;
     return lease;
   }
 
-  #commit(n: number): void {
-    this.#committed += n;
-    if (this.#committed > this.#peak) this.#peak = this.#committed;
-    if (this.#committed > this.budget) throw new Error("internal: EPC over-commit"); // unreachable by invariant 1
+  /** After the ledger took bytes (tryAdd, which never passes the budget): the peak. */
+  #commit(): void {
+    const c = this.committed;
+    if (c > this.#peak) this.#peak = c;
   }
 
   #refusal(id: string, label: string, need: number): string {
@@ -206,13 +257,13 @@ export class EpcManager {
     checkBytes(delta, "deltaBytes");
     this.#stats.grows++;
     if (delta === 0) return true;
-    if (st.committed + delta > lease.max || !this.#makeRoom(delta) || st.released) {
+    if (st.committed + delta > lease.max || !this.#makeRoom(delta) || st.released || !this.#ledger.tryAdd(delta, this.budget)) {
       this.#stats.growRefusals++;
       return false;
     }
     st.committed += delta;
     if (st.committed > st.peak) st.peak = st.committed;
-    this.#commit(delta);
+    this.#commit();
     this.#stats.bytesGrown += delta;
     return true;
   }
@@ -221,14 +272,14 @@ export class EpcManager {
     if (st.released) return;
     st.released = true;
     if (this.#leases.get(lease.id) === lease) this.#leases.delete(lease.id);
-    this.#committed -= st.committed;
+    this.#ledger.sub(st.committed);
     st.committed = 0;
   }
 
   usage(): EpcUsage {
     return {
       budget: this.budget,
-      committed: this.#committed,
+      committed: this.committed,
       peak: this.#peak,
       free: this.free,
       enclaves: [...this.#leases.values()].map((l) => ({ id: l.id, label: l.label, committed: l.committed, peak: l.peak, max: l.max })),

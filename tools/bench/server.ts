@@ -7,7 +7,9 @@
  * throughput. @libsql/client runs over http:// (where it speaks Hrana 3 in protobuf, v3-protobuf)
  * and over ws:// (hrana3-protobuf); two more rows drive selkie serve with plain fetch and
  * hand-built Hrana JSON (v2 pipeline) and protobuf (v3-protobuf pipeline), for reference (the
- * client side's share of the cost). A benchmark, not a test: exit 0 whether or not the target is met, 1 if a request failed.
+ * client side's share of the cost). Then the tenant rows (server-tenants.ts): point
+ * reads on tenant A while tenant B runs a 10 s statement beside the unloaded row, and mixed traffic
+ * on 4 tenants with --workers 0, 1, 2. A benchmark, not a test: exit 0 whether or not the target is met, 1 if a request failed.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
@@ -30,6 +32,7 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: 
 import { createClient, type Client } from "@libsql/client";
 import protobuf from "protobufjs";
 import { HRANA_HTTP_PROTO, HRANA_PROTO } from "../../runtime/host/server/hrana/proto-schema.js";
+import { tenantRows } from "./server-tenants.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..", "..", "..");
@@ -212,6 +215,15 @@ async function main(): Promise<number> {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 
+  // The tenant rows (issue 12), with their own servers.
+  const tenantTmp = fs.mkdtempSync(path.join(os.tmpdir(), "selkie-bench-tenants-"));
+  let tenants: { lines: string[]; failures: number };
+  try {
+    tenants = await tenantRows({ cli: CLI, tmp: tenantTmp, clients: CLIENTS, seconds: SECONDS, rows: ROWS });
+  } finally {
+    fs.rmSync(tenantTmp, { recursive: true, force: true });
+  }
+
   const engines = Object.keys(results);
   const [baseName, selkieName] = engines as [string, string];
   const lines = [
@@ -235,6 +247,8 @@ async function main(): Promise<number> {
     }
   }
   lines.push("", `Target: selkie >= ${TARGET * 100}% of the baseline's throughput: ${allMet ? "met" : "NOT met"}. Failed requests: ${failures}.`);
+  lines.push(...tenants.lines);
+  failures += tenants.failures;
   process.stdout.write(`${lines.join("\n")}\n`);
   fs.mkdirSync(path.join(REPO, "bench-results"), { recursive: true });
   fs.writeFileSync(path.join(REPO, "bench-results", "server.md"), `${lines.join("\n")}\n`);

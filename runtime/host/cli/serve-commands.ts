@@ -31,6 +31,11 @@ const positiveInt = (what: string) => (v: string): number => {
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${what} must be a positive integer`);
   return n;
 };
+const workerCount = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 64) throw new InvalidArgumentError("--workers must be an integer from 0 to 64");
+  return n;
+};
 const size = (what: string) => (v: string): number => {
   try {
     return parseSize(v, what);
@@ -71,6 +76,7 @@ interface ServeFlags {
   allowDevCa?: boolean;
   logLevel: string;
   shutdownTimeout: number;
+  workers: number;
 }
 
 export function registerServeCommands(program: Command, run: Run): void {
@@ -103,6 +109,7 @@ export function registerServeCommands(program: Command, run: Run): void {
     .addOption(new Option("--stream-idle <ms>", `idle time before a stream expires (default ${DEFAULT_LIMITS.streamIdleMs})`).argParser(positiveInt("--stream-idle")))
     .addOption(new Option("--max-transaction <ms>", `longest life of an interactive transaction, rolled back at it (default ${DEFAULT_LIMITS.maxTransactionMs})`).argParser(positiveInt("--max-transaction")))
     .addOption(new Option("--max-read-transaction <ms>", `the same for read-only tokens (default ${DEFAULT_LIMITS.readOnlyTransactionMs})`).argParser(positiveInt("--max-read-transaction")))
+    .addOption(new Option("--workers <n>", "worker threads that run the databases' SQL, so one tenant's long statement holds no other (0: on the main thread)").argParser(workerCount).default(2))
     .option("--metrics-public", "serve /metrics without a token")
     .option("--allow-clock", "custom enclaves whose signed manifest requests \"clock\" may read the wall clock (denied by default)")
     .option("--allow-random", "custom enclaves whose signed manifest requests \"random\" may get randomness (denied by default)")
@@ -256,6 +263,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
       grants,
       ...(f.dbEpc !== undefined ? { epc: f.dbEpc } : {}),
       migration: { ...(fleetCa ? { fleetCa } : {}), allowDevCa: f.allowDevCa === true },
+      workers: f.workers,
     });
   } catch (e) {
     platform.close();
@@ -270,7 +278,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
   const tokens = server.handler.context.tokens;
   let firstAdmin: string | undefined;
   if (!tokens.hasAdmin()) firstAdmin = tokens.create("admin", null).token;
-  logger.info({ event: "listening", url: server.url, dir, platform: platform.platformId, epcBudget: platform.epcBytes, grants }, "selkie serve is listening");
+  logger.info({ event: "listening", url: server.url, dir, workers: f.workers, platform: platform.platformId, epcBudget: platform.epcBytes, grants }, "selkie serve is listening");
   const lines = [
     `selkie: listening on ${server.url} (data in ${dir})`,
     firstAdmin

@@ -30,12 +30,9 @@ import { fromWebRequest, json, text, toWebResponse, type CoreRequest, type CoreR
 import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
-import { withEpcRoom } from "./epc-room.js";
 import { TokenStore, type Principal } from "./tokens.js";
-import { parsePipeline } from "./hrana/protocol.js";
-import { runPipeline } from "./hrana/pipeline.js";
-import { parseCursor, runCursor } from "./hrana/cursor.js";
-import { cursorBodyIn, cursorResponseOut, pipelineBodyIn, pipelineResponseOut } from "./hrana/protobuf.js";
+import { shuttingDown } from "./conn.js";
+import { InProcessEngine, pagingStats, WorkerEngine, type Engine } from "./engine.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
 import { EnclaveRegistry } from "./enclave-registry.js";
@@ -71,6 +68,11 @@ export interface HandlerOptions {
    * signed manifest requests and that are listed here (`selkie serve --allow-clock` ...).
    */
   grants?: Iterable<Permission>;
+  /**
+   * Worker threads that run the databases' SQL (engine.ts, WORKERS.md); 0 runs it on the main
+   * thread. Default 0 here; `selkie serve` defaults to 2.
+   */
+  workers?: number;
 }
 
 export interface ServerContext {
@@ -85,6 +87,8 @@ export interface ServerContext {
   readonly logger: Logger;
   /** Databases that moved to another peer (runtime/migration/forwarding/FORWARDING.md). */
   readonly forwarding: ForwardingTable;
+  /** Where database work runs: in-process, or on worker threads. */
+  readonly engine: Engine;
 }
 
 export interface SelkieHandler {
@@ -118,16 +122,20 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   const streams = new StreamTable(limits.streamIdleMs, limits.maxStreams, (s, rolledBack) =>
     logger.info({ event: "stream_expired", db: s.host.name, rolledBack }, rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired"),
   );
+  const engine: Engine = opts.workers
+    ? new WorkerEngine({ workers: opts.workers, registry, platform: opts.platform, limits, logger, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) })
+    : new InProcessEngine(registry, streams, limits);
   const metrics = new ServerMetrics({
     epc: opts.platform.epc,
-    enclavesOpen: () => registry.openCount,
-    streamsOpen: () => streams.size,
-    waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
-    groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
-    recycles: () => registry.openHosts().reduce((a, h) => a + h.recycles, 0),
+    enclavesOpen: () => engine.stats().enclavesOpen,
+    streamsOpen: () => engine.stats().streamsOpen,
+    waiting: () => engine.stats().waiting,
+    groupCommits: () => engine.stats(),
+    recycles: () => engine.stats().recycles,
+    paging: () => pagingStats(opts.platform, engine),
     forwardedDatabases: () => forwarding.size,
   });
-  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, forwarding };
+  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, engine, forwarding };
   let inFlight = 0;
   let draining = false;
 
@@ -163,37 +171,10 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
       throw forbidden("TOKEN_SCOPE", "this token is not valid for this database");
     }
     const body = await req.body(limits.maxBodyBytes);
-    let parsed: unknown;
-    if (ep.protobuf) {
-      parsed = ep.cursor ? cursorBodyIn(body) : pipelineBodyIn(body);
-    } else {
-      try {
-        parsed = JSON.parse(body.toString("utf8"));
-      } catch (e) {
-        throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
-      }
-    }
-    const pl = ep.cursor ? parseCursor(parsed, limits.maxSqlBytes) : parsePipeline(parsed, limits.maxSqlBytes);
-    // Draining: streams already open may finish (commit their transactions); new ones may not.
-    if (draining && pl.baton === null) throw shuttingDown();
-    const host = await withEpcRoom(started + limits.requestTimeoutMs, () => registry.get(name));
-    const pctx = { host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started };
-    if (ep.cursor) {
-      const c = await runCursor(pctx, pl);
-      for (const e of c.entries) if (e.type === "error" || e.type === "step_error") metrics.error(e.error.code);
-      const head = { baton: c.baton, base_url: c.base_url };
-      if (ep.protobuf) return { status: 200, headers: { "content-type": "application/x-protobuf" }, body: cursorResponseOut(head, c.entries) };
-      return { status: 200, headers: { "content-type": "application/json" }, body: [head, ...c.entries].map((x) => `${json(200, x).body as string}\n`).join("") };
-    }
-    const resp = await runPipeline(pctx, pl);
-    for (const r of resp.results) {
-      if (r.type === "error") metrics.error(r.error.code);
-      else if (r.response.type === "batch") {
-        for (const e of (r.response.result as { step_errors: Array<{ code: string } | null> }).step_errors) if (e) metrics.error(e.code);
-      }
-    }
-    if (ep.protobuf) return { status: 200, headers: { "content-type": "application/x-protobuf" }, body: pipelineResponseOut(resp) };
-    return json(200, resp);
+    // Parsed where it runs (engine.ts): on the database's worker, or here with --workers 0.
+    const a = await engine.pipeline(name, p, body, started, draining, ep);
+    for (const code of a.codes) metrics.error(code);
+    return { status: 200, headers: { "content-type": a.contentType }, body: a.body };
   }
 
   /** Dispatch; returns the metrics route label with the response. */
@@ -277,22 +258,19 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
         for (;;) {
           const elapsed = Date.now() - start;
           if (elapsed >= timeout) break;
-          if (elapsed >= grace && streams.holdingLease() > 0) streams.closeAll();
-          if (inFlight === 0 && streams.holdingLease() === 0) break;
+          const holding = await engine.holdingLease();
+          if (elapsed >= grace && holding > 0) await engine.closeStreams();
+          if (inFlight === 0 && holding === 0) break;
           await new Promise((r) => setTimeout(r, 10));
         }
-        streams.closeAll();
         enclaves.closeAll();
-        registry.closeAll();
+        await engine.closeAll();
       },
     },
   });
   return web;
 }
 
-function shuttingDown(): HttpError {
-  return new HttpError(503, "SHUTTING_DOWN", "the server is shutting down; retry on another server or later", { connection: "close", "retry-after": "1" });
-}
 
 function decodeSegment(s: string): string {
   try {

@@ -38,20 +38,17 @@
  *                                      ENCLAVE_TRAP (the instance restarts); EPC full: 503
  *                                      EPC_ADMISSION_REFUSED.
  */
-import * as fs from "node:fs";
 import { Enclave } from "../../enclave/enclave.js";
 import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
 import { sqliteSignature } from "../../sql/sqlite-signer.js";
 import type { EnclaveServices } from "../../platform/services.js";
 import type { Platform } from "../../platform/platform.js";
 import { reportDataFor } from "../../platform/report.js";
-import { EpcPager } from "../../enclave/snapshot/pager.js";
-import { SelkieError } from "../../errors.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
 import { checkDbName } from "./registry.js";
-import { withEpcRoom } from "./epc-room.js";
+import { epcUsage, pagingStats } from "./engine.js";
 import type { TokenScope } from "./tokens.js";
 
 const MAX_JSON_BODY = 64 * 1024;
@@ -135,26 +132,9 @@ function methodNotAllowed(req: CoreRequest, allowed: string[]): HttpError {
   return new HttpError(405, "METHOD_NOT_ALLOWED", `${req.pathname} takes ${allowed.join(" or ")}, not ${req.method}`, { allow: allowed.join(", ") });
 }
 
-function fileSize(f: string): number {
-  try {
-    return fs.statSync(f).size;
-  } catch {
-    return 0;
-  }
-}
-
-function dbInfo(ctx: ServerContext, name: string): Record<string, unknown> {
-  const file = ctx.registry.fileFor(name);
-  const info: Record<string, unknown> = { name, open: ctx.registry.isOpen(name), diskBytes: fileSize(file) + fileSize(`${file}.log`) };
-  if (ctx.registry.isOpen(name)) {
-    const host = ctx.registry.get(name);
-    info.enclave = host.db.enclave;
-    info.paging = host.db.paging;
-    info.storage = host.db.storage;
-    info.inTransaction = host.db.inTransaction;
-    info.waiting = host.waiting;
-  }
-  return info;
+/** A database's state, from the thread that hosts it (engine.ts). */
+function dbInfo(ctx: ServerContext, name: string): Promise<Record<string, unknown>> {
+  return ctx.engine.info(name);
 }
 
 /** The SQLite enclave measured once per platform for the quote endpoint (a loaded, signed, measured instance). */
@@ -175,7 +155,7 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
   const [a, b, c] = parts;
   const m = req.method;
   if (a === "databases" && b === undefined) {
-    if (m === "GET") return ["v1_databases", json(200, { databases: ctx.registry.list().map((n) => dbInfo(ctx, n)) })];
+    if (m === "GET") return ["v1_databases", json(200, { databases: await Promise.all(ctx.registry.list().map((n) => dbInfo(ctx, n))) })];
     if (m === "POST") {
       const body = await readJson(req);
       if (typeof body.name !== "string") throw badRequest("BAD_REQUEST", "give the new database's name: {\"name\": \"...\"}");
@@ -184,9 +164,10 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
       if (moved !== undefined) {
         throw new HttpError(409, "DB_MOVED", `a database named ${name} moved to ${moved.to} (${moved.since}) and this server forwards its clients there; to reuse the name here, first DELETE /v1/forwarding/${name}`);
       }
-      await withEpcRoom(Date.now() + ctx.limits.requestTimeoutMs, () => ctx.registry.create(name));
+      if (ctx.registry.exists(name)) throw new HttpError(409, "DB_EXISTS", `database ${name} exists already`);
+      const info = await ctx.engine.create(name);
       ctx.logger.info({ event: "db_created", db: name }, "database created");
-      return ["v1_databases", json(201, dbInfo(ctx, name))];
+      return ["v1_databases", json(201, info)];
     }
     throw methodNotAllowed(req, ["GET", "POST"]);
   }
@@ -194,10 +175,11 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
     const name = checkDbName(b);
     if (m === "GET") {
       if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
-      return ["v1_database", json(200, dbInfo(ctx, name))];
+      return ["v1_database", json(200, await dbInfo(ctx, name))];
     }
     if (m === "DELETE") {
-      ctx.registry.remove(name);
+      if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
+      await ctx.engine.remove(name);
       const revoked = ctx.tokens.revokeForDb(name);
       ctx.logger.info({ event: "db_deleted", db: name, revokedTokens: revoked }, "database deleted");
       return ["v1_database", json(200, { deleted: name, revokedTokens: revoked })];
@@ -210,33 +192,20 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
     if (!ctx.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
     const raw = await req.body(MAX_JSON_BODY);
     const body = raw.length === 0 ? {} : await readJson({ ...req, body: async () => raw });
-    const deadline = Date.now() + ctx.limits.requestTimeoutMs;
-    const host = await withEpcRoom(deadline, () => ctx.registry.get(name));
-    const owner = {};
-    // The lease: in-flight requests finish first, new ones wait until the image is written.
-    await host.acquire(owner, deadline, Infinity);
-    try {
-      if (c === "hibernate") return ["v1_database", json(200, { hibernated: host.db.hibernate(), paging: host.db.paging })];
-      await host.wake(deadline); // a snapshot is of a running enclave: wait for EPC room like a request
-      try {
-        const image = host.db.snapshot(undefined, { full: body.full === true });
-        ctx.logger.info({ event: "db_snapshot", db: name, seq: image.seq, kind: image.kind, bytes: image.fileBytes }, "snapshot written");
-        return ["v1_database", json(200, { image })];
-      } catch (e) {
-        if (e instanceof SelkieError && e.code === "SNAPSHOT_BUSY") throw new HttpError(409, e.code, e.message);
-        throw e;
-      }
-    } finally {
-      host.release(owner);
+    const out = await ctx.engine.image(name, c, body.full === true);
+    if (c === "snapshot") {
+      const image = out.image as { seq?: number; kind?: string; fileBytes?: number };
+      ctx.logger.info({ event: "db_snapshot", db: name, seq: image.seq, kind: image.kind, bytes: image.fileBytes }, "snapshot written");
     }
+    return ["v1_database", json(200, out)];
   }
   if (a === "platform" && b === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
-    return ["v1_platform", json(200, { platform: ctx.platform.toJSON(), epc: ctx.platform.epc.usage(), epcStats: ctx.platform.epc.stats() })];
+    return ["v1_platform", json(200, { platform: ctx.platform.toJSON(), epc: epcUsage(ctx.platform, ctx.engine), epcStats: ctx.platform.epc.stats() })];
   }
   if (a === "platform" && b === "epc" && c === undefined) {
     if (m !== "GET") throw methodNotAllowed(req, ["GET"]);
-    return ["v1_platform", json(200, { ...ctx.platform.epc.usage(), stats: ctx.platform.epc.stats(), paging: EpcPager.of(ctx.platform.epc)?.stats() ?? null })];
+    return ["v1_platform", json(200, { ...epcUsage(ctx.platform, ctx.engine), stats: ctx.platform.epc.stats(), paging: pagingStats(ctx.platform, ctx.engine) })];
   }
   if (a === "platform" && b === "quote" && c === undefined) {
     if (m !== "POST") throw methodNotAllowed(req, ["POST"]);

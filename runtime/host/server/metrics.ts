@@ -19,7 +19,7 @@
  */
 import * as prom from "prom-client";
 import type { EpcManager } from "../../platform/epc.js";
-import { EpcPager } from "../../enclave/snapshot/pager.js";
+import { EpcPager, type PagingStats } from "../../enclave/snapshot/pager.js";
 
 export interface MetricsSources {
   epc: EpcManager;
@@ -31,6 +31,8 @@ export interface MetricsSources {
   recycles?(): number;
   /** Entries of the forwarding table (databases that moved). */
   forwardedDatabases?(): number;
+  /** Paging stats of every pager (worker threads have their own); default: the platform's pager. */
+  paging?(): PagingStats | null;
 }
 
 export class ServerMetrics {
@@ -57,7 +59,7 @@ export class ServerMetrics {
     new prom.Gauge({ name: "selkie_epc_committed_bytes", help: "EPC bytes committed by enclaves", registers, collect() { this.set(src.epc.usage().committed); } });
     new prom.Gauge({ name: "selkie_epc_budget_bytes", help: "The platform's EPC budget in bytes", registers, collect() { this.set(src.epc.usage().budget); } });
     new prom.Gauge({ name: "selkie_epc_peak_bytes", help: "Peak EPC bytes committed", registers, collect() { this.set(src.epc.usage().peak); } });
-    const paging = () => EpcPager.of(src.epc)?.stats();
+    const paging = () => (src.paging ? src.paging() : EpcPager.of(src.epc)?.stats()) ?? undefined;
     new prom.Gauge({ name: "selkie_enclaves_resident", help: "Database enclaves resident in the EPC", registers, collect() { this.set(paging()?.resident ?? src.enclavesOpen()); } });
     new prom.Gauge({ name: "selkie_enclaves_hibernated", help: "Database enclaves hibernated to sealed images (EPC paging)", registers, collect() { this.set(paging()?.hibernated ?? 0); } });
     new prom.Gauge({ name: "selkie_epc_evictions", help: "Enclaves hibernated to make EPC room, since start", registers, collect() { this.set(paging()?.evictions ?? 0); } });

@@ -191,12 +191,16 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         // The listener stays open while draining: closing it would also cut idle keep-alive
         // connections that a client may be sending on this very moment. New work gets 503 and
         // every response says "connection: close"; then the listener and connections close.
-        await sockets.close(o.timeoutMs);
-        await handler.shutdown(o);
-        migration.closeAll("the server is shutting down");
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
-        await stopped;
+        try {
+          await sockets.close(o.timeoutMs);
+          await handler.shutdown(o);
+        } finally {
+          migration.closeAll("the server is shutting down");
+          // Even when closing a database failed: the listener must not keep the process alive.
+          const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+          server.closeAllConnections();
+          await stopped;
+        }
       })()),
   };
 }

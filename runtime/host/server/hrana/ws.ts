@@ -19,12 +19,9 @@ import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import { errorResponse, type SelkieHandler } from "../handler.js";
 import { json, type CoreRequest } from "../http.js";
 import { HttpError } from "../errors.js";
-import { withEpcRoom } from "../epc-room.js";
-import type { DbHost } from "../db-host.js";
 import type { Principal } from "../tokens.js";
 import { parsePipeline, type StreamRequest } from "./protocol.js";
-import { runPipeline } from "./pipeline.js";
-import { endStream, MAX_STORED_SQL } from "./streams.js";
+import { MAX_STORED_SQL } from "./streams.js";
 import { resultEntries, type CursorEntry } from "./cursor.js";
 import type { HranaError } from "./execute.js";
 import { clientMsgIn, serverMsgOut } from "./protobuf.js";
@@ -43,8 +40,6 @@ type Response = Json & { type: string };
 
 class WsStream {
   baton: string | null = null;
-  /** The host its baton is bound to (for closing it). */
-  host: DbHost | undefined;
   inTxn = false;
   dead: HttpError | undefined;
   queue: Promise<unknown> = Promise.resolve();
@@ -60,6 +55,13 @@ interface WsCursor {
 
 const protoError = (message: string): HttpError => new HttpError(400, "HRANA_PROTO_ERROR", message);
 const reqError = (code: string, message: string): HttpError => new HttpError(400, code, message);
+
+/** JSON for a pipeline body; ±Infinity (a protobuf double) travels as ±1e999, as Hrana JSON has it. */
+function hranaJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x === Infinity ? "\u0000+inf" : x === -Infinity ? "\u0000-inf" : x))
+    .replaceAll('"\\u0000+inf"', "1e999")
+    .replaceAll('"\\u0000-inf"', "-1e999");
+}
 
 function isObject(v: unknown): v is Json {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -79,7 +81,7 @@ export interface HranaWebSockets {
 
 /** Serves Hrana over WebSocket on `server`'s upgrade requests. */
 export function attachHranaWebSockets(server: Server, handler: SelkieHandler): HranaWebSockets {
-  const { tokens, registry, streams, limits, logger } = handler.context;
+  const { tokens, limits, logger, engine } = handler.context;
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxBodyBytes,
@@ -270,6 +272,26 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
       return req;
     }
 
+    /**
+     * A statement, batch or SQL reference checked with the pipeline's parser (same rules as HTTP), in
+     * its JSON form with the connection's stored SQL put in (resolved now, so a later close_sql does
+     * not change it; an unknown sql_id is left for the pipeline to refuse, per batch step).
+     */
+    #resolved(r: Json): Json {
+      this.#parse(r);
+      const stmt = (x: unknown): unknown => {
+        if (!isObject(x) || typeof x.sql_id !== "number" || !this.sqls.has(x.sql_id)) return x;
+        const { sql_id: _id, ...rest } = x;
+        return { ...rest, sql: this.sqls.get(x.sql_id) };
+      };
+      if (r.type === "execute") return { ...r, stmt: stmt(r.stmt) };
+      if (r.type === "batch" && isObject(r.batch) && Array.isArray(r.batch.steps)) {
+        return { ...r, batch: { ...r.batch, steps: r.batch.steps.map((st: unknown) => (isObject(st) ? { ...st, stmt: stmt(st.stmt) } : st)) } };
+      }
+      if (r.type === "sequence" || r.type === "describe") return stmt(r) as Json;
+      return r;
+    }
+
     #request(raw: unknown, p: Principal): Promise<Response> {
       if (!isObject(raw)) throw protoError("request must be an object");
       const type = raw.type;
@@ -285,7 +307,10 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
           const [id, s] = this.#stream(raw.stream_id);
           this.streams.delete(id);
           for (const [cid, c] of this.cursors) if (c.streamId === id) this.cursors.delete(cid);
-          return this.#queue(s, () => (this.#end(s), { type }));
+          return this.#queue(s, async () => {
+            await this.#end(s);
+            return { type };
+          });
         }
         case "execute":
         case "batch":
@@ -294,7 +319,7 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
         case "get_autocommit": {
           if (type !== "execute" && type !== "batch" && this.version < 2) throw protoError(`${type} needs hrana2 or later`);
           const [, s] = this.#stream(raw.stream_id);
-          const req = this.#parse(type === "batch" ? { type, batch: raw.batch } : { ...raw, stream_id: undefined });
+          const req = this.#resolved(type === "batch" ? { type, batch: raw.batch } : { ...raw, stream_id: undefined });
           return this.#queue(s, async () => {
             const r = await this.#run(s, req, p);
             if (r.type === "error") throw new HttpError(400, r.error.code, r.error.message);
@@ -319,7 +344,7 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
           if (this.cursors.has(cid)) throw reqError("CURSOR_ID_IN_USE", `cursor ${cid} is already open on this connection`);
           if (s.cursor !== undefined && this.cursors.has(s.cursor)) throw reqError("CURSOR_BUSY", `stream ${sid} already has cursor ${s.cursor} open; close it first`);
           if (this.cursors.size >= MAX_WS_CURSORS) throw reqError("TOO_MANY_CURSORS", `a connection has at most ${MAX_WS_CURSORS} open cursors; close some`);
-          const req = this.#parse({ type: "batch", batch: raw.batch });
+          const req = this.#resolved({ type: "batch", batch: raw.batch });
           const cursor: WsCursor = { streamId: sid, ready: Promise.resolve(), entries: [], pos: 0 };
           const done = this.#queue(s, async () => {
             cursor.entries = resultEntries(await this.#run(s, req, p));
@@ -361,12 +386,16 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
     }
 
     /** One stream request as a pipeline on the stream's baton (see the top of the file). */
-    async #run(s: WsStream, r: StreamRequest, p: Principal): Promise<{ type: "ok"; response: Response } | { type: "error"; error: HranaError }> {
+    async #run(s: WsStream, r: Json, p: Principal): Promise<{ type: "ok"; response: Response } | { type: "error"; error: HranaError }> {
       if (s.dead) throw s.dead;
       const started = Date.now();
-      const host = await withEpcRoom(started + limits.requestTimeoutMs, () => registry.get(this.#db));
-      const ctx = { host, streams, tokenId: p.tokenId, readOnly: p.readOnly, limits, started };
-      const exec = (baton: string | null) => runPipeline(ctx, { baton, requests: [r, { type: "get_autocommit" }] });
+      // Through the engine, like an HTTP pipeline: the database may live on a worker thread, which
+      // parses the request itself (typed values do not survive a copy between threads).
+      const exec = async (baton: string | null) => {
+        const body = Buffer.from(hranaJson({ baton, requests: [r, { type: "get_autocommit" }] }), "utf8");
+        const a = await engine.pipeline(this.#db, p, body, started, false);
+        return JSON.parse(a.body.toString("utf8")) as { baton: string | null; results: Array<{ type: "ok"; response: Response } | { type: "error"; error: HranaError }> };
+      };
       const wasInTxn = s.inTxn;
       let resp;
       try {
@@ -386,25 +415,22 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
         throw e;
       }
       s.baton = resp.baton;
-      s.host = host;
       const ac = resp.results[1]!;
       s.inTxn = ac.type === "ok" ? !(ac.response.is_autocommit as boolean) : wasInTxn;
       if (resp.baton === null) {
         if (s.inTxn) s.dead = expired();
         s.inTxn = false;
       }
-      return resp.results[0]! as { type: "ok"; response: Response } | { type: "error"; error: HranaError };
+      return resp.results[0]!;
     }
 
-    /** Ends a stream's server side: rolls back its transaction and frees its lease. */
-    #end(s: WsStream): void {
-      if (s.baton === null || !s.host || !this.principal) return;
+    /** Ends a stream's server side: rolls back its transaction and frees its lease (a `close` on its baton). */
+    async #end(s: WsStream): Promise<void> {
+      if (s.baton === null || !this.principal) return;
       const baton = s.baton;
       s.baton = null;
       try {
-        const hs = streams.take(baton, s.host, this.principal.tokenId);
-        streams.discard(hs);
-        endStream(hs);
+        await engine.pipeline(this.#db, this.principal, Buffer.from(JSON.stringify({ baton, requests: [{ type: "close" }] }), "utf8"), Date.now(), false);
       } catch {
         // Already expired (and ended by the stream table).
       }

@@ -1,0 +1,144 @@
+/**
+ * The multi-tenant rows of `npm run bench:server` (issue 12): point reads on tenant A unloaded and
+ * while tenant B runs a 10 s statement (same server, same run), and mixed traffic on 4 tenants
+ * with --workers 0, 1 and 2 (what the second core buys). Servers are real `selkie serve`
+ * processes on loopback; clients are @libsql/client in the bench process.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import * as path from "node:path";
+import { createClient, type Client } from "@libsql/client";
+
+const RUNAWAY = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c) SELECT count(*) FROM c";
+
+export interface TenantBenchOptions {
+  cli: string;
+  tmp: string;
+  clients: number;
+  seconds: number;
+  rows: number;
+}
+
+interface Run {
+  ops: number;
+  failures: number;
+  lat: number[];
+  ms: number;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+}
+
+async function drive(n: number, ms: number, op: (c: number, i: number) => Promise<void>): Promise<Run> {
+  const lat: number[] = [];
+  let failures = 0;
+  const t0 = Date.now();
+  const end = t0 + ms;
+  await Promise.all(
+    Array.from({ length: n }, async (_, c) => {
+      for (let i = 0; Date.now() < end; i++) {
+        const t = performance.now();
+        try {
+          await op(c, i);
+          lat.push(performance.now() - t);
+        } catch (e) {
+          if (failures++ === 0) process.stderr.write(`first failure: ${(e as Error).message}\n`);
+        }
+      }
+    }),
+  );
+  return { ops: lat.length, failures, lat, ms: Date.now() - t0 };
+}
+
+async function startServer(o: TenantBenchOptions, name: string, args: string[]): Promise<{ url: string; token: string; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, [o.cli, "serve", "--dir", path.join(o.tmp, name), "--port", "0", "--log-level", "warn", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const m = await new Promise<RegExpExecArray>((resolve, reject) => {
+    let buf = "";
+    const t = setTimeout(() => reject(new Error(`selkie serve did not start: ${buf}`)), 30_000);
+    proc.stderr!.on("data", (c: Buffer) => {
+      buf += c.toString();
+      const r = /listening on (http:\/\/\S+) [\s\S]*admin token[^\n]*\n\s+(sk_\S+)[\s\S]*connect:/.exec(buf);
+      if (r) {
+        clearTimeout(t);
+        resolve(r);
+      }
+    });
+  });
+  return { url: m[1]!, token: m[2]!, proc };
+}
+
+async function tenant(url: string, token: string, name: string, rows: number, n: number): Promise<Client[]> {
+  const r = await fetch(`${url}/v1/databases`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ name }) });
+  if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${await r.text()}`);
+  const clients = Array.from({ length: n }, () => createClient({ url: `${url}/db/${name}/`, authToken: token }));
+  await clients[0]!.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)");
+  await clients[0]!.execute(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows}) INSERT INTO kv SELECT i, 'value-' || i FROM n`);
+  return clients;
+}
+
+const stop = async (p: ChildProcess): Promise<void> => {
+  p.kill("SIGTERM");
+  await new Promise((r) => p.once("exit", r));
+};
+
+const row = (what: string, r: Run, extra = ""): string =>
+  `| ${what} | ${Math.round(r.ops / (r.ms / 1000))} | ${pct(r.lat, 50).toFixed(2)} | ${pct(r.lat, 99).toFixed(2)} | ${extra} |`;
+
+/** The table lines, and the number of failed requests. */
+export async function tenantRows(o: TenantBenchOptions): Promise<{ lines: string[]; failures: number }> {
+  const lines = ["", "Tenants (issue 12): @libsql/client, " + o.clients + " clients", "", "| row | req/s | p50 ms | p99 ms | note |", "|---|---:|---:|---:|---|"];
+  let failures = 0;
+  // 1. Tenant A's point reads, unloaded and while tenant B runs a 10 s statement (--workers 2).
+  {
+    const s = await startServer(o, "contended", ["--request-timeout", "10000"]);
+    try {
+      const a = await tenant(s.url, s.token, "a", o.rows, o.clients);
+      const b = await tenant(s.url, s.token, "b", 10, 1);
+      const read = async (c: number, i: number): Promise<void> => {
+        const rs = await a[c]!.execute({ sql: "SELECT v FROM kv WHERE id = ?", args: [((c * 7919 + i * 104729) % o.rows) + 1] });
+        if (rs.rows.length !== 1) throw new Error("row missing");
+      };
+      await drive(o.clients, 1000, read); // warm-up
+      const unloaded = await drive(o.clients, o.seconds * 1000, read);
+      const t0 = Date.now();
+      const long = b[0]!.execute(RUNAWAY).then(() => "finished", (e: unknown) => (e as { code?: string }).code ?? String(e));
+      await new Promise((r) => setTimeout(r, 200));
+      const loaded = await drive(o.clients, 9000, read);
+      const ended = await long;
+      const held = ((Date.now() - t0) / 1000).toFixed(1);
+      failures += unloaded.failures + loaded.failures;
+      lines.push(row("point reads on tenant A, unloaded (--workers 2)", unloaded, "baseline of the next row"));
+      lines.push(row("point reads on tenant A while tenant B runs a 10 s statement", loaded, `p99 ${(pct(loaded.lat, 99) / pct(unloaded.lat, 99)).toFixed(2)}x unloaded; B's statement ended ${ended} after ${held} s`));
+      for (const c of [...a, ...b]) c.close();
+    } finally {
+      await stop(s.proc);
+    }
+  }
+  // 2. Mixed traffic on 4 tenants: 80% point reads, 20% single-row writes.
+  for (const workers of [0, 1, 2]) {
+    const s = await startServer(o, `mixed-${workers}`, ["--workers", String(workers)]);
+    try {
+      const tenants = await Promise.all([0, 1, 2, 3].map((t) => tenant(s.url, s.token, `t${t}`, o.rows, Math.ceil(o.clients / 4))));
+      const op = async (c: number, i: number): Promise<void> => {
+        const cl = tenants[c % 4]![Math.floor(c / 4) % tenants[c % 4]!.length]!;
+        const id = ((c * 7919 + i * 104729) % o.rows) + 1;
+        if (i % 5 === 4) {
+          const rs = await cl.execute({ sql: "UPDATE kv SET v = ? WHERE id = ?", args: [`w-${c}-${i}`, id] });
+          if (rs.rowsAffected !== 1) throw new Error("no row updated");
+        } else {
+          const rs = await cl.execute({ sql: "SELECT v FROM kv WHERE id = ?", args: [id] });
+          if (rs.rows.length !== 1) throw new Error("row missing");
+        }
+      };
+      await drive(o.clients, 1000, op);
+      const r = await drive(o.clients, o.seconds * 1000, op);
+      failures += r.failures;
+      lines.push(row(`mixed 4 tenants (80% reads, 20% writes), --workers ${workers}`, r));
+      for (const t of tenants) for (const c of t) c.close();
+    } finally {
+      await stop(s.proc);
+    }
+  }
+  return { lines, failures };
+}
