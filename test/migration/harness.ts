@@ -80,6 +80,8 @@ export interface TrialOptions {
   crash?: string;
   cut?: string;
   rows?: number;
+  /** kill -9 this side this many ms after the source started (a random point). */
+  kill?: { side: "source" | "destination"; afterMs: number };
 }
 
 export interface TrialResult {
@@ -87,6 +89,8 @@ export interface TrialResult {
   acked: number;
   missing: number[];
   rowsAtOwner: number;
+  /** The owner's rows are 1..k: nothing half-present. */
+  gapless: boolean;
   migrated: boolean;
   log: string;
 }
@@ -127,6 +131,7 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
   await dst.until(/^ready$/m, 20_000);
   let src = new PeerProcess({ ...srcArgs, migrate: { name: NAME, toPort: dp, rows: o.rows ?? 400 } }, env("source"));
   let log = "";
+  const killer = o.kill && setTimeout(() => void (o.kill!.side === "source" ? src : dst).kill(), o.kill.afterMs);
   try {
     // The source's run ends (migrated, aborted) or one side dies.
     const end = Date.now() + 30_000;
@@ -134,6 +139,7 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
     if (!src.dead && !dst.dead) await src.until(/^source-idle$/m, 15_000);
     // A destination that died: the source's run still ends (it aborts, or completes its commit).
     if (dst.dead && !src.dead) await src.until(/^source-idle$/m, 15_000);
+    if (killer) clearTimeout(killer);
     const acked = src.acked();
     const migrated = /^migrated /m.test(src.out);
     log = `--- source\n${src.out.replace(/^ack \d+\n/gm, "")}--- destination\n${dst.out}`;
@@ -157,8 +163,10 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
       const serving: TrialResult["serving"] = [];
       if (rs) serving.push("source");
       if (rd) serving.push("destination");
-      const rows = new Set(rs ?? rd ?? []);
-      return { serving, acked: acked.length, missing: acked.filter((n) => !rows.has(n)), rowsAtOwner: rows.size, migrated, log };
+      const owner = rs ?? rd ?? [];
+      const rows = new Set(owner);
+      const gapless = owner.every((n, i) => n === i + 1);
+      return { serving, acked: acked.length, missing: acked.filter((n) => !rows.has(n)), rowsAtOwner: rows.size, gapless, migrated, log };
     } finally {
       ps.close();
       pd.close();
