@@ -80,7 +80,7 @@ export interface TrialOptions {
   crash?: string;
   cut?: string;
   rows?: number;
-  /** kill -9 this side this many ms after the source started (a random point). */
+  /** kill -9 this side this many ms after the source is ready (its database exists): a random point. */
   kill?: { side: "source" | "destination"; afterMs: number };
 }
 
@@ -131,6 +131,7 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
   await dst.until(/^ready$/m, 20_000);
   let src = new PeerProcess({ ...srcArgs, migrate: { name: NAME, toPort: dp, rows: o.rows ?? 400 } }, env("source"));
   let log = "";
+  await src.until(/^ready$/m, 20_000);
   const killer = o.kill && setTimeout(() => void (o.kill!.side === "source" ? src : dst).kill(), o.kill.afterMs);
   try {
     // The source's run ends (migrated, aborted) or one side dies.

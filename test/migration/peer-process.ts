@@ -39,13 +39,14 @@ setInterval(() => {
   settling = true;
   recover().finally(() => (settling = false));
 }, 100);
-say("ready");
 
-if (args.migrate) {
+if (!args.migrate) say("ready");
+else {
   const m = args.migrate;
   const file = path.join(args.data, m.name);
   let db: Database | undefined = new Database(file, { platform, paging: false });
   db.exec("CREATE TABLE IF NOT EXISTS t(n INTEGER PRIMARY KEY, pad TEXT)");
+  say("ready"); // the database exists from here on
   let n = 0;
   let writing: Promise<void> = Promise.resolve();
   let stop = false;

@@ -18,8 +18,8 @@ const cases: Array<{ what: string; o: TrialOptions }> = [
   ...POINTS.map((p) => ({ what: `connection cut at ${p}`, o: { cut: p } })),
   ...Array.from({ length: 18 }, (_, i) => {
     const side = i % 2 === 0 ? ("source" as const) : ("destination" as const);
-    const afterMs = Math.floor(random() * 2_500);
-    return { what: `kill -9 of the ${side} ${afterMs} ms after the source started`, o: { kill: { side, afterMs } } };
+    const afterMs = Math.floor(random() * 1_500);
+    return { what: `kill -9 of the ${side} ${afterMs} ms into the migration`, o: { kill: { side, afterMs } } };
   }),
 ];
 const WORKERS = 4;
