@@ -28,6 +28,7 @@ export { Platform } from "./platform/platform.js";
 export { defaultPlatformDir, openDefaultPlatform } from "./host/default-platform.js";
 export { createHandler, serve, TokenStore, DEFAULT_LIMITS, HttpError } from "./host/server/index.js";
 export type { HandlerOptions, SelkieHandler, ServeOptions, RunningServer, Limits, Logger, TokenScope } from "./host/server/index.js";
+// Migration: the protocol (runtime/migration/protocol/PROTOCOL.md).
 export {
   migrateOut,
   acceptMigration,
@@ -42,7 +43,11 @@ export {
   type Accepted,
   type RecoveryOptions,
   type Recovered,
-  type MigrationChannel,
-  type MigrationMessage,
-  type PeerInfo,
 } from "./migration/protocol/index.js";
+// Migration: the attested channel (runtime/migration/channel/CHANNEL.md) and forwarding (FORWARDING.md).
+export type { MigrationChannel, MigrationMessage, PeerInfo } from "./migration/channel-api.js";
+export { connectAttested, acceptAttested, attachMigrationChannel, MigrationChannelError, defaultPeerPolicy } from "./migration/channel/index.js";
+export type { ChannelOptions, ConnectOptions, ChannelErrorCode, PeerPolicy } from "./migration/channel/index.js";
+export { ForwardingTable, ForwardingError, recordForwarding } from "./migration/forwarding/index.js";
+export type { ForwardingEntry } from "./migration/forwarding/index.js";
+export type { MigrationServeOptions } from "./host/server/migration-endpoint.js";

@@ -4,7 +4,8 @@
  * Read-only, through the server's /v1 management API (an admin token): GET /v1/databases (each
  * database, and when open its enclave: MRENCLAVE, EPC cap, committed and peak bytes), GET
  * /v1/enclaves (custom enclaves; a server without them answers 404 and the list is empty) and GET
- * /v1/platform/epc (the platform's EPC budget, committed, peak, free, and every lease).
+ * /v1/platform/epc (the platform's EPC budget, committed, peak, free, and every lease), and GET
+ * /v1/forwarding (databases that moved to another peer: state "moved -> URL").
  */
 import { Command, Option } from "commander";
 import { SelkieError, UsageError } from "../../errors.js";
@@ -18,6 +19,7 @@ export interface PsRow {
   /**
    * database: "running", "running, in transaction", "hibernated" (its enclave paged out to a sealed
    * image; it wakes on its next request), "closed" (not opened since the server started);
+   * "moved -> URL" (migrated to another peer; this server forwards its clients there);
    * enclave: its lifecycle state.
    */
   state: string;
@@ -29,6 +31,8 @@ export interface PsRow {
   /** EPC paging of a database's enclave: times hibernated and woken (null when not open). */
   hibernations: number | null;
   wakes: number | null;
+  /** A database that moved: its new owner's URL (null otherwise). */
+  movedTo?: string | null;
 }
 
 export interface PsPaging {
@@ -87,7 +91,12 @@ export async function psReport(server: string, token: string): Promise<PsReport>
   } catch {
     throw new UsageError("BAD_URL", `--server must be the server's http(s) URL, e.g. http://127.0.0.1:7700 (got ${JSON.stringify(server)})`);
   }
-  const [dbs, encs, epc] = await Promise.all([getJson(base, token, "/v1/databases"), getJson(base, token, "/v1/enclaves", true), getJson(base, token, "/v1/platform/epc")]);
+  const [dbs, encs, epc, fwd] = await Promise.all([
+    getJson(base, token, "/v1/databases"),
+    getJson(base, token, "/v1/enclaves", true),
+    getJson(base, token, "/v1/platform/epc"),
+    getJson(base, token, "/v1/forwarding", true),
+  ]);
   const leases: Array<{ label?: unknown; peak?: unknown }> = Array.isArray(epc?.enclaves) ? epc.enclaves : [];
   const rows: PsRow[] = [];
   for (const d of Array.isArray(dbs?.databases) ? dbs.databases : []) {
@@ -105,6 +114,10 @@ export async function psReport(server: string, token: string): Promise<PsReport>
       hibernations: num(d?.paging?.hibernations),
       wakes: num(d?.paging?.wakes),
     });
+  }
+  for (const f of Array.isArray(fwd?.forwarding) ? fwd.forwarding : []) {
+    const to = str(f?.to) ?? "?";
+    rows.push({ kind: "database", name: String(f?.name), state: `moved -> ${to}`, mrenclave: null, committedBytes: null, peakBytes: null, epcBytes: null, diskBytes: null, hibernations: null, wakes: null, movedTo: to });
   }
   for (const e of Array.isArray(encs?.enclaves) ? encs.enclaves : []) {
     const name = String(e?.name);
@@ -174,7 +187,7 @@ export function registerPsCommand(program: Command, run: Run): void {
       "Lists the databases and custom enclaves a running `selkie serve` hosts, with their state, identity" +
         "(MRENCLAVE, the first 16 hex digits; --json has all 64) and memory (EPC committed, peak and cap), and" +
         "the platform's EPC budget and committed bytes. Read-only: it uses the server's /v1 management API" +
-        "(GET /v1/databases, /v1/enclaves, /v1/platform/epc) and needs an admin token. A database that has" +
+        "(GET /v1/databases, /v1/enclaves, /v1/platform/epc, /v1/forwarding) and needs an admin token. A database that has" +
         "not been used since the server started is \"closed\" (it opens on first use) and has no enclave yet.",
     )
     .requiredOption("--server <url>", "the server's URL, as `selkie serve` printed it, e.g. http://127.0.0.1:7700")
@@ -183,7 +196,8 @@ export function registerPsCommand(program: Command, run: Run): void {
     .addHelpText(
       "after",
       "\nColumns: KIND (database or enclave), NAME, STATE (database: running, running, in transaction,\n" +
-        "hibernated (paged out of the EPC to a sealed image; it wakes on its next request), closed;\n" +
+        "hibernated (paged out of the EPC to a sealed image; it wakes on its next request), closed,\n" +
+        "moved -> URL (migrated to another peer; this server forwards its clients there);\n" +
         "enclave: created, running, faulted, closed), MRENCLAVE, COMMITTED and PEAK (EPC bytes of its\n" +
         "enclave; 0 committed while hibernated), EPC CAP (the most its enclave may commit), DISK (a\n" +
         "database's files; an enclave's module), WAKES (times its enclave was woken from hibernation).\n" +

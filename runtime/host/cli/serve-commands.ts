@@ -10,6 +10,8 @@ import { createSecureContext as tlsContext } from "node:tls";
 import * as path from "node:path";
 import { pino } from "pino";
 import { Platform } from "../../platform/platform.js";
+import { readCaCertificate } from "../../platform/ca.js";
+import type { Certificate } from "../../platform/cert.js";
 import { parseSize } from "../../enclave/manifest.js";
 import { serve } from "../server/serve.js";
 import { TokenStore, type TokenScope } from "../server/tokens.js";
@@ -64,6 +66,8 @@ interface ServeFlags {
   allowClock?: boolean;
   allowRandom?: boolean;
   allowNet?: boolean;
+  fleetCa?: string;
+  allowDevCa?: boolean;
   logLevel: string;
   shutdownTimeout: number;
 }
@@ -102,6 +106,8 @@ export function registerServeCommands(program: Command, run: Run): void {
     .option("--allow-clock", "custom enclaves whose signed manifest requests \"clock\" may read the wall clock (denied by default)")
     .option("--allow-random", "custom enclaves whose signed manifest requests \"random\" may get randomness (denied by default)")
     .option("--allow-net", "custom enclaves whose signed manifest requests \"net\" may use the network (denied by default)")
+    .option("--fleet-ca <file>", "accept live migrations from peers whose platforms this CA certificate (CADIR/ca.cert) certified, over the attested channel at /v1/migration/channel")
+    .option("--allow-dev-ca", "with --fleet-ca: also accept a development CA and the peers it certifies (never in production)")
     .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"))
     .addOption(new Option("--shutdown-timeout <ms>", "how long shutdown waits for in-flight requests").argParser(positiveInt("--shutdown-timeout")).default(10_000))
     .action(async (flags: ServeFlags) => {
@@ -186,8 +192,27 @@ function readTls(f: ServeFlags): { cert: Buffer; key: Buffer } | undefined {
   return pair;
 }
 
+/** The CA certificate of --fleet-ca, checked; --allow-dev-ca only with it. */
+function readFleetCa(f: ServeFlags): Certificate | undefined {
+  if (f.fleetCa === undefined) {
+    if (f.allowDevCa) throw new UsageError("FLEET_CA_REQUIRED", "--allow-dev-ca goes with --fleet-ca FILE: give the CA certificate the peers' platforms are certified by");
+    return undefined;
+  }
+  let ca: Certificate;
+  try {
+    ca = readCaCertificate(f.fleetCa);
+  } catch (e) {
+    throw new UsageError("FLEET_CA_BAD", `--fleet-ca ${f.fleetCa}: ${(e as Error).message}; give a CA certificate file (CADIR/ca.cert of \`selkie ca init\`)`);
+  }
+  if (ca.dev && !f.allowDevCa) {
+    throw new UsageError("FLEET_CA_DEV", `--fleet-ca ${f.fleetCa} is a development CA: peers it certifies are refused unless you also pass --allow-dev-ca (never in production)`);
+  }
+  return ca;
+}
+
 async function serveCommand(f: ServeFlags): Promise<number> {
   const tls = readTls(f);
+  const fleetCa = readFleetCa(f);
   const dir = path.resolve(f.dir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const logger = pino({ level: f.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -231,10 +256,14 @@ async function serveCommand(f: ServeFlags): Promise<number> {
       metricsPublic: f.metricsPublic === true,
       grants,
       ...(f.dbEpc !== undefined ? { epc: f.dbEpc } : {}),
+      migration: { ...(fleetCa ? { fleetCa } : {}), allowDevCa: f.allowDevCa === true },
     });
   } catch (e) {
     platform.close();
     throw e;
+  }
+  if (fleetCa !== undefined && platform.caId !== fleetCa.subjectId.toString("hex")) {
+    logger.warn({ event: "fleet_ca_mismatch", platformCa: platform.caId, fleetCa: fleetCa.subjectId.toString("hex") }, "this platform is not certified by the --fleet-ca: peers of that fleet will refuse it (certify it with `selkie ca issue` and `selkie ca install`)");
   }
   logger.info({ event: "listening", url: server.url, dir, platform: platform.platformId, epcBudget: platform.epcBytes, grants }, "selkie serve is listening");
   const lines = [

@@ -36,6 +36,9 @@ import { management } from "./management.js";
 import { EnclaveRegistry } from "./enclave-registry.js";
 import type { Permission } from "../../enclave/abi.js";
 import * as path from "node:path";
+import { ForwardingTable } from "../../migration/forwarding/table.js";
+import { forward } from "./forward.js";
+import { forwardingRoutes } from "./forwarding-routes.js";
 
 /** The part of pino's interface the server uses (pino loggers fit; so does a no-op). */
 export interface Logger {
@@ -75,6 +78,8 @@ export interface ServerContext {
   readonly limits: Limits;
   readonly metrics: ServerMetrics;
   readonly logger: Logger;
+  /** Databases that moved to another peer (runtime/migration/forwarding/FORWARDING.md). */
+  readonly forwarding: ForwardingTable;
 }
 
 export interface SelkieHandler {
@@ -97,6 +102,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   const logger = opts.logger ?? quiet;
   const registry = new DatabaseRegistry({ dir: path.join(opts.dir, "databases"), platform: opts.platform, ...(opts.epc !== undefined ? { epc: opts.epc } : {}) });
   const tokens = new TokenStore(opts.dir);
+  const forwarding = ForwardingTable.open(opts.dir);
   const enclaves = new EnclaveRegistry({ dir: path.join(opts.dir, "enclaves"), platform: opts.platform, grants: new Set(opts.grants ?? []), logger });
   const streams = new StreamTable(limits.streamIdleMs, limits.maxStreams, (s, rolledBack) =>
     logger.info({ event: "stream_expired", db: s.host.name, rolledBack }, rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired"),
@@ -108,8 +114,9 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     waiting: () => registry.openHosts().map((h) => ({ db: h.name, n: h.waiting })),
     groupCommits: () => registry.openHosts().reduce((a, h) => ({ groups: a.groups + h.groupStats.groups, jobs: a.jobs + h.groupStats.jobs }), { groups: 0, jobs: 0 }),
     recycles: () => registry.openHosts().reduce((a, h) => a + h.recycles, 0),
+    forwardedDatabases: () => forwarding.size,
   });
-  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger };
+  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, forwarding };
   let inFlight = 0;
   let draining = false;
 
@@ -126,12 +133,21 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     return p;
   };
 
+  /** Sends the request on to the new owner of a database that moved (forward.ts). */
+  function forwarded(req: CoreRequest, name: string, to: string, started: number): Promise<CoreResponse> {
+    forwarding.counted(name);
+    metrics.forwarded.inc({ db: name });
+    return forward(req, { to, path: req.pathname, deadline: started + limits.requestTimeoutMs, maxBodyBytes: limits.maxBodyBytes, maxResponseBytes: 4 * limits.maxResponseBytes });
+  }
+
   async function pipeline(req: CoreRequest, dbName: string | undefined, started: number): Promise<CoreResponse> {
     const p = authenticate(req);
     let name = dbName;
     if (name === undefined) {
       if (p.db === null) throw badRequest("NO_DATABASE", "an admin token must name the database in the URL: http://HOST:PORT/db/NAME/ (with the trailing slash)");
       name = p.db;
+      const moved = forwarding.get(name);
+      if (moved !== undefined) return forwarded(req, name, moved.to, started);
     } else if (!p.admin && p.db !== name) {
       throw forbidden("TOKEN_SCOPE", "this token is not valid for this database");
     }
@@ -168,6 +184,9 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     if (draining && !pathname.endsWith("/pipeline")) throw shuttingDown();
     if ((m = HRANA_DB_RE.exec(pathname))) {
       const name = decodeSegment(m[1]!);
+      // A database that moved is answered by its new owner, whatever this server still has.
+      const moved = forwarding.get(name);
+      if (moved !== undefined) return ["forwarded", await forwarded(req, name, moved.to, started)];
       if (m[3]) return only("POST", "hrana_pipeline", () => pipeline(req, name, started));
       return only("GET", "hrana_version", () => text(200, "Hrana over HTTP (JSON) is supported\n"));
     }
@@ -185,7 +204,8 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     }
     if (pathname === "/v1" || pathname.startsWith("/v1/")) {
       requireAdmin(req);
-      return management(ctx, req, pathname.slice(3).split("/").filter((s) => s !== "").map(decodeSegment));
+      const parts = pathname.slice(3).split("/").filter((s) => s !== "").map(decodeSegment);
+      return (await forwardingRoutes(ctx, req, parts)) ?? management(ctx, req, parts);
     }
     if (/^\/db\/(v2|v3)(\/pipeline)?$/.test(pathname) || /^\/db\/[^/]+$/.test(pathname)) {
       throw notFound("NOT_FOUND", "no such route; a database's Hrana URL is http://HOST:PORT/db/NAME/ (with the trailing slash)");

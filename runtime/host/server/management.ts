@@ -159,7 +159,8 @@ function dbInfo(ctx: ServerContext, name: string): Record<string, unknown> {
 
 /** The SQLite enclave measured once per platform for the quote endpoint (a loaded, signed, measured instance). */
 const quoters = new WeakMap<Platform, EnclaveServices>();
-function sqliteQuoter(platform: Platform): EnclaveServices {
+/** The SQLite enclave's services, held for the server's life: what quotes it (here and on the migration channel). */
+export function sqliteQuoter(platform: Platform): EnclaveServices {
   let s = quoters.get(platform);
   if (s === undefined) {
     const image = loadSqliteEnclave();
@@ -179,6 +180,10 @@ export async function management(ctx: ServerContext, req: CoreRequest, parts: st
       const body = await readJson(req);
       if (typeof body.name !== "string") throw badRequest("BAD_REQUEST", "give the new database's name: {\"name\": \"...\"}");
       const name = checkDbName(body.name);
+      const moved = ctx.forwarding.get(name);
+      if (moved !== undefined) {
+        throw new HttpError(409, "DB_MOVED", `a database named ${name} moved to ${moved.to} (${moved.since}) and this server forwards its clients there; to reuse the name here, first DELETE /v1/forwarding/${name}`);
+      }
       await withEpcRoom(Date.now() + ctx.limits.requestTimeoutMs, () => ctx.registry.create(name));
       ctx.logger.info({ event: "db_created", db: name }, "database created");
       return ["v1_databases", json(201, dbInfo(ctx, name))];

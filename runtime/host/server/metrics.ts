@@ -13,6 +13,8 @@
  *   selkie_epc_wake_seconds{quantile="0.5"|"0.99"|"1"}  gauge: wake latency over the last 4096 wakes
  *   selkie_db_waiting_requests{db}                        gauge: requests queued for a database's lease
  *   selkie_group_commits / selkie_group_commit_requests   gauges: group commits run by the open databases, requests they carried
+ *   selkie_forwarded_databases                            gauge: databases that moved to another peer (forwarding table)
+ *   selkie_forwarded_requests_total{db}                   counter: requests forwarded to a moved database's new owner
  * plus prom-client's default process metrics (selkie_process_*, selkie_nodejs_*).
  */
 import * as prom from "prom-client";
@@ -27,6 +29,8 @@ export interface MetricsSources {
   groupCommits(): { groups: number; jobs: number };
   /** Enclaves recycled because one request grew them (open databases). */
   recycles?(): number;
+  /** Entries of the forwarding table (databases that moved). */
+  forwardedDatabases?(): number;
 }
 
 export class ServerMetrics {
@@ -34,6 +38,7 @@ export class ServerMetrics {
   readonly requests: prom.Counter<"route" | "method" | "status">;
   readonly latency: prom.Histogram<"route">;
   readonly errors: prom.Counter<"code">;
+  readonly forwarded: prom.Counter<"db">;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
@@ -73,6 +78,8 @@ export class ServerMetrics {
     new prom.Gauge({ name: "selkie_group_commits", help: "Group commits run by the open databases", registers, collect() { this.set(src.groupCommits().groups); } });
     new prom.Gauge({ name: "selkie_enclave_recycles", help: "Database enclaves restarted with fresh memory after a request grew them past 24 MiB", registers, collect() { this.set(src.recycles?.() ?? 0); } });
     new prom.Gauge({ name: "selkie_group_commit_requests", help: "Requests carried by group commits of the open databases", registers, collect() { this.set(src.groupCommits().jobs); } });
+    new prom.Gauge({ name: "selkie_forwarded_databases", help: "Databases that moved to another peer and are forwarded there", registers, collect() { this.set(src.forwardedDatabases?.() ?? 0); } });
+    this.forwarded = new prom.Counter({ name: "selkie_forwarded_requests_total", help: "Requests forwarded to the new owner of a database that moved", labelNames: ["db"], registers });
     new prom.Gauge({
       name: "selkie_db_waiting_requests",
       help: "Requests waiting for a database",

@@ -13,6 +13,7 @@ import type { AddressInfo } from "node:net";
 import { createHandler, errorResponse, type HandlerOptions, type SelkieHandler } from "./handler.js";
 import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
 import { HttpError } from "./errors.js";
+import { attachMigrationEndpoint, type MigrationServeOptions } from "./migration-endpoint.js";
 
 export interface ServeOptions extends HandlerOptions {
   port: number;
@@ -23,6 +24,8 @@ export interface ServeOptions extends HandlerOptions {
    * `https://` and `libsql://` URLs work. Without it the server speaks plain HTTP.
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The attested migration channel on this port (migration-endpoint.ts): fleet CA, dev-CA flag, protocol hook. */
+  migration?: MigrationServeOptions;
 }
 
 export interface RunningServer {
@@ -152,6 +155,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const server = opts.tls
     ? https.createServer({ ...serverOpts, cert: opts.tls.cert, key: opts.tls.key, minVersion: "TLSv1.2" }, listener)
     : http.createServer(serverOpts, listener);
+  const migration = attachMigrationEndpoint(server, handler.context, opts.migration, () => handler.draining);
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -175,6 +179,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         // connections that a client may be sending on this very moment. New work gets 503 and
         // every response says "connection: close"; then the listener and connections close.
         await handler.shutdown(o);
+        migration.closeAll("the server is shutting down");
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await stopped;
