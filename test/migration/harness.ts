@@ -1,6 +1,6 @@
 /**
  * The crash-test harness: two real peer processes (test/migration/peer-process.ts) with their own
- * platforms and data folders on loopback; one of them killed with SIGKILL, or its connection cut,
+ * platforms (certified by one fleet CA) and data folders, over the attested channel on loopback; one of them killed with SIGKILL, or its connection cut,
  * at a chosen protocol step; both restarted; then checked: exactly one side serves, and every
  * acknowledged write is there.
  */
@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { Database } from "../../runtime/sql/database.js";
-import { Platform } from "../../runtime/platform/platform.js";
+import { CertificateAuthority, Platform } from "../../runtime/platform/index.js";
 import { pendingMigrations } from "../../runtime/migration/protocol/recovery.js";
 import { ROOT, tempDir } from "../helpers.js";
 
@@ -23,18 +23,21 @@ export interface Side {
 
 export interface Peers {
   base: string;
+  ca: string;
   source: Side;
   destination: Side;
 }
 
 /** Two platforms and data folders (the platforms are reused by trials: fresh data folders each). */
 export async function makePeers(base = tempDir("selkie-mig-")): Promise<Peers> {
+  const caDir = path.join(base, "fleet-ca");
+  const ca = fs.existsSync(caDir) ? CertificateAuthority.open(caDir) : CertificateAuthority.create(caDir, { dev: false });
   const side = async (s: string): Promise<Side> => {
     const platform = path.join(base, `${s}-platform`);
-    if (!fs.existsSync(platform)) await Platform.create(platform);
+    if (!fs.existsSync(platform)) await Platform.create(platform, { ca });
     return { data: path.join(base, `${s}-data`), platform };
   };
-  return { base, source: await side("source"), destination: await side("destination") };
+  return { base, ca: caDir, source: await side("source"), destination: await side("destination") };
 }
 
 export async function freePort(): Promise<number> {
@@ -119,8 +122,8 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
     fs.mkdirSync(s.data, { recursive: true });
   }
   const [sp, dp] = [await freePort(), await freePort()];
-  const srcArgs = { data: peers.source.data, platform: peers.source.platform, port: sp };
-  const dstArgs = { data: peers.destination.data, platform: peers.destination.platform, port: dp };
+  const srcArgs = { ca: peers.ca, data: peers.source.data, platform: peers.source.platform, port: sp };
+  const dstArgs = { ca: peers.ca, data: peers.destination.data, platform: peers.destination.platform, port: dp };
   const env = (side: string): Record<string, string> => {
     const e: Record<string, string> = {};
     if (o.crash?.startsWith(side)) e["SELKIE_MIGRATION_CRASH"] = o.crash;
