@@ -36,6 +36,7 @@ export {
   serveMigrationPeer,
   movedTo,
   MigrationError,
+  DatabaseSource,
   type MigrateOutOptions,
   type MigrationSource,
   type MigrationStats,

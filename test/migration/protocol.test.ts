@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
-import { Database, MigrationError, SelkieError, acceptMigration, migrateOut, type MigrationChannel, type MigrationSource } from "../../runtime/index.js";
+import { Database, DatabaseSource, MigrationError, SelkieError, acceptMigration, migrateOut, type MigrationChannel, type MigrationSource } from "../../runtime/index.js";
 import { Platform } from "../../runtime/platform/platform.js";
 import { NodeFileLayer } from "../../runtime/host/files.js";
 import { PageStore } from "../../runtime/storage/page-store.js";
@@ -215,4 +215,38 @@ test("a destination without disk room refuses, naming the bytes to free", async 
   assert.match(e.message, /free \d+ bytes/);
   d.server.close();
   assertNothingChanged(env, 2);
+});
+
+test("an open transaction that outlasts the freeze's wait aborts the migration and is left intact", async () => {
+  const env = setup(5);
+  const ds = new DatabaseSource(env.db!, () => new Database(env.file, { platform: src, paging: false }));
+  env.db!.exec("BEGIN");
+  env.db!.run("INSERT INTO t VALUES (?, ?)", 6, "open");
+  const d = await destination(env);
+  const ch = await connectPlain(d.port, "source", src.platformId);
+  await refused(
+    migrateOut({ platform: src, dataDir: env.srcData, name: "orders.db", channel: ch, source: ds, sourceAddress: "x:1", to: "y:1", transactionWaitMs: 150, timeoutMs: 5_000 }),
+    "MIGRATION_TRANSACTION_OPEN",
+  );
+  await d.results[0]?.catch(() => undefined);
+  d.server.close();
+  const db = await ds.use((x) => x);
+  assert.ok(db.inTransaction, "the transaction is still open, untouched");
+  db.exec("COMMIT");
+  env.db = db;
+  assertNothingChanged(env, 6);
+});
+
+test("asked to, the freeze rolls an open transaction back and the migration commits without it", async () => {
+  const env = setup(5);
+  const ds = new DatabaseSource(env.db!, () => new Database(env.file, { platform: src, paging: false }));
+  env.db!.exec("BEGIN");
+  env.db!.run("INSERT INTO t VALUES (?, ?)", 6, "open");
+  const d = await destination(env);
+  const ch = await connectPlain(d.port, "source", src.platformId);
+  await migrateOut({ platform: src, dataDir: env.srcData, name: "orders.db", channel: ch, source: ds, sourceAddress: "x:1", to: "y:1", transactionWaitMs: 100, rollbackOpenTransaction: true });
+  await d.results[0];
+  d.server.close();
+  assert.equal(rowsAt(path.join(env.dstData, "orders.db"), dst), 5, "never half a transaction: the rolled-back row did not travel");
+  await assert.rejects(ds.use(() => 1), (e: MigrationError) => e.code === "MIGRATION_MOVED" && /y:1/.test(e.message));
 });
