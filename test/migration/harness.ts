@@ -156,8 +156,20 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
       dst = new PeerProcess(dstArgs);
       await dst.until(/^ready$/m, 20_000);
     }
-    const settle = Date.now() + 15_000;
-    while (Date.now() < settle && (pendingMigrations(peers.source.data) || pendingMigrations(peers.destination.data))) await new Promise((r) => setTimeout(r, 20));
+    // A side that kills itself at its crash point may exit a moment after its peer noticed: restart
+    // whichever is dead until nothing is left to settle.
+    const settle = Date.now() + 20_000;
+    while (Date.now() < settle && (pendingMigrations(peers.source.data) || pendingMigrations(peers.destination.data))) {
+      if (src.dead) {
+        src = new PeerProcess(srcArgs);
+        await src.until(/^ready$/m, 20_000);
+      }
+      if (dst.dead) {
+        dst = new PeerProcess(dstArgs);
+        await dst.until(/^ready$/m, 20_000);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     log += `--- after restart\n${src.out.replace(/^ack \d+\n/gm, "")}${dst.out}`;
     await Promise.all([src.kill(), dst.kill()]);
     const [ps, pd] = [await Platform.open(peers.source.platform), await Platform.open(peers.destination.platform)];
