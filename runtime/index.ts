@@ -28,6 +28,7 @@ export { Platform } from "./platform/platform.js";
 export { defaultPlatformDir, openDefaultPlatform } from "./host/default-platform.js";
 export { createHandler, serve, attachHranaWebSockets, TokenStore, DEFAULT_LIMITS, HttpError } from "./host/server/index.js";
 export type { HandlerOptions, SelkieHandler, ServeOptions, RunningServer, HranaWebSockets, Limits, Logger, TokenScope } from "./host/server/index.js";
+// Migration: the protocol (runtime/migration/protocol/PROTOCOL.md).
 export {
   migrateOut,
   acceptMigration,
@@ -35,6 +36,7 @@ export {
   serveMigrationPeer,
   movedTo,
   MigrationError,
+  DatabaseSource,
   type MigrateOutOptions,
   type MigrationSource,
   type MigrationStats,

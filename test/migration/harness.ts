@@ -1,6 +1,6 @@
 /**
  * The crash-test harness: two real peer processes (test/migration/peer-process.ts) with their own
- * platforms and data folders on loopback; one of them killed with SIGKILL, or its connection cut,
+ * platforms (certified by one fleet CA) and data folders, over the attested channel on loopback; one of them killed with SIGKILL, or its connection cut,
  * at a chosen protocol step; both restarted; then checked: exactly one side serves, and every
  * acknowledged write is there.
  */
@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { Database } from "../../runtime/sql/database.js";
-import { Platform } from "../../runtime/platform/platform.js";
+import { CertificateAuthority, Platform } from "../../runtime/platform/index.js";
 import { pendingMigrations } from "../../runtime/migration/protocol/recovery.js";
 import { ROOT, tempDir } from "../helpers.js";
 
@@ -23,18 +23,21 @@ export interface Side {
 
 export interface Peers {
   base: string;
+  ca: string;
   source: Side;
   destination: Side;
 }
 
 /** Two platforms and data folders (the platforms are reused by trials: fresh data folders each). */
 export async function makePeers(base = tempDir("selkie-mig-")): Promise<Peers> {
+  const caDir = path.join(base, "fleet-ca");
+  const ca = fs.existsSync(caDir) ? CertificateAuthority.open(caDir) : CertificateAuthority.create(caDir, { dev: false });
   const side = async (s: string): Promise<Side> => {
     const platform = path.join(base, `${s}-platform`);
-    if (!fs.existsSync(platform)) await Platform.create(platform);
+    if (!fs.existsSync(platform)) await Platform.create(platform, { ca });
     return { data: path.join(base, `${s}-data`), platform };
   };
-  return { base, source: await side("source"), destination: await side("destination") };
+  return { base, ca: caDir, source: await side("source"), destination: await side("destination") };
 }
 
 export async function freePort(): Promise<number> {
@@ -80,6 +83,8 @@ export interface TrialOptions {
   crash?: string;
   cut?: string;
   rows?: number;
+  /** kill -9 this side this many ms after the source is ready (its database exists): a random point. */
+  kill?: { side: "source" | "destination"; afterMs: number };
 }
 
 export interface TrialResult {
@@ -87,6 +92,8 @@ export interface TrialResult {
   acked: number;
   missing: number[];
   rowsAtOwner: number;
+  /** The owner's rows are 1..k: nothing half-present. */
+  gapless: boolean;
   migrated: boolean;
   log: string;
 }
@@ -115,8 +122,8 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
     fs.mkdirSync(s.data, { recursive: true });
   }
   const [sp, dp] = [await freePort(), await freePort()];
-  const srcArgs = { data: peers.source.data, platform: peers.source.platform, port: sp };
-  const dstArgs = { data: peers.destination.data, platform: peers.destination.platform, port: dp };
+  const srcArgs = { ca: peers.ca, data: peers.source.data, platform: peers.source.platform, port: sp };
+  const dstArgs = { ca: peers.ca, data: peers.destination.data, platform: peers.destination.platform, port: dp };
   const env = (side: string): Record<string, string> => {
     const e: Record<string, string> = {};
     if (o.crash?.startsWith(side)) e["SELKIE_MIGRATION_CRASH"] = o.crash;
@@ -127,6 +134,8 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
   await dst.until(/^ready$/m, 20_000);
   let src = new PeerProcess({ ...srcArgs, migrate: { name: NAME, toPort: dp, rows: o.rows ?? 400 } }, env("source"));
   let log = "";
+  await src.until(/^ready$/m, 20_000);
+  const killer = o.kill && setTimeout(() => void (o.kill!.side === "source" ? src : dst).kill(), o.kill.afterMs);
   try {
     // The source's run ends (migrated, aborted) or one side dies.
     const end = Date.now() + 30_000;
@@ -134,6 +143,7 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
     if (!src.dead && !dst.dead) await src.until(/^source-idle$/m, 15_000);
     // A destination that died: the source's run still ends (it aborts, or completes its commit).
     if (dst.dead && !src.dead) await src.until(/^source-idle$/m, 15_000);
+    if (killer) clearTimeout(killer);
     const acked = src.acked();
     const migrated = /^migrated /m.test(src.out);
     log = `--- source\n${src.out.replace(/^ack \d+\n/gm, "")}--- destination\n${dst.out}`;
@@ -146,8 +156,20 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
       dst = new PeerProcess(dstArgs);
       await dst.until(/^ready$/m, 20_000);
     }
-    const settle = Date.now() + 15_000;
-    while (Date.now() < settle && (pendingMigrations(peers.source.data) || pendingMigrations(peers.destination.data))) await new Promise((r) => setTimeout(r, 20));
+    // A side that kills itself at its crash point may exit a moment after its peer noticed: restart
+    // whichever is dead until nothing is left to settle.
+    const settle = Date.now() + 20_000;
+    while (Date.now() < settle && (pendingMigrations(peers.source.data) || pendingMigrations(peers.destination.data))) {
+      if (src.dead) {
+        src = new PeerProcess(srcArgs);
+        await src.until(/^ready$/m, 20_000);
+      }
+      if (dst.dead) {
+        dst = new PeerProcess(dstArgs);
+        await dst.until(/^ready$/m, 20_000);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     log += `--- after restart\n${src.out.replace(/^ack \d+\n/gm, "")}${dst.out}`;
     await Promise.all([src.kill(), dst.kill()]);
     const [ps, pd] = [await Platform.open(peers.source.platform), await Platform.open(peers.destination.platform)];
@@ -157,8 +179,10 @@ export async function trial(peers: Peers, o: TrialOptions): Promise<TrialResult>
       const serving: TrialResult["serving"] = [];
       if (rs) serving.push("source");
       if (rd) serving.push("destination");
-      const rows = new Set(rs ?? rd ?? []);
-      return { serving, acked: acked.length, missing: acked.filter((n) => !rows.has(n)), rowsAtOwner: rows.size, migrated, log };
+      const owner = rs ?? rd ?? [];
+      const rows = new Set(owner);
+      const gapless = owner.every((n, i) => n === i + 1);
+      return { serving, acked: acked.length, missing: acked.filter((n) => !rows.has(n)), rowsAtOwner: rows.size, gapless, migrated, log };
     } finally {
       ps.close();
       pd.close();

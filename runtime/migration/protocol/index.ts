@@ -6,3 +6,4 @@ export { MigrationError } from "./errors.js";
 export { SOURCE_CRASH_POINTS, DESTINATION_CRASH_POINTS } from "./crash-points.js";
 export { PROTOCOL_VERSION } from "./messages.js";
 export type { MigrationChannel, MigrationMessage, PeerInfo } from "../channel-api.js";
+export { DatabaseSource } from "./database-source.js";

@@ -36,3 +36,8 @@ export function sqliteTrust(platform: Platform): StoreTrust {
 export function createCounterAt(platform: Platform, initialValue: number): string {
   return load(platform).services.counters.create({ policy: "MRSIGNER", initialValue }).id;
 }
+
+/** The SQLite enclave's services on `platform` (its identity and quotes attest the migration channel). */
+export function sqliteServices(platform: Platform): EnclaveServices {
+  return load(platform).services;
+}
