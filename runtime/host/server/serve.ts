@@ -164,7 +164,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const sockets = attachHranaWebSockets(server, handler);
   const migration = attachMigrationEndpoint(server, handler.context, opts.migration, () => handler.draining);
   const host = opts.host ?? "127.0.0.1";
-  await new Promise<void>((resolve, reject) => {
+  const listening = new Promise<void>((resolve, reject) => {
     const failed = (e: NodeJS.ErrnoException): void => {
       if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
         const what = e.code === "EADDRINUSE" ? "is in use by another process" : e.code === "EACCES" ? "needs privileges this process lacks" : "is not an address of this machine";
@@ -177,6 +177,14 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       resolve();
     });
   });
+  try {
+    await listening;
+  } catch (e) {
+    // Nothing was served: stop what started (worker threads would keep the process alive).
+    migration.closeAll("the server could not start");
+    await handler.shutdown({ timeoutMs: 0 }).catch(() => undefined);
+    throw e;
+  }
   const port = (server.address() as AddressInfo).port;
   const url = `${opts.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   let closing: Promise<void> | undefined;
