@@ -135,7 +135,9 @@ test("every sh block of the README runs as written", { timeout: 240_000 }, async
       if (SKIP[cmd] !== undefined) continue;
       if (/^selkie serve\b/.test(cmd)) {
         lines.push(
-          `${cmd} 2> "${log}" &`,
+          // The server itself is the background job (not a bash function's subshell), so the EXIT
+          // trap's kill reaches it.
+          `${cmd.replace(/^selkie /, `"${process.execPath}" "${CLI}" `)} 2> "${log}" &`,
           `for i in $(seq 1 200); do grep -q "listening on" "${log}" 2>/dev/null && break; sleep 0.1; done`,
           `TOKEN=$(grep -A1 "admin token" "${log}" | tail -1 | tr -d ' ')`,
         );

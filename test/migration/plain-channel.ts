@@ -102,10 +102,24 @@ class PlainChannel implements MigrationChannel {
   }
 }
 
+/** Every socket these channels use, so a test file can end them all (a refused migration may leave one open). */
+const sockets = new Set<net.Socket>();
+function track(s: net.Socket): net.Socket {
+  sockets.add(s);
+  s.once("close", () => sockets.delete(s));
+  return s;
+}
+
+/** Ends every plain channel's socket (call it in `after`: open sockets keep the test process alive). */
+export function closeAllPlain(): void {
+  for (const s of sockets) s.destroy();
+  sockets.clear();
+}
+
 /** Connects to a plain listener as `role`. */
 export async function connectPlain(port: number, role: PeerInfo["role"], platformId: string): Promise<MigrationChannel> {
   const socket = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect({ host: "127.0.0.1", port }, () => resolve(s));
+    const s = track(net.connect({ host: "127.0.0.1", port }, () => resolve(s)));
     s.once("error", reject);
   });
   return new PlainChannel(socket).hello(role, platformId);
@@ -114,6 +128,7 @@ export async function connectPlain(port: number, role: PeerInfo["role"], platfor
 /** Listens on loopback; each connection becomes a channel handed to `onChannel`. */
 export async function listenPlain(port: number, platformId: string, onChannel: (ch: MigrationChannel) => void): Promise<net.Server> {
   const server = net.createServer((socket) => {
+    track(socket);
     const ch = new PlainChannel(socket);
     ch.answerHello(platformId).then(onChannel, () => socket.destroy());
   });

@@ -3,7 +3,7 @@
  * real loopback socket: a round trip, the destination's fenced copy, and every refusal before
  * anything moves (nothing changed afterwards).
  */
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -14,7 +14,10 @@ import { NodeFileLayer } from "../../runtime/host/files.js";
 import { PageStore } from "../../runtime/storage/page-store.js";
 import { sqliteTrust } from "../../runtime/migration/protocol/store-trust.js";
 import { tempDir } from "../helpers.js";
-import { connectPlain, listenPlain } from "./plain-channel.js";
+import { closeAllPlain, connectPlain, listenPlain } from "./plain-channel.js";
+
+// Refused migrations can leave a channel open: end them all, or the test process never exits.
+after(closeAllPlain);
 import { freePort } from "./harness.js";
 
 const src = await Platform.create(tempDir("selkie-mig-src-"));
