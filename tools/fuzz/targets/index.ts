@@ -1,6 +1,8 @@
 /** Every fuzz target, by name: the module that exports it as `target` (see ../target.ts). */
 const TARGETS: Record<string, string> = {
   "hrana-pipeline": "./hrana-pipeline.js",
+  "hrana-protobuf": "./hrana-protobuf.js",
+  "migration-frame": "./migration-frame.js",
   "store-log": "./store-log.js",
   "store-slots": "./store-slots.js",
   "image-file": "./image-file.js",
