@@ -31,7 +31,7 @@ import { resolveLimits, type Limits } from "./limits.js";
 import { ServerMetrics } from "./metrics.js";
 import { DatabaseRegistry } from "./registry.js";
 import { TokenStore, type Principal } from "./tokens.js";
-import { shuttingDown } from "./conn.js";
+import { JSON_PIPELINE, shuttingDown, type HranaEndpoint } from "./conn.js";
 import { InProcessEngine, pagingStats, WorkerEngine, type Engine } from "./engine.js";
 import { StreamTable } from "./hrana/streams.js";
 import { management } from "./management.js";
@@ -106,12 +106,6 @@ export interface SelkieHandler {
 const HRANA_DB_RE = /^\/db\/([^/]+)\/(v2|v3|v3-protobuf)(\/pipeline|\/cursor)?$/;
 const HRANA_ROOT_RE = /^\/(v2|v3|v3-protobuf)(\/pipeline|\/cursor)?$/;
 
-/** A Hrana HTTP endpoint: its encoding, and whether it is the pipeline or the cursor route. */
-interface HranaEndpoint {
-  protobuf: boolean;
-  cursor: boolean;
-}
-
 export function createHandler(opts: HandlerOptions): SelkieHandler {
   const limits = resolveLimits(opts.limits);
   const logger = opts.logger ?? quiet;
@@ -159,7 +153,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     return forward(req, { to, path: req.pathname, deadline: started + limits.requestTimeoutMs, maxBodyBytes: limits.maxBodyBytes, maxResponseBytes: 4 * limits.maxResponseBytes });
   }
 
-  async function pipeline(req: CoreRequest, dbName: string | undefined, started: number, ep: HranaEndpoint = { protobuf: false, cursor: false }): Promise<CoreResponse> {
+  async function pipeline(req: CoreRequest, dbName: string | undefined, started: number, ep: HranaEndpoint = JSON_PIPELINE): Promise<CoreResponse> {
     const p = authenticate(req);
     let name = dbName;
     if (name === undefined) {
