@@ -253,3 +253,31 @@ test("asked to, the freeze rolls an open transaction back and the migration comm
   assert.equal(rowsAt(path.join(env.dstData, "orders.db"), dst), 5, "never half a transaction: the rolled-back row did not travel");
   await assert.rejects(ds.use(() => 1), (e: MigrationError) => e.code === "MIGRATION_MOVED" && /y:1/.test(e.message));
 });
+
+test("a database that migrates away and comes back can migrate away again, its rows intact each time", async () => {
+  const env = setup(30);
+  const d = await destination(env); // A -> B: B listens, A sends
+  await migrate(env, d.port);
+  assert.equal(((await d.results[0]) as { state: string }).state, "done");
+  // B -> A: A listens now, B sends what it received.
+  const back = await freePort();
+  const results: Array<Promise<unknown>> = [];
+  const aServer = await listenPlain(back, src.platformId, (ch) => {
+    const p = acceptMigration({ platform: src, dataDir: env.srcData, channel: ch, timeoutMs: 5_000 });
+    p.catch(() => undefined);
+    results.push(p);
+  });
+  const bFile = path.join(env.dstData, "orders.db");
+  const chBack = await connectPlain(back, "source", dst.platformId);
+  await migrateOut({ platform: dst, dataDir: env.dstData, name: "orders.db", channel: chBack, source: { async freeze() {}, async resume() {} }, sourceAddress: "127.0.0.1:1", to: `127.0.0.1:${back}`, timeoutMs: 5_000 });
+  assert.equal(((await results[0]) as { state: string }).state, "done");
+  assert.ok(!fs.existsSync(bFile), "B gave it up");
+  assert.equal(rowsAt(env.file, src), 30, "A serves it again with every row");
+  // A -> B again: A's old tombstone no longer stands in the way; B's does not stop it coming back.
+  env.source = { async freeze() {}, async resume() {} };
+  await migrate(env, d.port);
+  assert.equal(((await d.results[1]) as { state: string }).state, "done");
+  assert.equal(rowsAt(bFile, dst), 30);
+  aServer.close();
+  d.server.close();
+});

@@ -26,7 +26,7 @@ import { rehomeLog } from "../../storage/transfer.js";
 import type { MigrationChannel, MigrationMessage, PeerInfo } from "../channel-api.js";
 import { crashPoint } from "./crash-points.js";
 import { MigrationError } from "./errors.js";
-import { listJournals, migrateDir, stagingDir, writeJournal, type DestinationJournal } from "./journal.js";
+import { journalPath, listJournals, migrateDir, stagingDir, writeJournal, type DestinationJournal } from "./journal.js";
 import { bad, bytes, expect, num, PROTOCOL_VERSION, send, str } from "./messages.js";
 import { createCounterAt, sqliteTrust } from "./store-trust.js";
 import { active } from "./active.js";
@@ -271,6 +271,11 @@ export function install(platform: Platform, dataDir: string, j: DestinationJourn
     syncDirectory(dataDir);
   }
   fs.rmSync(stage, { recursive: true, force: true });
+  // A database that comes back to a folder it once left: the old tombstones (source journals
+  // MOVED) no longer say where it lives, and must not stop it from migrating again.
+  for (const s of listJournals(dataDir, "source")) {
+    if (s.name === j.name && s.state === "MOVED") fs.rmSync(journalPath(dataDir, s.mid, "source"), { force: true });
+  }
   syncDirectory(migrateDir(dataDir));
   j.state = "DONE";
   writeJournal(dataDir, j);
