@@ -78,7 +78,8 @@ test("selkie serve --fleet-ca accepts attested peers; without it the upgrade is 
   const withCa = await startServer({ args: ["--platform", pDir, "--fleet-ca", path.join(caDir, "ca.cert")] });
   try {
     const ch = await connectAttested(withCa.url, opts);
-    // No migration protocol is installed in this build's server: the channel opens (attested), then closes.
+    // The channel opens (attested); the migration protocol then closes it on a first message that is no offer.
+    await ch.send({ type: "hello" });
     assert.equal(await code(ch.receive(5_000)), "CHANNEL_CLOSED");
     await new Promise((r) => setTimeout(r, 100));
     assert.match(withCa.stdout(), /"event":"migration_channel_open"/);

@@ -18,11 +18,14 @@ import { cursorBodyIn, cursorResponseOut, pipelineBodyIn, pipelineResponseOut } 
 import { withEpcRoom } from "./epc-room.js";
 import { badRequest, HttpError, notFound } from "./errors.js";
 import { json } from "./http.js";
+import { gateRequest, type FreezeGate } from "./freeze.js";
 
 export interface Conn {
   readonly registry: DatabaseRegistry;
   readonly streams: StreamTable;
   readonly limits: Limits;
+  /** Databases of this thread frozen for a migration (freeze.ts). */
+  readonly frozen: Map<string, FreezeGate>;
 }
 
 export interface PipelineAnswer {
@@ -78,6 +81,7 @@ export async function pipelineOn(c: Conn, name: string, who: { tokenId: string; 
   const pl = ep.cursor ? parseCursor(parsed, c.limits.maxSqlBytes) : parsePipeline(parsed, c.limits.maxSqlBytes);
   // Draining: streams already open may finish (commit their transactions); new ones may not.
   if (draining && pl.baton === null) throw shuttingDown();
+  await gateRequest(c, name, pl.baton, started + c.limits.requestTimeoutMs);
   const host = await withEpcRoom(started + c.limits.requestTimeoutMs, () => c.registry.get(name));
   const pctx = { host, streams: c.streams, tokenId: who.tokenId, readOnly: who.readOnly, limits: c.limits, started };
   const codes: string[] = [];
@@ -131,6 +135,7 @@ export async function createOn(c: Conn, name: string): Promise<Record<string, un
 /** POST /v1/databases/NAME/hibernate or /snapshot, holding the database's lease. */
 export async function imageOn(c: Conn, name: string, what: "snapshot" | "hibernate", full: boolean): Promise<Record<string, unknown>> {
   if (!c.registry.exists(name)) throw notFound("DB_NOT_FOUND", `no database named ${name}; GET /v1/databases lists them, POST /v1/databases creates one`);
+  if (c.frozen.has(name)) throw new HttpError(409, "MIGRATION_IN_PROGRESS", `database ${name} is being migrated; retry when the migration ended`);
   const deadline = Date.now() + c.limits.requestTimeoutMs;
   const host = await withEpcRoom(deadline, () => c.registry.get(name));
   const owner = {};

@@ -16,6 +16,7 @@ import type { Limits } from "./limits.js";
 import type { Logger } from "./handler.js";
 import { createOn, imageOn, infoOf, JSON_PIPELINE, pipelineOn, statsOf, type Conn, type EngineStats, type HranaEndpoint, type PipelineAnswer } from "./conn.js";
 import { WorkerPool } from "./worker-pool.js";
+import { freezeOn, thawOn } from "./freeze.js";
 
 export interface Engine {
   /** Worker threads (0: in-process). */
@@ -27,6 +28,10 @@ export interface Engine {
   /** Closes `db` where it is open and removes its files (registry.remove). */
   remove(db: string): Promise<void>;
   image(db: string, what: "snapshot" | "hibernate", full: boolean): Promise<Record<string, unknown>>;
+  /** Freezes `db` for a migration (freeze.ts): its files are quiescent when this resolves. */
+  freeze(db: string, opts: { waitMs: number; rollback: boolean }): Promise<void>;
+  /** Ends a freeze: serve again, or answer DB_MOVED to the requests it held. */
+  thaw(db: string, movedTo?: string): Promise<void>;
   /** Streams holding a database's lease (inside a transaction), everywhere. */
   holdingLease(): Promise<number>;
   /** Ends every parked stream, rolling back their transactions. */
@@ -70,7 +75,7 @@ export class InProcessEngine implements Engine {
   readonly workers = 0;
   readonly #c: Conn;
   constructor(registry: DatabaseRegistry, streams: StreamTable, limits: Limits) {
-    this.#c = { registry, streams, limits };
+    this.#c = { registry, streams, limits, frozen: new Map() };
   }
   pipeline(db: string, who: { tokenId: string; readOnly: boolean }, body: Buffer, started: number, draining: boolean, ep: HranaEndpoint = JSON_PIPELINE): Promise<PipelineAnswer> {
     return pipelineOn(this.#c, db, who, body, started, draining, ep);
@@ -87,6 +92,13 @@ export class InProcessEngine implements Engine {
   }
   image(db: string, what: "snapshot" | "hibernate", full: boolean): Promise<Record<string, unknown>> {
     return imageOn(this.#c, db, what, full);
+  }
+  freeze(db: string, opts: { waitMs: number; rollback: boolean }): Promise<void> {
+    return freezeOn(this.#c, db, opts);
+  }
+  thaw(db: string, movedTo?: string): Promise<void> {
+    thawOn(this.#c, db, movedTo);
+    return Promise.resolve();
   }
   holdingLease(): Promise<number> {
     return Promise.resolve(this.#c.streams.holdingLease());
@@ -134,6 +146,13 @@ export class WorkerEngine implements Engine {
   }
   async image(db: string, what: "snapshot" | "hibernate", full: boolean): Promise<Record<string, unknown>> {
     return (await this.pool.call(db, { op: "image", db, what, full })) as Record<string, unknown>;
+  }
+  async freeze(db: string, opts: { waitMs: number; rollback: boolean }): Promise<void> {
+    await this.pool.call(db, { op: "freeze", db, waitMs: opts.waitMs, rollback: opts.rollback });
+  }
+  async thaw(db: string, movedTo?: string): Promise<void> {
+    const placed = this.pool.callIfPlaced(db, { op: "thaw", db, ...(movedTo !== undefined ? { movedTo } : {}) });
+    if (placed) await placed;
   }
   async holdingLease(): Promise<number> {
     // Fresh stats, but a worker busy in a statement must not stall the shutdown loop: after

@@ -41,6 +41,9 @@ import * as path from "node:path";
 import { ForwardingTable } from "../../migration/forwarding/table.js";
 import { forward } from "./forward.js";
 import { forwardingRoutes } from "./forwarding-routes.js";
+import { ServerMigrations } from "./migrations.js";
+import { migrationRoutes } from "./migration-routes.js";
+import type { MigrationServeOptions } from "./migration-endpoint.js";
 
 /** The part of pino's interface the server uses (pino loggers fit; so does a no-op). */
 export interface Logger {
@@ -73,6 +76,8 @@ export interface HandlerOptions {
    * thread. Default 0 here; `selkie serve` defaults to 2.
    */
   workers?: number;
+  /** Live migration (migrations.ts): the fleet CA, the dev-CA flag, channel tuning, or a protocol hook of one's own. */
+  migration?: MigrationServeOptions;
 }
 
 export interface ServerContext {
@@ -89,6 +94,8 @@ export interface ServerContext {
   readonly forwarding: ForwardingTable;
   /** Where database work runs: in-process, or on worker threads. */
   readonly engine: Engine;
+  /** Live migrations in and out of this server. */
+  readonly migrations: ServerMigrations;
 }
 
 export interface SelkieHandler {
@@ -128,8 +135,15 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     recycles: () => engine.stats().recycles,
     paging: () => pagingStats(opts.platform, engine),
     forwardedDatabases: () => forwarding.size,
+    migrationsRunning: () => {
+      const r = { source: 0, destination: 0 };
+      for (const m of migrations.list().running) r[m.role]++;
+      return r;
+    },
   });
-  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, engine, forwarding };
+  const ctx: ServerContext = { platform: opts.platform, registry, enclaves, tokens, streams, limits, metrics, logger, engine, forwarding, migrations: undefined as unknown as ServerMigrations };
+  const migrations = new ServerMigrations(ctx, opts.migration);
+  Object.assign(ctx, { migrations });
   let inFlight = 0;
   let draining = false;
 
@@ -154,21 +168,46 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
   }
 
   async function pipeline(req: CoreRequest, dbName: string | undefined, started: number, ep: HranaEndpoint = JSON_PIPELINE): Promise<CoreResponse> {
-    const p = authenticate(req);
+    const deadline = started + limits.requestTimeoutMs;
+    // A database on its way in (or frozen here) holds its requests, before the token is checked:
+    // the tokens limited to it arrive with it (migrations.ts).
+    // DB_MOVED from a hold: the forwarding entry is in place, checked below.
+    const held = (n: string): Promise<void> =>
+      migrations.hold(n, deadline).catch((e: unknown) => {
+        if (!(e instanceof HttpError && e.code === "DB_MOVED")) throw e;
+      });
+    if (dbName !== undefined) await held(dbName);
+    let p: Principal;
+    try {
+      p = authenticate(req);
+    } catch (e) {
+      if (migrations.incoming === 0) throw e;
+      await migrations.settledIncoming(deadline);
+      p = authenticate(req);
+    }
     let name = dbName;
     if (name === undefined) {
       if (p.db === null) throw badRequest("NO_DATABASE", "an admin token must name the database in the URL: http://HOST:PORT/db/NAME/ (with the trailing slash)");
       name = p.db;
-      const moved = forwarding.get(name);
-      if (moved !== undefined) return forwarded(req, name, moved.to, started);
+      await held(name);
     } else if (!p.admin && p.db !== name) {
       throw forbidden("TOKEN_SCOPE", "this token is not valid for this database");
     }
     const body = await req.body(limits.maxBodyBytes);
-    // Parsed where it runs (engine.ts): on the database's worker, or here with --workers 0.
-    const a = await engine.pipeline(name, p, body, started, draining, ep);
-    for (const code of a.codes) metrics.error(code);
-    return { status: 200, headers: { "content-type": a.contentType }, body: a.body };
+    const again: CoreRequest = { ...req, body: async () => body };
+    // Moved while this request waited: its new owner answers it.
+    const moved = forwarding.get(name);
+    if (moved !== undefined) return forwarded(again, name, moved.to, started);
+    try {
+      // Parsed where it runs (engine.ts): on the database's worker, or here with --workers 0.
+      const a = await engine.pipeline(name, p, body, started, draining, ep);
+      for (const code of a.codes) metrics.error(code);
+      return { status: 200, headers: { "content-type": a.contentType }, body: a.body };
+    } catch (e) {
+      const to = e instanceof HttpError && e.code === "DB_MOVED" ? forwarding.get(name) : undefined;
+      if (to !== undefined) return forwarded(again, name, to.to, started);
+      throw e;
+    }
   }
 
   /** Dispatch; returns the metrics route label with the response. */
@@ -206,7 +245,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
     if (pathname === "/v1" || pathname.startsWith("/v1/")) {
       requireAdmin(req);
       const parts = pathname.slice(3).split("/").filter((s) => s !== "").map(decodeSegment);
-      return (await forwardingRoutes(ctx, req, parts)) ?? management(ctx, req, parts);
+      return (await forwardingRoutes(ctx, req, parts)) ?? (await migrationRoutes(ctx, req, parts)) ?? management(ctx, req, parts);
     }
     if (/^\/db\/(v2|v3)(\/pipeline)?$/.test(pathname) || /^\/db\/[^/]+$/.test(pathname)) {
       throw notFound("NOT_FOUND", "no such route; a database's Hrana URL is http://HOST:PORT/db/NAME/ (with the trailing slash)");
@@ -257,6 +296,7 @@ export function createHandler(opts: HandlerOptions): SelkieHandler {
           if (inFlight === 0 && holding === 0) break;
           await new Promise((r) => setTimeout(r, 10));
         }
+        migrations.close();
         enclaves.closeAll();
         await engine.closeAll();
       },

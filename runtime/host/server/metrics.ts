@@ -15,6 +15,8 @@
  *   selkie_group_commits / selkie_group_commit_requests   gauges: group commits run by the open databases, requests they carried
  *   selkie_forwarded_databases                            gauge: databases that moved to another peer (forwarding table)
  *   selkie_forwarded_requests_total{db}                   counter: requests forwarded to a moved database's new owner
+ *   selkie_migrations_running{role}                       gauge: live migrations in progress (source or destination)
+ *   selkie_migrations_total{role,result}                  counter: migrations ended: done, failed, in-doubt
  * plus prom-client's default process metrics (selkie_process_*, selkie_nodejs_*).
  */
 import * as prom from "prom-client";
@@ -33,6 +35,8 @@ export interface MetricsSources {
   forwardedDatabases?(): number;
   /** Paging stats of every pager (worker threads have their own); default: the platform's pager. */
   paging?(): PagingStats | null;
+  /** Live migrations in progress, by role. */
+  migrationsRunning?(): { source: number; destination: number };
 }
 
 export class ServerMetrics {
@@ -41,6 +45,7 @@ export class ServerMetrics {
   readonly latency: prom.Histogram<"route">;
   readonly errors: prom.Counter<"code">;
   readonly forwarded: prom.Counter<"db">;
+  readonly migrations: prom.Counter<"role" | "result">;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
@@ -81,6 +86,18 @@ export class ServerMetrics {
     new prom.Gauge({ name: "selkie_enclave_recycles", help: "Database enclaves restarted with fresh memory after a request grew them past 24 MiB", registers, collect() { this.set(src.recycles?.() ?? 0); } });
     new prom.Gauge({ name: "selkie_group_commit_requests", help: "Requests carried by group commits of the open databases", registers, collect() { this.set(src.groupCommits().jobs); } });
     new prom.Gauge({ name: "selkie_forwarded_databases", help: "Databases that moved to another peer and are forwarded there", registers, collect() { this.set(src.forwardedDatabases?.() ?? 0); } });
+    new prom.Gauge({
+      name: "selkie_migrations_running",
+      help: "Live migrations in progress, by role (source or destination)",
+      labelNames: ["role"],
+      registers,
+      collect() {
+        const r = src.migrationsRunning?.() ?? { source: 0, destination: 0 };
+        this.set({ role: "source" }, r.source);
+        this.set({ role: "destination" }, r.destination);
+      },
+    });
+    this.migrations = new prom.Counter({ name: "selkie_migrations_total", help: "Live migrations ended, by role and result (done, failed, in-doubt)", labelNames: ["role", "result"], registers });
     this.forwarded = new prom.Counter({ name: "selkie_forwarded_requests_total", help: "Requests forwarded to the new owner of a database that moved", labelNames: ["db"], registers });
     new prom.Gauge({
       name: "selkie_db_waiting_requests",

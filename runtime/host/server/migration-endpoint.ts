@@ -19,8 +19,13 @@ export interface MigrationServeOptions {
   /** Channel tuning (timeouts, frame size) for tests and operators. */
   channel?: Pick<ChannelOptions, "handshakeTimeoutMs" | "receiveTimeoutMs" | "sendTimeoutMs" | "maxFrameBytes" | "minRuntimeVersion" | "policy">;
   /**
-   * The migration protocol's entry point: receives each attested channel (this server is the
-   * destination) with the server's context. Without it, a channel is closed at once and logged.
+   * The URL peers reach this server at (`selkie serve --advertise URL`), sent to destinations so
+   * they can ask for a migration's outcome; default: the URL it listens on.
+   */
+  advertise?: string;
+  /**
+   * Replaces the built-in migration protocol (migrations.ts): receives each attested channel with
+   * the server's context.
    */
   onChannel?: (channel: MigrationChannel, info: { remoteAddress: string; context: ServerContext }) => void;
 }
@@ -31,12 +36,8 @@ export function attachMigrationEndpoint(server: http.Server, ctx: ServerContext,
     channel: () => (fleetCa === undefined ? null : { ...opts?.channel, services: sqliteQuoter(ctx.platform), fleetCa, allowDevCa: opts?.allowDevCa === true }),
     refuse: () => (draining() ? { status: 503, code: "SHUTTING_DOWN", message: "the server is shutting down; migrate to another peer or retry later" } : null),
     onChannel: (ch, info) => {
-      if (opts?.onChannel === undefined) {
-        ctx.logger.warn({ event: "migration_channel_unused", peer: info.remoteAddress }, "an attested migration channel arrived, but no migration protocol is installed in this server; closed");
-        ch.close("no migration protocol is installed in this server");
-        return;
-      }
-      opts.onChannel(ch, { ...info, context: ctx });
+      if (opts?.onChannel !== undefined) opts.onChannel(ch, { ...info, context: ctx });
+      else ctx.migrations.onChannel(ch, info.remoteAddress);
     },
     logger: ctx.logger,
     sharedServer: true, // Hrana over WebSocket answers every other upgrade path (hrana/ws.ts)

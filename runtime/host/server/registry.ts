@@ -39,6 +39,11 @@ export class DatabaseRegistry {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
   }
 
+  /** EPC size of each database's enclave, as configured (undefined: the SQLite manifest's). */
+  get epc(): number | string | undefined {
+    return this.#opts.epc;
+  }
+
   fileFor(name: string): string {
     return path.join(this.dir, `${checkDbName(name)}.db`);
   }

@@ -18,7 +18,7 @@ import { tooLarge, type CoreRequest, type CoreResponse } from "./http.js";
 import { UsageError } from "../../errors.js";
 import { HttpError } from "./errors.js";
 import { attachHranaWebSockets } from "./hrana/ws.js";
-import { attachMigrationEndpoint, type MigrationServeOptions } from "./migration-endpoint.js";
+import { attachMigrationEndpoint } from "./migration-endpoint.js";
 
 export interface ServeOptions extends HandlerOptions {
   port: number;
@@ -29,8 +29,6 @@ export interface ServeOptions extends HandlerOptions {
    * `https://` and `libsql://` URLs work. Without it the server speaks plain HTTP.
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** The attested migration channel on this port (migration-endpoint.ts): fleet CA, dev-CA flag, protocol hook. */
-  migration?: MigrationServeOptions;
 }
 
 export interface RunningServer {
@@ -179,6 +177,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   });
   try {
     await listening;
+    // Unfinished migrations settle before anything is served (a source's COMMITTING completes first).
+    await handler.context.migrations.start();
   } catch (e) {
     // Nothing was served: stop what started (worker threads would keep the process alive).
     migration.closeAll("the server could not start");
@@ -187,6 +187,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   }
   const port = (server.address() as AddressInfo).port;
   const url = `${opts.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  handler.context.migrations.sourceAddress = opts.migration?.advertise ?? url;
   let closing: Promise<void> | undefined;
   return {
     url,

@@ -111,6 +111,37 @@ export class TokenStore {
     return n;
   }
 
+  /** The records (hashes, never secrets) of the tokens limited to `db`: what a migration carries. */
+  forDb(db: string): TokenRecord[] {
+    return this.list().filter((r) => r.db === db && r.scope !== "admin");
+  }
+
+  /**
+   * Adds the token records a migration brought with database `db` (untrusted input from the peer):
+   * only well-formed read-write or read-only tokens limited to `db`; never an admin token; ids or
+   * hashes already known here are skipped. Returns how many were added.
+   */
+  adopt(db: string, records: unknown): number {
+    if (!Array.isArray(records)) return 0;
+    this.#reload(true);
+    const ids = new Set(this.#records.map((r) => r.id));
+    const hashes = new Set(this.#records.map((r) => r.hash));
+    const add: TokenRecord[] = [];
+    for (const x of records.slice(0, 1000)) {
+      const r = x as Partial<TokenRecord> | null;
+      if (r === null || typeof r !== "object") continue;
+      if (r.db !== db || (r.scope !== "read-write" && r.scope !== "read-only")) continue;
+      if (typeof r.id !== "string" || !/^tok_[0-9a-f]{12}$/.test(r.id) || typeof r.hash !== "string" || !/^[0-9a-f]{64}$/.test(r.hash)) continue;
+      if (ids.has(r.id) || hashes.has(r.hash)) continue;
+      const createdAt = typeof r.createdAt === "string" && r.createdAt.length <= 40 ? r.createdAt : new Date().toISOString();
+      add.push({ id: r.id, hash: r.hash, scope: r.scope, db, createdAt });
+      ids.add(r.id);
+      hashes.add(r.hash);
+    }
+    if (add.length > 0) this.#write([...this.#records, ...add]);
+    return add.length;
+  }
+
   /** The principal for a presented token, or undefined. Constant-time over all stored tokens. */
   authenticate(token: string): Principal | undefined {
     this.#reload();

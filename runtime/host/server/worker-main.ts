@@ -14,6 +14,7 @@ import { DatabaseRegistry } from "./registry.js";
 import { StreamTable } from "./hrana/streams.js";
 import { createOn, imageOn, infoOf, pipelineOn, statsOf, type Conn } from "./conn.js";
 import { WorkerPlatform } from "./worker-platform.js";
+import { freezeOn, thawOn } from "./freeze.js";
 import { toWire, WORKER_PROTOCOL, type FromWorker, type ToWorker, type WorkerInit, type WorkerOp } from "./worker-protocol.js";
 
 /** How much lower a worker's CPU priority is than the main thread's. */
@@ -33,7 +34,7 @@ const registry = new DatabaseRegistry({ dir: init.dir, platform: platform.asPlat
 const streams = new StreamTable(init.limits.streamIdleMs, init.limits.maxStreams, (s, rolledBack) =>
   post({ t: "log", level: "info", obj: { event: "stream_expired", db: s.host.name, rolledBack }, msg: rolledBack ? "an idle stream expired; its open transaction was rolled back" : "an idle stream expired" }),
 );
-const conn: Conn = { registry, streams, limits: init.limits };
+const conn: Conn = { registry, streams, limits: init.limits, frozen: new Map() };
 
 async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer[] }> {
   switch (m.op) {
@@ -56,6 +57,12 @@ async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer
       return { value: null, transfer: [] };
     case "image":
       return { value: await imageOn(conn, m.db, m.what, m.full), transfer: [] };
+    case "freeze":
+      await freezeOn(conn, m.db, { waitMs: m.waitMs, rollback: m.rollback });
+      return { value: null, transfer: [] };
+    case "thaw":
+      thawOn(conn, m.db, m.movedTo);
+      return { value: null, transfer: [] };
     case "closeStreams":
       streams.closeAll();
       return { value: null, transfer: [] };

@@ -34,6 +34,8 @@ export type WorkerOp =
   | { op: "remove"; db: string }
   | { op: "close"; db: string }
   | { op: "image"; db: string; what: "snapshot" | "hibernate"; full: boolean }
+  | { op: "freeze"; db: string; waitMs: number; rollback: boolean }
+  | { op: "thaw"; db: string; movedTo?: string }
   | { op: "closeStreams" }
   | { op: "closeAll" }
   | { op: "stats" };

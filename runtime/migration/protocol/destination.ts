@@ -109,7 +109,13 @@ export async function acceptMigration(o: AcceptOptions): Promise<Accepted> {
   } catch (e) {
     throw new MigrationError("MIGRATION_PEER_LOST", `the source closed before its offer (${(e as Error).message})`, { cause: e });
   }
-  const offer = parseOffer(m);
+  let offer: Offer;
+  try {
+    offer = parseOffer(m);
+  } catch (e) {
+    ch.close(); // not an offer: nothing to answer
+    throw e;
+  }
   const { mid, name } = offer;
   const refused = admission(o, m, offer);
   if (refused) {

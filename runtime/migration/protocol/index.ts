@@ -1,5 +1,5 @@
 /** The migration protocol (PROTOCOL.md, version 1): the library's entry points. */
-export { migrateOut, movedTo, checkSource, type MigrateOutOptions, type MigrationSource, type MigrationStats } from "./source.js";
+export { migrateOut, movedTo, checkSource, type MigrateOutOptions, type MigrationSource, type MigrationStats, type MigrationProgress } from "./source.js";
 export { acceptMigration, type AcceptOptions, type Accepted, type Offer } from "./destination.js";
 export { recoverMigrations, serveMigrationPeer, outcomeOf, pendingMigrations, type RecoveryOptions, type Recovered, type Outcome, type PeerOptions } from "./recovery.js";
 export { MigrationError } from "./errors.js";

@@ -63,6 +63,17 @@ export interface MigrateOutOptions {
   timeoutMs?: number;
   transactionWaitMs?: number;
   rollbackOpenTransaction?: boolean;
+  /** Called as the migration moves on (phase changes, each chunk sent): progress bars, /v1/migrations. */
+  onProgress?: (p: MigrationProgress) => void;
+}
+
+/** Where a running migration is (PROTOCOL.md §9). `bytes` counts data sent so far, of `diskBytes` at the offer. */
+export interface MigrationProgress {
+  mid: string;
+  phase: "offer" | "precopy" | "frozen" | "prepared" | "committed";
+  round: number;
+  bytes: number;
+  diskBytes: number;
 }
 
 export interface MigrationStats {
@@ -114,11 +125,22 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
     await send(ch, { type: "round", mid, round, slotsLength: d.slotsLength, logLength: d.logLength, bytes: d.bytes });
     return d.bytes;
   };
-  const sendChunk = async (c: Chunk, round: number): Promise<void> => {
-    await send(ch, { type: "data", mid, round, file: c.file, offset: c.offset, bytes: c.bytes, reset: c.reset });
+  let phase: MigrationProgress["phase"] = "offer";
+  let sentBytes = 0;
+  let diskBytes = 0;
+  let round = 0;
+  const progress = (p?: MigrationProgress["phase"]): void => {
+    if (p !== undefined) phase = p;
+    o.onProgress?.({ mid, phase, round, bytes: sentBytes, diskBytes });
+  };
+  const sendChunk = async (c: Chunk, r: number): Promise<void> => {
+    await send(ch, { type: "data", mid, round: r, file: c.file, offset: c.offset, bytes: c.bytes, reset: c.reset });
+    sentBytes += c.bytes.length;
+    progress();
   };
   try {
-    const diskBytes = fs.statSync(slotsPath).size + fs.statSync(logPath).size;
+    diskBytes = fs.statSync(slotsPath).size + fs.statSync(logPath).size;
+    progress("offer");
     await send(ch, { type: "offer", v: PROTOCOL_VERSION, mid, name, kind: "database", diskBytes, epcBytes: o.epcBytes ?? 64 * 1024 * 1024, sourceAddress: o.sourceAddress });
     crashPoint("source:after-offer", ch);
     const answer = await expect(ch, mid, ["admit", "refuse"], timeout);
@@ -128,7 +150,7 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
     }
     if (answer.type === "abort") throw peerAborted(answer);
     // Pre-copy rounds while the database keeps serving.
-    let round = 0;
+    progress("precopy");
     for (;;) {
       const b = await sendRound(round);
       stats.bytes.precopy += b;
@@ -144,6 +166,7 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
     tFreeze = performance.now();
     await o.source.freeze({ waitMs: o.transactionWaitMs ?? 2_000, rollbackOpenTransaction: o.rollbackOpenTransaction === true });
     frozen = true;
+    progress("frozen");
     stats.bytes.final = await sendRound(round);
     stats.rounds = round + 1;
     const log = fs.readFileSync(logPath);
@@ -168,12 +191,14 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
     const vote = await expect(ch, mid, ["prepared"], timeout);
     if (vote.type === "abort") throw peerAborted(vote);
     crashPoint("source:after-prepared", ch);
+    progress("prepared");
     // Decision: COMMITTING is durable before the commit point.
     committing = true;
     writeJournal(dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to });
     crashPoint("source:after-committing-journal", ch);
     finishCommit(o.platform, dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to }, () => crashPoint("source:after-counter-destroyed", ch));
     active.mids.get(mid)!.committed = true;
+    progress("committed");
     o.source.moved?.(o.to);
     try {
       await send(ch, { type: "commit", mid });

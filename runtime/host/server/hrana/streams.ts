@@ -106,6 +106,21 @@ export class StreamTable {
     return n;
   }
 
+  /** True when `baton` names a parked stream that holds its database's lease (inside a transaction). */
+  holdsLease(baton: string): boolean {
+    const s = this.#parked.get(baton);
+    return s !== undefined && s.host.owns(s);
+  }
+
+  /** Ends every parked stream of one database, rolling back an open transaction (a migration's freeze). */
+  closeFor(host: DbHost): void {
+    for (const s of [...this.#parked.values()]) {
+      if (s.host !== host) continue;
+      this.discard(s);
+      endStream(s);
+    }
+  }
+
   /** Ends every parked stream, rolling back open transactions (shutdown). */
   closeAll(): void {
     for (const s of [...this.#parked.values()]) {
