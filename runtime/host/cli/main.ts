@@ -12,6 +12,7 @@ import { registerDbCommands } from "./db-commands.js";
 import { registerServeCommands } from "./serve-commands.js";
 import { registerPlatformCommands } from "./platform-commands.js";
 import { registerPsCommand } from "./ps-command.js";
+import { registerMigrateCommand } from "./migrate-command.js";
 
 
 /** Runs a command body: maps errors to a message on stderr and a stable exit code. */
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerServeCommands(program, run);
   registerPlatformCommands(program, run);
   registerPsCommand(program, run);
+  registerMigrateCommand(program, run);
   return program;
 }
 

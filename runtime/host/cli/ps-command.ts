@@ -5,7 +5,8 @@
  * database, and when open its enclave: MRENCLAVE, EPC cap, committed and peak bytes), GET
  * /v1/enclaves (custom enclaves; a server without them answers 404 and the list is empty) and GET
  * /v1/platform/epc (the platform's EPC budget, committed, peak, free, and every lease), and GET
- * /v1/forwarding (databases that moved to another peer: state "moved -> URL").
+ * /v1/forwarding (databases that moved to another peer: state "moved -> URL"), and GET /v1/migrations
+ * (live migrations in progress: "migrating -> URL (phase, N%)", "arriving <- PEER (phase)").
  */
 import { Command, Option } from "commander";
 import { SelkieError, UsageError } from "../../errors.js";
@@ -91,11 +92,12 @@ export async function psReport(server: string, token: string): Promise<PsReport>
   } catch {
     throw new UsageError("BAD_URL", `--server must be the server's http(s) URL, e.g. http://127.0.0.1:7700 (got ${JSON.stringify(server)})`);
   }
-  const [dbs, encs, epc, fwd] = await Promise.all([
+  const [dbs, encs, epc, fwd, migs] = await Promise.all([
     getJson(base, token, "/v1/databases"),
     getJson(base, token, "/v1/enclaves", true),
     getJson(base, token, "/v1/platform/epc"),
     getJson(base, token, "/v1/forwarding", true),
+    getJson(base, token, "/v1/migrations", true),
   ]);
   const leases: Array<{ label?: unknown; peak?: unknown }> = Array.isArray(epc?.enclaves) ? epc.enclaves : [];
   const rows: PsRow[] = [];
@@ -118,6 +120,15 @@ export async function psReport(server: string, token: string): Promise<PsReport>
   for (const f of Array.isArray(fwd?.forwarding) ? fwd.forwarding : []) {
     const to = str(f?.to) ?? "?";
     rows.push({ kind: "database", name: String(f?.name), state: `moved -> ${to}`, mrenclave: null, committedBytes: null, peakBytes: null, epcBytes: null, diskBytes: null, hibernations: null, wakes: null, movedTo: to });
+  }
+  // Live migrations in progress: "migrating -> URL (phase, N%)" on the source, "arriving <- PEER (phase)" here.
+  for (const m of Array.isArray(migs?.running) ? migs.running : []) {
+    const name = String(m?.name);
+    const pct = num(m?.diskBytes) ? ` ${Math.min(100, Math.round((100 * (num(m?.bytes) ?? 0)) / num(m?.diskBytes)!))}%` : "";
+    const state = m?.role === "destination" ? `arriving <- ${str(m?.peer) ?? "?"} (${str(m?.phase) ?? "?"})` : `migrating -> ${str(m?.peer) ?? "?"} (${str(m?.phase) ?? "?"}${pct})`;
+    const row = rows.find((r) => r.kind === "database" && r.name === name);
+    if (row) row.state = state;
+    else rows.push({ kind: "database", name, state, mrenclave: null, committedBytes: null, peakBytes: null, epcBytes: null, diskBytes: num(m?.diskBytes), hibernations: null, wakes: null });
   }
   for (const e of Array.isArray(encs?.enclaves) ? encs.enclaves : []) {
     const name = String(e?.name);

@@ -73,6 +73,7 @@ interface ServeFlags {
   allowRandom?: boolean;
   allowNet?: boolean;
   fleetCa?: string;
+  advertise?: string;
   allowDevCa?: boolean;
   logLevel: string;
   shutdownTimeout: number;
@@ -116,6 +117,7 @@ export function registerServeCommands(program: Command, run: Run): void {
     .option("--allow-net", "custom enclaves whose signed manifest requests \"net\" may use the network (denied by default)")
     .option("--fleet-ca <file>", "accept live migrations from peers whose platforms this CA certificate (CADIR/ca.cert) certified, over the attested channel at /v1/migration/channel")
     .option("--allow-dev-ca", "with --fleet-ca: also accept a development CA and the peers it certifies (never in production)")
+    .option("--advertise <url>", "with --fleet-ca: the URL peers reach this server at, told to migration destinations so they can ask for an outcome after a crash (default: the URL it listens on)")
     .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"))
     .addOption(new Option("--shutdown-timeout <ms>", "how long shutdown waits for in-flight requests").argParser(positiveInt("--shutdown-timeout")).default(10_000))
     .action(async (flags: ServeFlags) => {
@@ -262,7 +264,7 @@ async function serveCommand(f: ServeFlags): Promise<number> {
       metricsPublic: f.metricsPublic === true,
       grants,
       ...(f.dbEpc !== undefined ? { epc: f.dbEpc } : {}),
-      migration: { ...(fleetCa ? { fleetCa } : {}), allowDevCa: f.allowDevCa === true },
+      migration: { ...(fleetCa ? { fleetCa } : {}), allowDevCa: f.allowDevCa === true, ...(f.advertise !== undefined ? { advertise: f.advertise } : {}) },
       workers: f.workers,
     });
   } catch (e) {
