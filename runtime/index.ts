@@ -52,3 +52,5 @@ export type { ChannelOptions, ConnectOptions, ChannelErrorCode, PeerPolicy } fro
 export { ForwardingTable, ForwardingError, recordForwarding } from "./migration/forwarding/index.js";
 export type { ForwardingEntry } from "./migration/forwarding/index.js";
 export type { MigrationServeOptions } from "./host/server/migration-endpoint.js";
+export { migrateViaServer } from "./host/cli/migrate-command.js";
+export type { MigrateRequest, MigrateResult, MigrationRecord, ServerMigrations } from "./host/server/migrations.js";

@@ -91,7 +91,7 @@ test("a database in a folder that does not exist is a usage error naming the fol
   assert.equal(fs.existsSync(missing), false, "nothing was created");
 });
 
-test("selkie demo creates, writes and queries a database inside an enclave", () => {
+test("selkie demo creates, writes and queries a database inside an enclave, then migrates one live and shows a fork and a rollback refused", () => {
   const dir = tempDir();
   const r = cli(["demo", "--db", path.join(dir, "demo.db")]);
   assert.equal(r.status, 0, r.stderr);
@@ -101,6 +101,10 @@ test("selkie demo creates, writes and queries a database inside an enclave", () 
   assert.match(r.stdout, /9007199254740993n/);
   assert.match(r.stdout, /Hibernated the enclave .* sealed into a [\d.]+ KiB image/);
   assert.match(r.stdout, /woke it where it was and answered 7 rows/);
+  assert.match(r.stdout, /\d+ writes acknowledged, 0 failed; edge-b has every one of them/);
+  assert.match(r.stdout, /Fork attempt.*\n\s+STORAGE_DELETED/);
+  assert.match(r.stdout, /Rollback attempt.*\n\s+STORAGE_ROLLBACK/);
+  assert.match(r.stdout, /removed .*selkie-demo-migration-/);
 });
 
 test("selkie db export writes a plain SQLite file the stock sqlite3 reads, and db import seals one back", () => {

@@ -30,6 +30,7 @@ const SKIP: Record<string, string> = {
 const SKIP_BLOCK: [RegExp, string][] = [
   [/^npm (run demo|test)\b/m, "the two set-up commands: this suite is one of them"],
   [/npm run fuzz|SELKIE_MODEL_/, "fuzzing and model runs of minutes to hours (test/fuzz/smoke.test.ts runs every target briefly)"],
+  [/^selkie migrate /m, "needs two servers on two platforms of one fleet (test/migration/migrate-cli.test.ts runs the same command)"],
 ];
 
 interface Block {

@@ -1,6 +1,8 @@
 /**
  * `selkie demo`: the tour. Creates a database inside a SQLite enclave, writes and queries it, shows
- * what crossed the enclave boundary, and how an error and a rollback behave.
+ * what crossed the enclave boundary, and how an error and a rollback behave; then (migration-demo.ts)
+ * migrates a database between two peers under a live write load and shows a fork and a rollback
+ * refused.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -9,8 +11,9 @@ import { Database } from "../../sql/database.js";
 import { defaultPlatformDir, openDefaultPlatform } from "../default-platform.js";
 import type { Platform } from "../../platform/platform.js";
 import { formatBytes } from "../../enclave/manifest.js";
-import { EXIT_OK } from "./exit-codes.js";
+import { EXIT_OK, EXIT_OTHER } from "./exit-codes.js";
 import { formatRows } from "./format.js";
+import { migrationDemo } from "./migration-demo.js";
 
 export function registerDemoCommand(program: Command, run: (fn: () => Promise<number> | number) => Promise<void>): void {
   program
@@ -18,15 +21,18 @@ export function registerDemoCommand(program: Command, run: (fn: () => Promise<nu
     .summary("create a database inside an enclave, write and query it, and show what happened")
     .option("--db <file>", "database file to (re)create", path.join(".selkie-demo", "demo.db"))
     .option("--platform <dir>", "the platform whose keys seal the database (default: $SELKIE_HOME or ~/.selkie, created on first use)")
-    .action(async (opts: { db: string; platform?: string }) => {
+    .option("--no-migration", "skip the second half: two peers on loopback and a live migration between them")
+    .action(async (opts: { db: string; platform?: string; migration: boolean }) => {
       await run(async () => {
         const say = (s: string) => process.stdout.write(s + "\n");
         const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), (d) => say(`0. Created a development platform (emulated SGX CPU: root secrets, counters, dev CA) in ${d}`));
         try {
-          return demo(opts.db, platform, say);
+          demo(opts.db, platform, say);
         } finally {
           platform.close();
         }
+        if (!opts.migration) return EXIT_OK;
+        return (await migrationDemo(say)) ? EXIT_OK : EXIT_OTHER;
       });
     });
 }
