@@ -291,7 +291,7 @@ export class ServerMigrations {
         const out = await recoverMigrations({ platform: ctx.platform, dataDir: dir, timeoutMs: 5_000, ...(connect ? { connect } : {}) });
         for (const r of out) {
           const name = r.name.endsWith(".db") ? r.name.slice(0, -3) : r.name;
-          if (r.action === "installed") this.#arrived(name, {});
+          if (r.action === "installed") this.#arrived(name, r.meta ?? {});
           else if (r.action === "discarded") this.#release(name);
           if (r.action !== "in-doubt" && r.action !== "none") ctx.logger.info({ event: "migration_recovered", db: name, role: r.role, action: r.action, mid: r.mid }, `recovery: ${r.role} ${r.action}`);
         }

@@ -192,7 +192,7 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
     crashPoint("destination:after-final", ch);
     // PREPARE (PROTOCOL.md §5): fence counter, journal, header re-sealed here, fsync, PREPARED.
     const counterId = createCounterAt(o.platform, c + 2);
-    Object.assign(j, { state: "PREPARING", counterId, c, sourceCounterId });
+    Object.assign(j, { state: "PREPARING", counterId, c, sourceCounterId, meta });
     writeJournal(o.dataDir, j);
     crashPoint("destination:after-preparing-journal", ch);
     const rehomed = rehomeLog(sqliteTrust(o.platform), logBytes, logPath, key, dbId, name, counterId);

@@ -34,6 +34,8 @@ export interface DestinationJournal {
   c?: number;
   sourceAddress: string;
   sourceCounterId?: string;
+  /** The host's metadata from `final` (e.g. token hashes), kept so a recovery that installs has it. */
+  meta?: Record<string, unknown>;
 }
 
 export type Journal = SourceJournal | DestinationJournal;

@@ -30,6 +30,8 @@ export interface Recovered {
   name: string;
   /** What recovery did. */
   action: "aborted" | "committed" | "installed" | "discarded" | "in-doubt" | "none";
+  /** For "installed": the host's metadata the source sent with `final` (its journal kept it). */
+  meta?: Record<string, unknown>;
 }
 
 /** Settles every unfinished migration of this data folder; run it before serving (at open/start). */
@@ -58,12 +60,12 @@ export async function recoverMigrations(o: RecoveryOptions): Promise<Recovered[]
       out.push({ mid: j.mid, role: "destination", name: j.name, action: "discarded" });
     } else if (j.state === "COMMITTED") {
       install(o.platform, o.dataDir, j);
-      out.push({ mid: j.mid, role: "destination", name: j.name, action: "installed" });
+      out.push({ mid: j.mid, role: "destination", name: j.name, action: "installed", meta: j.meta ?? {} });
     } else if (j.state === "PREPARED") {
       const outcome = o.connect ? await askOutcome(o, j).catch(() => "pending" as const) : "pending";
       if (outcome === "commit") {
         install(o.platform, o.dataDir, j);
-        out.push({ mid: j.mid, role: "destination", name: j.name, action: "installed" });
+        out.push({ mid: j.mid, role: "destination", name: j.name, action: "installed", meta: j.meta ?? {} });
       } else if (outcome === "abort") {
         discard(o.dataDir, j);
         out.push({ mid: j.mid, role: "destination", name: j.name, action: "discarded" });
