@@ -196,20 +196,24 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
     committing = true;
     writeJournal(dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to });
     crashPoint("source:after-committing-journal", ch);
-    finishCommit(o.platform, dataDir, { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to }, () => crashPoint("source:after-counter-destroyed", ch));
+    const decided: SourceJournal = { format: 1, role: "source", mid, state: "COMMITTING", name, counterId, to: o.to };
+    destroySourceCounter(o.platform, counterId); // THE COMMIT POINT
+    crashPoint("source:after-counter-destroyed", ch);
     active.mids.get(mid)!.committed = true;
     progress("committed");
     o.source.moved?.(o.to);
-    try {
-      await send(ch, { type: "commit", mid });
-      crashPoint("source:after-commit-sent", ch);
-      // The destination's `done` is informational; recovery settles a lost one.
-      await expect(ch, mid, ["done"], timeout).catch(() => undefined);
-    } catch {
-      // the destination learns the outcome by asking (PROTOCOL.md §5)
-    }
-    stats.totalMs = performance.now() - t0;
+    // `commit` goes first: the destination serves as soon as it has it. Removing the files (which
+    // no longer open: their counter is gone) and the tombstone follow (finishCommit, idempotent).
+    const sentCommit = send(ch, { type: "commit", mid }).then(
+      () => crashPoint("source:after-commit-sent", ch),
+      () => undefined, // the destination learns the outcome by asking (PROTOCOL.md §5)
+    );
+    await sentCommit;
     stats.frozenMs = performance.now() - tFreeze;
+    finishCommit(o.platform, dataDir, decided);
+    // The destination's `done` is informational; recovery settles a lost one.
+    if (!ch.closed) await expect(ch, mid, ["done"], timeout).catch(() => undefined);
+    stats.totalMs = performance.now() - t0;
     stats.slotsResent = sent.slotsResent;
     return stats;
   } catch (e) {
@@ -230,17 +234,21 @@ export async function migrateOut(o: MigrateOutOptions): Promise<MigrationStats> 
  * gone), removes the database's files, records MOVED. Idempotent (recovery runs it again).
  */
 export function finishCommit(platform: Platform, dataDir: string, j: SourceJournal, afterDestroy?: () => void): void {
-  const trust = sqliteTrust(platform);
-  try {
-    trust.destroyCounter(j.counterId);
-  } catch (e) {
-    if ((e as { code?: string }).code !== "COUNTER_NOT_FOUND") throw e;
-  }
+  destroySourceCounter(platform, j.counterId);
   afterDestroy?.();
   const file = path.join(dataDir, j.name);
   for (const f of [`${file}.log`, file, `${file}.log.tmp`]) fs.rmSync(f, { force: true });
   syncDirectory(dataDir);
   writeJournal(dataDir, { ...j, state: "MOVED" });
+}
+
+/** Destroys the source's counter: the commit point. Done already when it is gone. */
+function destroySourceCounter(platform: Platform, counterId: string): void {
+  try {
+    sqliteTrust(platform).destroyCounter(counterId);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "COUNTER_NOT_FOUND") throw e;
+  }
 }
 
 /** Where the database `name` of this data folder went, when it was migrated away. */
