@@ -15,6 +15,7 @@ import { StreamTable } from "./hrana/streams.js";
 import { createOn, imageOn, infoOf, pipelineOn, statsOf, type Conn } from "./conn.js";
 import { WorkerPlatform } from "./worker-platform.js";
 import { freezeOn, thawOn } from "./freeze.js";
+import { loadSqliteEnclave } from "../../sql/sqlite-module.js";
 import { toWire, WORKER_PROTOCOL, type FromWorker, type ToWorker, type WorkerInit, type WorkerOp } from "./worker-protocol.js";
 
 /** How much lower a worker's CPU priority is than the main thread's. */
@@ -76,6 +77,16 @@ async function run(m: WorkerOp): Promise<{ value: unknown; transfer: ArrayBuffer
       return { value: null, transfer: [] };
   }
 }
+
+// Compile the SQLite enclave's module now, not in the first request of the first database placed
+// here (a migrated database's first request would wait for it: ~0.1-0.5 s).
+setImmediate(() => {
+  try {
+    loadSqliteEnclave(init.epc !== undefined ? { epc: init.epc } : {}); // the key the registry's opens use
+  } catch {
+    // reported by the first open, with its typed error
+  }
+});
 
 port.on("message", (m: ToWorker) => {
   run(m).then(
