@@ -143,6 +143,13 @@ test("a database migrates away and back; each side serves only while it owns it"
   assert.deepEqual((await api(a, "GET", "/v1/forwarding")).json.forwarding, [], "the entry went when it came back");
   assert.equal((await api(a, "GET", "/v1/databases/ledger")).status, 200);
   assert.equal((await api(b, "GET", "/v1/databases/ledger")).json.code, "DB_MOVED");
+  // A third peer's own "ledger" cannot take the name where A forwards it... (B forwards it to A now)
+  const c = await peer();
+  await database(c, "ledger");
+  const other = await api(c, "POST", "/v1/databases/ledger/migrate", { to: b.s.url });
+  assert.equal(other.status, 409, JSON.stringify(other.json));
+  assert.equal(other.headers.get("x-selkie-peer-code"), "MIGRATION_POLICY");
+  assert.match(other.json.message, /only that peer may migrate it back/);
   const viaB = createClient({ url: `${b.s.url}/db/ledger/`, authToken: token });
   await viaB.execute("INSERT INTO t VALUES (3, 'via b, on a')");
   assert.deepEqual(await rows(client), [1, 2, 3]);

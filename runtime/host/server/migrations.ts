@@ -243,6 +243,12 @@ export class ServerMigrations {
         const n = offer.name.slice(0, -3);
         if (this.#running.has(n)) return `a migration of ${n} is running on this server`;
         if (ctx.registry.exists(n)) return undefined; // admission refuses it as MIGRATION_NAME_TAKEN
+        // A name this server forwards may come back only from where it went (not another database
+        // of the same name, which would take over the clients that follow the old URL).
+        const fw = ctx.forwarding.get(n);
+        if (fw !== undefined && !samePeer(fw.to, offer.sourceAddress)) {
+          return `this server forwards ${n} to ${fw.to}; only that peer may migrate it back (or remove the entry: DELETE /v1/forwarding/${n})`;
+        }
         name = n;
         this.#holds.set(n, new FreezeGate());
         this.#running.set(n, { mid: offer.mid, name: n, role: "destination", peer: offer.sourceAddress || remoteAddress, phase: "receiving", startedAt: new Date().toISOString(), round: 0, bytes: 0, diskBytes: offer.diskBytes, elapsedMs: 0, t0: performance.now() });
@@ -338,6 +344,14 @@ export class ServerMigrations {
     clearInterval(this.#timer);
     this.#timer = undefined;
     for (const name of [...this.#holds.keys()]) this.#release(name);
+  }
+}
+
+function samePeer(a: string, b: string): boolean {
+  try {
+    return normalizePeerUrl(a) === normalizePeerUrl(b);
+  } catch {
+    return false;
   }
 }
 
