@@ -217,3 +217,35 @@ test("an open interactive transaction blocks the freeze until its wait ends, the
   assert.deepEqual(await rows(client), [1, 2, 3], "the rolled-back transaction is nowhere, the committed ones arrived");
   client.close();
 });
+
+test("a WebSocket client of the old URL follows the database: its next statements reach the new owner through a tunnel", async () => {
+  const a = await peer();
+  const b = await peer({ workers: 1 });
+  const { token, client } = await database(a, "chat");
+  await client.execute("INSERT INTO t VALUES (1, 'before')");
+  const ws = createClient({ url: `${a.s.url.replace("http", "ws")}/db/chat`, authToken: token });
+  assert.deepEqual(await rows(ws), [1]);
+  assert.equal((await api(a, "POST", "/v1/databases/chat/migrate", { to: b.s.url })).status, 200);
+  // The connection opened before the move ends at its next request; the client reconnects.
+  let moved = 0;
+  for (let i = 2; i <= 4; i++) {
+    try {
+      await ws.execute({ sql: "INSERT INTO t VALUES (?, 'after')", args: [i] });
+    } catch (e) {
+      moved++;
+      assert.match(String((e as Error).message), /DB_MOVED/);
+      await new Promise((r) => setTimeout(r, 100)); // the close frame follows the error: then it reconnects
+      await ws.execute({ sql: "INSERT INTO t VALUES (?, 'after')", args: [i] });
+    }
+  }
+  assert.ok(moved <= 1, "at most the first statement after the move fails");
+  const onB = createClient({ url: `${b.s.url}/db/chat/`, authToken: token });
+  assert.deepEqual(await rows(onB), [1, 2, 3, 4]);
+  // A fresh WebSocket client of the old URL is tunnelled from its first statement on.
+  const fresh = createClient({ url: `${a.s.url.replace("http", "ws")}/db/chat`, authToken: token });
+  assert.deepEqual(await rows(fresh), [1, 2, 3, 4]);
+  fresh.close();
+  onB.close();
+  ws.close();
+  client.close();
+});

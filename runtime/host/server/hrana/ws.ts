@@ -29,6 +29,8 @@ import { clientMsgIn, serverMsgOut } from "./protobuf.js";
 /** Subprotocols in the server's order of preference. */
 const SUBPROTOCOLS = ["hrana3-protobuf", "hrana3", "hrana2", "hrana1"] as const;
 import { CHANNEL_PATH as MIGRATION_CHANNEL_PATH } from "../../../migration/channel/connect.js";
+import { forwardUpgrade } from "./ws-forward.js";
+import { movedError } from "../freeze.js";
 const WS_PATH_RE = /^\/(?:db\/([^/]+)\/?)?$/;
 export const MAX_WS_STREAMS = 256;
 export const MAX_WS_CURSORS = 64;
@@ -116,6 +118,13 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
       dbName = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
     } catch {
       return refuse(socket, 400, "BAD_PATH", "the URL path has bad percent-encoding");
+    }
+    // A database that moved: the whole connection is tunnelled to its new owner.
+    const moved = dbName === undefined ? undefined : handler.context.forwarding.get(dbName);
+    if (moved !== undefined) {
+      handler.context.forwarding.counted(dbName!);
+      handler.context.metrics.forwarded.inc({ db: dbName! });
+      return forwardUpgrade(req, socket, head, moved.to, url, limits.requestTimeoutMs);
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const c = new Connection(ws, dbName);
@@ -213,6 +222,11 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
           const error = this.#error(e);
           handler.context.metrics.observe("hrana_ws", "WS", e instanceof HttpError ? e.status : 500, seconds());
           this.#send({ type: "response_error", request_id: id, error });
+          // The database moved (a live migration): end this connection; a client that reconnects
+          // to this URL is tunnelled to the new owner (ws-forward.ts).
+          if (this.principal !== undefined && handler.context.forwarding.get(this.#db) !== undefined) {
+            this.#fail(1012, "DB_MOVED: the database moved to another server; reconnect to this URL");
+          }
         },
       );
       this.#running.add(p);
@@ -388,6 +402,8 @@ export function attachHranaWebSockets(server: Server, handler: SelkieHandler): H
     /** One stream request as a pipeline on the stream's baton (see the top of the file). */
     async #run(s: WsStream, r: Json, p: Principal): Promise<{ type: "ok"; response: Response } | { type: "error"; error: HranaError }> {
       if (s.dead) throw s.dead;
+      const fw = handler.context.forwarding.get(this.#db);
+      if (fw !== undefined) throw movedError(this.#db, fw.to); // then the connection ends (#answer)
       const started = Date.now();
       // Through the engine, like an HTTP pipeline: the database may live on a worker thread, which
       // parses the request itself (typed values do not survive a copy between threads).
