@@ -5,6 +5,7 @@
  * processes on loopback; clients are @libsql/client in the bench process.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { createClient, type Client } from "@libsql/client";
 
@@ -77,6 +78,42 @@ async function tenant(url: string, token: string, name: string, rows: number, n:
   return clients;
 }
 
+/** CPU milliseconds of a process's threads: its main thread, its database workers (nice above the main thread's, worker-main.ts), the rest (libuv pool, V8 helpers). Linux only; zeros elsewhere. */
+interface ThreadCpu {
+  main: number;
+  workers: number;
+  other: number;
+}
+
+function threadCpu(pid: number): ThreadCpu {
+  const out: ThreadCpu = { main: 0, workers: 0, other: 0 };
+  const stat = (tid: string): string[] | undefined => {
+    try {
+      const st = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      return st.slice(st.lastIndexOf(")") + 2).split(" ");
+    } catch {
+      return undefined; // the thread ended, or no /proc
+    }
+  };
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  const mainNice = Number(stat(String(pid))?.[16] ?? 0);
+  // Fields after the command: utime and stime are the 12th and 13th (clock ticks, 100 per second), nice the 17th.
+  for (const tid of tids) {
+    const f = stat(tid);
+    if (!f) continue;
+    const ms = (Number(f[11]) + Number(f[12])) * 10;
+    if (tid === String(pid)) out.main += ms;
+    else if (Number(f[16]) > mainNice) out.workers += ms;
+    else out.other += ms;
+  }
+  return out;
+}
+
 const stop = async (p: ChildProcess): Promise<void> => {
   p.kill("SIGTERM");
   await new Promise((r) => p.once("exit", r));
@@ -132,9 +169,16 @@ export async function tenantRows(o: TenantBenchOptions): Promise<{ lines: string
         }
       };
       await drive(o.clients, 1000, op);
+      const cpu0 = threadCpu(s.proc.pid!);
+      const client0 = process.cpuUsage();
       const r = await drive(o.clients, o.seconds * 1000, op);
+      const client = process.cpuUsage(client0);
+      const cpu1 = threadCpu(s.proc.pid!);
       failures += r.failures;
-      lines.push(row(`mixed 4 tenants (80% reads, 20% writes), --workers ${workers}`, r));
+      // CPU per request (µs): where the two cores go. The clients (this process) share the machine.
+      const per = (ms: number): string => ((ms * 1000) / Math.max(1, r.ops)).toFixed(0);
+      const note = `CPU µs/request: server main ${per(cpu1.main - cpu0.main)}, db workers ${per(cpu1.workers - cpu0.workers)}, server other threads ${per(cpu1.other - cpu0.other)}; clients ${per((client.user + client.system) / 1000)}`;
+      lines.push(row(`mixed 4 tenants (80% reads, 20% writes), --workers ${workers}`, r, note));
       for (const t of tenants) for (const c of t) c.close();
     } finally {
       await stop(s.proc);
