@@ -196,8 +196,6 @@ export class CounterStore {
   readonly #retired = new Set<number>();
   /** The last record queued by the current deferred() call. */
   #lastQueued: Queued | undefined;
-  /** fdatasync calls made for deferred records (tests, metrics). */
-  deferredSyncs = 0;
 
   private constructor(dir: string, key: Buffer, opts: CounterStoreOptions) {
     this.dir = dir;
@@ -393,7 +391,6 @@ export class CounterStore {
     }
     q.fd = fd;
     this.#inflight = q;
-    this.deferredSyncs++;
     fs.fdatasync(fd, (err) => {
       this.#inflight = undefined;
       if (this.#retired.delete(fd)) {
