@@ -18,6 +18,13 @@
  *
  * State of the in-memory mirror: it changes only after the disk write it mirrors is durable; after
  * an I/O error the store refuses further use (COUNTER_STORE_CORRUPT) until reopened.
+ *
+ * Deferred appends (`deferred()`, used by the server's platform RPC so the main thread never blocks
+ * in fdatasync): an update made inside `deferred(fn)` changes the mirror at once and queues its
+ * record; records are written and synced one at a time, in order, each fdatasync on libuv's pool,
+ * so the log on disk goes through exactly the states it goes through without deferral (a synced
+ * prefix plus at most one torn record). The caller acknowledges only when the returned `durable`
+ * promise resolves. A synchronous update first writes and syncs every queued record.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -58,6 +65,16 @@ interface MutableEntry {
   isvProdId: number;
   owner: Buffer;
   value: number;
+}
+
+interface Queued {
+  rec: Buffer;
+  pos: number;
+  /** The log it was written to (once written). */
+  fd?: number;
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
 }
 
 export interface CounterStoreOptions {
@@ -169,6 +186,16 @@ export class CounterStore {
   #records = 0;
   #lock: string | undefined;
   #broken: string | undefined;
+  /** Inside deferred(): appends queue instead of syncing. */
+  #deferring = 0;
+  /** Deferred records not yet written, oldest first, each at the position its sequence gave it. */
+  #queue: Queued[] = [];
+  /** The deferred record whose fdatasync runs on libuv's pool. */
+  #inflight: Queued | undefined;
+  /** Log fds to close once the sync in flight on them ends (compaction or close happened meanwhile). */
+  readonly #retired = new Set<number>();
+  /** The last record queued by the current deferred() call. */
+  #lastQueued: Queued | undefined;
 
   private constructor(dir: string, key: Buffer, opts: CounterStoreOptions) {
     this.dir = dir;
@@ -332,6 +359,80 @@ export class CounterStore {
     if (this.#broken !== undefined) corrupt(`the counter store failed earlier (${this.#broken}); reopen the platform`);
   }
 
+  /**
+   * Runs `fn` (create/set/destroy calls) with its records queued instead of synced: returns its
+   * value and a promise that resolves once every record it made is durable (or rejects with
+   * COUNTER_STORE_CORRUPT). Acknowledge nothing before it resolves.
+   */
+  deferred<T>(fn: () => T): { value: T; durable: Promise<void> } {
+    this.#deferring++;
+    this.#lastQueued = undefined;
+    let value: T;
+    try {
+      value = fn();
+    } finally {
+      this.#deferring--;
+    }
+    const last = this.#lastQueued as Queued | undefined;
+    this.#lastQueued = undefined;
+    return { value, durable: last ? last.done : Promise.resolve() };
+  }
+
+  /** Writes the next queued record and syncs it on libuv's pool; the next one follows its sync. */
+  #pump(): void {
+    if (this.#inflight !== undefined || this.#fd < 0) return;
+    const q = this.#queue.shift();
+    if (q === undefined) return;
+    const fd = this.#fd;
+    try {
+      writeAll(fd, q.rec, q.pos);
+    } catch (err) {
+      return this.#fail(err, q);
+    }
+    q.fd = fd;
+    this.#inflight = q;
+    fs.fdatasync(fd, (err) => {
+      this.#inflight = undefined;
+      if (this.#retired.delete(fd)) {
+        // Compaction (its snapshot is durable and holds this value) or close (which synced) came
+        // in between: the record is durable either way.
+        fs.closeSync(fd);
+        q.resolve();
+        return this.#pump();
+      }
+      if (err) return this.#fail(err, q);
+      q.resolve();
+      this.#pump();
+    });
+  }
+
+  #fail(err: unknown, q: Queued): void {
+    this.#broken = (err as NodeJS.ErrnoException).code ?? "I/O error";
+    const e = new CounterError("COUNTER_STORE_CORRUPT", `counter store write failed (${this.#broken}); the update was not acknowledged`, { cause: err });
+    for (const x of [q, ...this.#queue.splice(0)]) x.reject(e);
+  }
+
+  /** Closes the open log, or leaves that to the end of the sync in flight on it. */
+  #closeLog(): void {
+    if (this.#inflight !== undefined && this.#inflight.fd === this.#fd) this.#retired.add(this.#fd);
+    else fs.closeSync(this.#fd);
+  }
+
+  /** Writes and syncs every queued record now (before a synchronous update, compaction or close). */
+  #drain(): void {
+    if (this.#inflight !== undefined) fs.fdatasyncSync(this.#fd); // covers the record in flight too
+    for (const q of this.#queue.splice(0)) {
+      try {
+        writeAll(this.#fd, q.rec, q.pos);
+        fs.fdatasyncSync(this.#fd);
+      } catch (err) {
+        this.#fail(err, q);
+        throw new CounterError("COUNTER_STORE_CORRUPT", `counter store write failed (${this.#broken}); the update was not made`, { cause: err });
+      }
+      q.resolve();
+    }
+  }
+
   /** Appends one record durably (write + fdatasync), compacting first if the log is full. */
   #append(kind: number, e: { id: string; policy: number; isvProdId: number; owner: Buffer; value: number }): void {
     this.#maybeCompact();
@@ -345,7 +446,25 @@ export class CounterStore {
     pt.writeBigUInt64BE(BigInt(e.value), 64);
     const { iv, ct, tag } = gcmSeal(this.#key, this.#recordAad(), pt);
     const rec = Buffer.concat([REC_MAGIC, iv, ct, tag]);
+    if (this.#deferring > 0) {
+      let resolve!: () => void;
+      let reject!: (e: Error) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      done.catch(() => {}); // the deferred() caller handles it; no unhandled rejection otherwise
+      const q: Queued = { rec, pos: this.#pos, done, resolve, reject };
+      this.#queue.push(q);
+      this.#lastQueued = q;
+      this.#pos += RECORD_LEN;
+      this.#records++;
+      this.#seq++;
+      this.#pump();
+      return;
+    }
     try {
+      if (this.#queue.length > 0 || this.#inflight !== undefined) this.#drain();
       writeAll(this.#fd, rec, this.#pos);
       fs.fdatasyncSync(this.#fd);
     } catch (err) {
@@ -382,7 +501,9 @@ export class CounterStore {
     }
     this.#version = VERSION;
     const old = this.#gen;
-    fs.closeSync(this.#fd);
+    // Queued records are in the snapshot now (their values and sequence): durable.
+    for (const q of this.#queue.splice(0)) q.resolve();
+    this.#closeLog();
     this.#fd = -1;
     this.#gen = next;
     this.#createLog(next);
@@ -433,7 +554,14 @@ export class CounterStore {
 
   close(): void {
     if (this.#fd >= 0) {
-      fs.closeSync(this.#fd);
+      if (this.#broken === undefined && (this.#queue.length > 0 || this.#inflight !== undefined)) {
+        try {
+          this.#drain();
+        } catch {
+          // #fail rejected the queued updates: none was acknowledged
+        }
+      }
+      this.#closeLog();
       this.#fd = -1;
     }
     if (this.#lock !== undefined) {

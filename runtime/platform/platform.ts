@@ -347,6 +347,21 @@ export class Platform {
     return buildQuote(Buffer.from(report.subarray(0, REPORT_BODY_LEN)), [this.certificate], this.#attestationKey);
   }
 
+  /**
+   * Runs `fn` (calls on counter services) with the counter store's records synced on libuv's pool
+   * instead of this thread (counter-store.ts, deferred appends), and resolves with its value once
+   * they are durable. The server's platform RPC answers a worker's counter update this way, so the
+   * main thread keeps serving while the update's fdatasync runs. Acknowledge nothing before.
+   */
+  withDeferredCounterSync<T>(fn: () => T): Promise<T> {
+    try {
+      const { value, durable } = this.#counterStore().deferred(fn);
+      return durable.then(() => value);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Closes the counter store (releasing its lock); services refuse afterwards. */
   close(): void {
     if (this.#closed) return;

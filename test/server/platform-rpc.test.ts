@@ -66,4 +66,31 @@ describe("the platform RPC of database workers", () => {
     assert.equal(out.unmeasured, "PLATFORM_NOT_MEASURED");
     assert.equal(calls, 8, "every call went through the main thread");
   });
+
+  it("answers a counter update only once its record is durable, without the main thread waiting for the sync", async () => {
+    const image = loadSqliteEnclave();
+    const measured = new Enclave({ module: image.module, manifest: image.manifest, signature: sqliteSignature(testPlatform.dir, image) }).measured;
+    const id = measured.mrenclave.toString("hex");
+    const services = testPlatform.servicesFor(measured);
+    const mailbox = newMailbox();
+    const state = new Int32Array(mailbox, 0, 1);
+    const w = new Worker(CALLER, { eval: true, workerData: { rpc: RPC, mailbox, id } });
+    const answeredAtOnce: Record<string, boolean> = {};
+    const out = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      w.on("message", (m: { t: string; out?: Record<string, unknown> }) => {
+        if (m.t === "rpc") {
+          const req = readRpc(mailbox)!;
+          answerService(mailbox, req, (mr) => (mr === id ? services : undefined), (fn) => testPlatform.withDeferredCounterSync(fn));
+          // 1: the request still waits. (After a call answered at once the worker may already have
+          // made its next one, so only updates, which cannot have been answered, are looked at.)
+          if (req.op.startsWith("counters.") && req.op !== "counters.read") answeredAtOnce[req.op] = Atomics.load(state, 0) !== 1;
+        } else resolve(m.out!);
+      });
+      w.once("error", reject);
+    });
+    await w.terminate();
+    assert.deepEqual(out.counter, [1, 1]);
+    assert.equal(out.plain, "a data key");
+    assert.deepEqual(answeredAtOnce, { "counters.create": false, "counters.increment": false, "counters.destroy": false });
+  });
 });

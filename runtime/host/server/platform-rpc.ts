@@ -128,13 +128,32 @@ export function errorAnswer(e: unknown): RpcAnswer {
   return { ok: false, name: err.name ?? "Error", code: typeof err.code === "string" ? err.code : "INTERNAL", message: err.message ?? String(e) };
 }
 
-/** Answers a (synchronous) service call with the services `resolve` gives for its identity. */
-export function answerService(mailbox: SharedArrayBuffer, req: RpcRequest, resolve: (mrenclave: string) => EnclaveServices | undefined): void {
+/** Counter calls that write the counter store (answered once durable). */
+const COUNTER_UPDATES: ReadonlySet<ServiceOp> = new Set(["counters.create", "counters.increment", "counters.advance", "counters.destroy"]);
+
+/**
+ * Runs counter updates with their fdatasync off the calling thread; resolves once durable
+ * (Platform.withDeferredCounterSync).
+ */
+export type DeferCounterSync = (fn: () => unknown) => Promise<unknown>;
+
+/**
+ * Answers a service call with the services `resolve` gives for its identity. With `defer`, a
+ * counter update is answered when its record is durable, and this thread does not wait for it.
+ */
+export function answerService(mailbox: SharedArrayBuffer, req: RpcRequest, resolve: (mrenclave: string) => EnclaveServices | undefined, defer?: DeferCounterSync): void {
   let ans: RpcAnswer;
   try {
     if (req.v !== RPC_VERSION) throw new PlatformRpcError("PLATFORM_RPC_VERSION", `platform RPC version ${String(req.v)}; this server speaks ${RPC_VERSION}`);
     const s = resolve(req.id);
     if (!s) throw new PlatformError("PLATFORM_NOT_MEASURED", `no measured enclave with MRENCLAVE ${req.id} on this server: workers get the services of the SQLite enclave only`);
+    if (defer && COUNTER_UPDATES.has(req.op)) {
+      defer(() => run(s, req.op, req.args)).then(
+        (value) => writeAnswer(mailbox, { ok: true, value }),
+        (e: unknown) => writeAnswer(mailbox, errorAnswer(e)),
+      );
+      return;
+    }
     ans = { ok: true, value: run(s, req.op, req.args) };
   } catch (e) {
     ans = errorAnswer(e);

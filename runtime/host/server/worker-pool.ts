@@ -107,6 +107,9 @@ export class WorkerPool {
     return s;
   };
 
+  /** A worker's counter update: its fdatasync runs on libuv's pool, not on this (the front's) thread. */
+  #defer = (fn: () => unknown): Promise<unknown> => this.#opts.platform.withDeferredCounterSync(fn);
+
   #spawn(k: number): Slot {
     const p = this.#opts.platform;
     const ledger = p.epc.ledgerBuffer;
@@ -148,7 +151,7 @@ export class WorkerPool {
       return writeAnswer(slot.mailbox, errorAnswer(e));
     }
     if (!req) return;
-    if (req.op !== "epc.reclaim") return answerService(slot.mailbox, req, this.#resolve);
+    if (req.op !== "epc.reclaim") return answerService(slot.mailbox, req, this.#resolve, this.#defer);
     // EPC room: the other workers hibernate idle databases. A worker busy (or itself waiting on
     // us) does not answer within RECLAIM_WAIT_MS and counts as freeing nothing.
     const bytes = Number(req.args[0]) || 0;
