@@ -86,7 +86,7 @@ export async function copyOverTls(file: string, to: string): Promise<BaselineRun
     serving.close(); // stop the database
     await new Promise<void>((resolve, reject) => {
       const s = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, minVersion: "TLSv1.3", maxVersion: "TLSv1.3" }, () => {
-        const input = fs.createReadStream(file);
+        const input = fs.createReadStream(file, { highWaterMark: 1024 * 1024 });
         input.pipe(s);
         input.on("error", reject);
         s.on("finish", resolve);

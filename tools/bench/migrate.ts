@@ -190,26 +190,29 @@ async function runSize(peers: Peers, args: Args, mib: number): Promise<SizeResul
 const f0 = (x: number): string => (Number.isNaN(x) ? "-" : x.toFixed(0));
 const f1 = (x: number): string => (Number.isNaN(x) ? "-" : x.toFixed(1));
 
+const ROWS: [string, (r: SizeResult) => string][] = [
+  ["database size, Selkie files / plain file (MiB)", (r) => `${f1(r.selkieBytes / MIB)} / ${f1(r.plainBytes / MIB)}`],
+  ["baseline: stop, copy over TLS 1.3, reopen (ms, median)", (r) => f0(median(r.baselineMs))],
+  ["Selkie: attested migration, reopen (ms, median)", (r) => f0(median(r.selkieMs))],
+  ["ratio Selkie / baseline (target <= 1.05x)", (r) => `${r.ratio.toFixed(2)}x`],
+  ["bytes sent / database size", (r) => `${(median(r.bytesSent) / r.selkieBytes).toFixed(2)}x`],
+  ["pre-copy rounds (incl. the frozen one)", (r) => String(median(r.rounds))],
+  ["attestation, channel handshake (ms, median)", (r) => f1(median(r.attestMs))],
+  ["frozen time, stats.frozenMs, idle (ms, median)", (r) => f1(median(r.frozenMs))],
+  ["migrations under write load (ok / asked)", (r) => `${r.load.migrations} / ${r.load.migrations + r.load.failed.length}`],
+  ["client downtime p50 (ms, target <= 5)", (r) => f1(quantile(r.load.downtimeMs, 0.5))],
+  ["client downtime p99 (ms, target <= 20)", (r) => f1(quantile(r.load.downtimeMs, 0.99))],
+  ["frozen time under load p50 / p99 (ms)", (r) => `${f1(quantile(r.load.frozenMs, 0.5))} / ${f1(quantile(r.load.frozenMs, 0.99))}`],
+  ["pre-copy rounds under load (max)", (r) => String(Math.max(0, ...r.load.rounds))],
+  ["acknowledged writes present at the end", (r) => `${r.load.ackedPresent} / ${r.load.acked}`],
+];
+/** The table's row labels, in order (the bench's test checks each is printed). */
+export const ROW_LABELS = ROWS.map(([label]) => label);
+
 export function table(results: SizeResult[]): string {
-  const rows: [string, (r: SizeResult) => string][] = [
-    ["database size, Selkie files / plain file (MiB)", (r) => `${f1(r.selkieBytes / MIB)} / ${f1(r.plainBytes / MIB)}`],
-    ["baseline: stop, copy over TLS 1.3, reopen (ms, median)", (r) => f0(median(r.baselineMs))],
-    ["Selkie: attested migration, reopen (ms, median)", (r) => f0(median(r.selkieMs))],
-    ["ratio Selkie / baseline (target <= 1.05x)", (r) => `${r.ratio.toFixed(2)}x`],
-    ["bytes sent / database size", (r) => `${(median(r.bytesSent) / r.selkieBytes).toFixed(2)}x`],
-    ["pre-copy rounds (incl. the frozen one)", (r) => String(median(r.rounds))],
-    ["attestation, channel handshake (ms, median)", (r) => f1(median(r.attestMs))],
-    ["frozen time, stats.frozenMs, idle (ms, median)", (r) => f1(median(r.frozenMs))],
-    ["migrations under write load (ok / asked)", (r) => `${r.load.migrations} / ${r.load.migrations + r.load.failed.length}`],
-    ["client downtime p50 (ms, target <= 5)", (r) => f1(quantile(r.load.downtimeMs, 0.5))],
-    ["client downtime p99 (ms, target <= 20)", (r) => f1(quantile(r.load.downtimeMs, 0.99))],
-    ["frozen time under load p50 / p99 (ms)", (r) => `${f1(quantile(r.load.frozenMs, 0.5))} / ${f1(quantile(r.load.frozenMs, 0.99))}`],
-    ["pre-copy rounds under load (max)", (r) => String(Math.max(0, ...r.load.rounds))],
-    ["acknowledged writes present at the end", (r) => `${r.load.ackedPresent} / ${r.load.acked}`],
-  ];
   return markdownTable(
     ["", ...results.map((r) => `${r.mib} MiB`)],
-    rows.map(([label, cell]) => [label, ...results.map(cell)]),
+    ROWS.map(([label, cell]) => [label, ...results.map(cell)]),
     (c) => c > 0,
   );
 }
@@ -230,7 +233,7 @@ async function main(): Promise<number> {
   const failed = results.flatMap((r) => r.load.failed);
   const machine = { cores: os.cpus().length, loadavg: os.loadavg(), node: process.version };
   if (args.json) {
-    process.stdout.write(`${JSON.stringify({ machine, results }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ machine, results, table: table(results), rows: ROW_LABELS }, null, 2)}\n`);
   } else {
     const out = [
       `migration of a sealed database between two platforms in one process, over the attested channel (HTTP upgrade + TLS 1.3, 127.0.0.1);`,
