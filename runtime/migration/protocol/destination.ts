@@ -29,6 +29,7 @@ import { MigrationError } from "./errors.js";
 import { journalPath, listJournals, migrateDir, stagingDir, writeJournal, type DestinationJournal } from "./journal.js";
 import { bad, bytes, expect, num, PROTOCOL_VERSION, send, str } from "./messages.js";
 import { createCounterAt, sqliteTrust } from "./store-trust.js";
+import { fdSha256 } from "./source-files.js";
 import { active } from "./active.js";
 
 export interface Offer {
@@ -174,7 +175,7 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
     fs.ftruncateSync(slots, slotsLength);
     fs.ftruncateSync(log, logLength);
     const logBytes = fs.readFileSync(logPath);
-    if (!sha(fs.readFileSync(slotsPath)).equals(Buffer.from(bytes(final, "slotsSha256"))) || !sha(logBytes).equals(Buffer.from(bytes(final, "logSha256")))) {
+    if (!fdSha256(slots).equals(Buffer.from(bytes(final, "slotsSha256"))) || !sha(logBytes).equals(Buffer.from(bytes(final, "logSha256")))) {
       throw new MigrationError("MIGRATION_TRANSFER_CORRUPT", `the transferred files of ${name} do not match the source's digests; the migration was aborted and nothing changed`);
     }
     const key = Buffer.from(bytes(final, "key"));
