@@ -141,6 +141,11 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
   const slots = fs.openSync(slotsPath, "w+", 0o600);
   const log = fs.openSync(logPath, "w+", 0o600);
   let prepared = false;
+  // Each pre-copy round's bytes are flushed in the background while the next round arrives, so the
+  // fsync in PREPARE (while the source is frozen) only flushes the last delta. Awaited before any
+  // fsync or close of these descriptors.
+  let flushing: Promise<void> = Promise.resolve();
+  const settled = (): Promise<void> => flushing.catch(() => undefined);
   try {
     await send(ch, { type: "admit", mid });
     crashPoint("destination:after-admit", ch);
@@ -155,6 +160,8 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
       if (d.type === "round") {
         fs.ftruncateSync(slots, num(d, "slotsLength"));
         fs.ftruncateSync(log, num(d, "logLength"));
+        flushing = flushing.then(() => fdatasync(slots)).then(() => fdatasync(log));
+        flushing.catch(() => undefined); // handled where it is awaited
         if (num(d, "round") === 0) crashPoint("destination:during-receive", ch);
         continue;
       }
@@ -169,6 +176,7 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
         fs.writeSync(log, b, 0, b.length, offset);
       } else throw bad("data.file must be slots or log");
     }
+    await flushing; // a failed background flush fails the migration before PREPARED
     // Integrity of the whole transfer (PROTOCOL.md §4).
     const slotsLength = num(final, "slotsLength");
     const logLength = num(final, "logLength");
@@ -218,6 +226,7 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
     await send(ch, { type: "done", mid }).catch(() => undefined);
     return { mid, name, meta, state: "done" };
   } catch (e) {
+    await settled();
     if (!prepared) {
       await ch.send({ type: "abort", mid, code: (e as MigrationError).code ?? "MIGRATION_ABORTED", message: (e as Error).message }).catch(() => undefined);
       closeQuietly(slots, log);
@@ -225,9 +234,14 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
     }
     throw e;
   } finally {
+    await settled();
     closeQuietly(slots, log);
     ch.close();
   }
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
 }
 
 function closeQuietly(...fds: number[]): void {
