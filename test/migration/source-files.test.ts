@@ -46,6 +46,15 @@ test("a round after an unchanged round sends no slot, and one changed slot is se
   );
   assert.equal(sent.slotsResent, 3);
   assert.deepEqual(slotChunks(sent.delta(f.slots, f.log, false)), [], "and then nothing again");
+  for (const s of [UNIT_SLOTS - 2, UNIT_SLOTS - 1, UNIT_SLOTS]) overwriteSlot(f.slots, s);
+  assert.deepEqual(
+    slotChunks(sent.delta(f.slots, f.log, false)),
+    [
+      { offset: (UNIT_SLOTS - 2) * SLOT, length: 2 * SLOT },
+      { offset: UNIT_SLOTS * SLOT, length: SLOT },
+    ],
+    "adjacent changed slots travel as one chunk, cut at the read unit's end",
+  );
 });
 
 test("a slot changed back to what was sent before is sent again, since the destination has the newer bytes", () => {

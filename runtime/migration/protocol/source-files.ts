@@ -41,25 +41,24 @@ export class SentState {
     try {
       slotsLength = fs.fstatSync(fd).size;
       slotsLength -= slotsLength % SLOT; // a slot being appended now is caught by a later round
-      let run: { offset: number; parts: Buffer[] } | undefined;
+      // A run of changed slots lies within one read unit (flushed at its end), so it is copied out
+      // of the read buffer once, as one chunk.
+      const buf = Buffer.alloc(CHUNK_BYTES);
+      let run: { offset: number; from: number; to: number } | undefined;
       const flush = (): void => {
         if (!run) return;
-        const b = Buffer.concat(run.parts);
+        const b = Buffer.from(buf.subarray(run.from, run.to));
         chunks.push({ file: "slots", offset: run.offset, bytes: b, reset: false });
         bytes += b.length;
         run = undefined;
       };
-      const buf = Buffer.alloc(CHUNK_BYTES);
       for (let off = 0; off < slotsLength; off += CHUNK_BYTES) {
         const n = fs.readSync(fd, buf, 0, Math.min(CHUNK_BYTES, slotsLength - off), off);
         const unit = off / CHUNK_BYTES;
         const ud = sha(buf.subarray(0, n));
         const same = !first && n === CHUNK_BYTES && this.#unitDigests[unit]?.equals(ud) === true;
         this.#unitDigests[unit] = ud;
-        if (same) {
-          flush(); // every slot of this unit is as sent (their digests still hold)
-          continue;
-        }
+        if (same) continue; // every slot of this unit is as sent (their digests still hold)
         for (let o = 0; o + SLOT <= n; o += SLOT) {
           const s = (off + o) / SLOT;
           const slot = buf.subarray(o, o + SLOT);
@@ -71,13 +70,12 @@ export class SentState {
           }
           if (old && !first) this.slotsResent++;
           this.#slotDigests[s] = d;
-          if (run && run.offset + run.parts.length * SLOT !== off + o) flush();
-          if (!run) run = { offset: off + o, parts: [] };
-          run.parts.push(Buffer.from(slot));
-          if (run.parts.length * SLOT >= CHUNK_BYTES) flush();
+          if (run && run.to !== o) flush();
+          if (!run) run = { offset: off + o, from: o, to: o };
+          run.to = o + SLOT;
         }
+        flush();
       }
-      flush();
       this.#slotDigests.length = slotsLength / SLOT;
       this.#unitDigests.length = Math.ceil(slotsLength / CHUNK_BYTES);
     } finally {
