@@ -29,6 +29,7 @@ import { MigrationError } from "./errors.js";
 import { journalPath, listJournals, migrateDir, stagingDir, writeJournal, type DestinationJournal } from "./journal.js";
 import { bad, bytes, expect, num, PROTOCOL_VERSION, send, str } from "./messages.js";
 import { createCounterAt, sqliteTrust } from "./store-trust.js";
+import { fdSha256 } from "./source-files.js";
 import { active } from "./active.js";
 
 export interface Offer {
@@ -146,6 +147,11 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
   const slots = fs.openSync(slotsPath, "w+", 0o600);
   const log = fs.openSync(logPath, "w+", 0o600);
   let prepared = false;
+  // Each pre-copy round's bytes are flushed in the background while the next round arrives, so the
+  // fsync in PREPARE (while the source is frozen) only flushes the last delta. Awaited before any
+  // fsync or close of these descriptors.
+  let flushing: Promise<void> = Promise.resolve();
+  const settled = (): Promise<void> => flushing.catch(() => undefined);
   try {
     await send(ch, { type: "admit", mid });
     crashPoint("destination:after-admit", ch);
@@ -160,6 +166,8 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
       if (d.type === "round") {
         fs.ftruncateSync(slots, num(d, "slotsLength"));
         fs.ftruncateSync(log, num(d, "logLength"));
+        flushing = flushing.then(() => fdatasync(slots)).then(() => fdatasync(log));
+        flushing.catch(() => undefined); // handled where it is awaited
         if (num(d, "round") === 0) crashPoint("destination:during-receive", ch);
         continue;
       }
@@ -174,13 +182,14 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
         fs.writeSync(log, b, 0, b.length, offset);
       } else throw bad("data.file must be slots or log");
     }
+    await flushing; // a failed background flush fails the migration before PREPARED
     // Integrity of the whole transfer (PROTOCOL.md §4).
     const slotsLength = num(final, "slotsLength");
     const logLength = num(final, "logLength");
     fs.ftruncateSync(slots, slotsLength);
     fs.ftruncateSync(log, logLength);
     const logBytes = fs.readFileSync(logPath);
-    if (!sha(fs.readFileSync(slotsPath)).equals(Buffer.from(bytes(final, "slotsSha256"))) || !sha(logBytes).equals(Buffer.from(bytes(final, "logSha256")))) {
+    if (!fdSha256(slots).equals(Buffer.from(bytes(final, "slotsSha256"))) || !sha(logBytes).equals(Buffer.from(bytes(final, "logSha256")))) {
       throw new MigrationError("MIGRATION_TRANSFER_CORRUPT", `the transferred files of ${name} do not match the source's digests; the migration was aborted and nothing changed`);
     }
     const key = Buffer.from(bytes(final, "key"));
@@ -223,6 +232,7 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
     await send(ch, { type: "done", mid }).catch(() => undefined);
     return { mid, name, meta, state: "done" };
   } catch (e) {
+    await settled();
     if (!prepared) {
       await ch.send({ type: "abort", mid, code: (e as MigrationError).code ?? "MIGRATION_ABORTED", message: (e as Error).message }).catch(() => undefined);
       closeQuietly(slots, log);
@@ -230,9 +240,14 @@ async function receive(o: AcceptOptions, offer: Offer): Promise<Accepted> {
     }
     throw e;
   } finally {
+    await settled();
     closeQuietly(slots, log);
     ch.close();
   }
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
 }
 
 function closeQuietly(...fds: number[]): void {
