@@ -651,6 +651,17 @@ export class Database {
   }
 
   /** True inside BEGIN ... COMMIT. */
+  /**
+   * Whether a write lock was refused since the last call because this connection's read view is
+   * older than another connection's last commit (it read in a transaction that must be retried,
+   * not waited on: ISOLATION.md in runtime/host/server/hrana). Clears the flag.
+   */
+  takeStaleView(): boolean {
+    const stale = this.#vfs.staleView;
+    this.#vfs.staleView = false;
+    return stale;
+  }
+
   get inTransaction(): boolean {
     this.#requireOpen();
     if (this.#hibernated) return this.#sleptInTransaction; // nothing changes while it sleeps: no need to wake it
