@@ -650,7 +650,11 @@ export class Database {
     return this.#open;
   }
 
-  /** True inside BEGIN ... COMMIT. */
+  /** True while this connection holds the database's write lock (it is writing in a transaction). */
+  get writing(): boolean {
+    return this.#open && this.#vfs.writing;
+  }
+
   /**
    * Whether a write lock was refused since the last call because this connection's read view is
    * older than another connection's last commit (it read in a transaction that must be retried,
@@ -662,6 +666,7 @@ export class Database {
     return stale;
   }
 
+  /** True inside BEGIN ... COMMIT. */
   get inTransaction(): boolean {
     this.#requireOpen();
     if (this.#hibernated) return this.#sleptInTransaction; // nothing changes while it sleeps: no need to wake it

@@ -126,6 +126,12 @@ export class VfsServer {
     return false;
   }
 
+  /** True while a file of this instance holds a write lock (RESERVED or above). */
+  get writing(): boolean {
+    for (const f of this.#files.values()) if (f.lockKey !== undefined && this.#locks.level(f.owner) >= LOCK_RESERVED) return true;
+    return false;
+  }
+
   /** The snapshot state of an idle instance (invariant 6); SNAPSHOT_BUSY when it is not idle. */
   describe(): VfsState {
     const files: number[] = [];
