@@ -36,7 +36,7 @@ describe("selkie serve refuses bad input and keeps serving", () => {
   };
 
   before(async () => {
-    s = await startServer({ args: ["--max-body", "65536", "--max-sql", "4096", "--max-rows", "100", "--stream-idle", "400", "--max-concurrent", "2"] });
+    s = await startServer({ args: ["--max-body", "65536", "--max-sql", "4096", "--max-rows", "100", "--stream-idle", "400", "--max-concurrent", "2", "--connections-per-db", "1"] });
     tok = s.adminToken!;
     await createDb(s, "app");
     await createDb(s, "other");
@@ -192,7 +192,7 @@ describe("selkie serve refuses bad input and keeps serving", () => {
     await intact();
   });
 
-  it("requests beyond the per-database queue get 503 DB_BUSY while a transaction holds the database", async () => {
+  it("requests beyond the per-database queue get 503 DB_BUSY while a transaction holds the database's only connection", async () => {
     const a = await pipeline(s, tok, [exec("BEGIN"), exec("INSERT INTO t(x, y) VALUES (7, 'held')")]);
     const waiting = [1, 2].map(() => pipeline(s, tok, [exec("SELECT count(*) FROM t"), { type: "close" }]));
     await new Promise((r) => setTimeout(r, 50));
@@ -297,8 +297,8 @@ describe("selkie serve refuses bad input and keeps serving", () => {
 });
 
 describe("selkie serve request time limit", () => {
-  it("a request waiting past --request-timeout gets 503 REQUEST_TIMEOUT", async () => {
-    const s = await startServer({ args: ["--request-timeout", "1000", "--stream-idle", "8000"] });
+  it("a request waiting for a connection past --request-timeout gets 503 REQUEST_TIMEOUT", async () => {
+    const s = await startServer({ args: ["--request-timeout", "1000", "--stream-idle", "8000", "--connections-per-db", "1"] });
     try {
       await createDb(s, "app");
       assert.equal((await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), { type: "close" }])).json.results[0].type, "ok");

@@ -109,12 +109,13 @@ export class DbHost {
 
   /**
    * @param openConn opens one more connection to the same database (another enclave); without it
-   *   the database has its primary connection only.
+   *   the database has its primary connection only. For a `spare` (opened ahead of need) it
+   *   returns undefined unless the EPC has room without paging another enclave out.
    */
   constructor(
     readonly name: string,
     db: Database,
-    readonly openConn?: () => Database,
+    readonly openConn?: (spare: boolean) => Database | undefined,
   ) {
     this.#conns = [new DbConn(db)];
   }
@@ -207,8 +208,14 @@ export class DbHost {
       await this.wake(deadline(), conn);
       // Another connection's write transaction: wait for it (bounded) rather than fail the writers.
       const until = Math.min(deadline(), Date.now() + this.#busyTimeoutMs);
-      const writes = () => this.#jobs.some((j) => !j.reads?.(conn.runner));
-      for (let i = 0; this.writerElsewhere(conn) && Date.now() < until && writes(); i++) await sleep(Math.min(waitStep(i), until - Date.now()));
+      // Readers first: they never wait for a writer (each reads the last commit, in autocommit).
+      for (let i = 0; this.writerElsewhere(conn) && Date.now() < until; i++) {
+        const readers = this.#jobs.filter((j) => j.reads?.(conn.runner) === true);
+        this.#jobs = this.#jobs.filter((j) => !readers.includes(j));
+        for (const j of readers) this.#settle(conn, j);
+        if (this.#jobs.length === 0) break;
+        await sleep(Math.min(waitStep(i), until - Date.now()));
+      }
     } catch (e) {
       for (const j of this.#jobs.splice(0)) j.reject(e);
       this.#flushing = false;
@@ -354,15 +361,16 @@ export class DbHost {
   }
 
   /** Opens one more connection when allowed; undefined when not (at the limit, or no EPC room). */
-  #openMore(maxConns: number): DbConn | undefined {
+  #openMore(maxConns: number, spare = false): DbConn | undefined {
     if (!this.openConn || this.#conns.length >= maxConns || this.closed) return undefined;
-    let db: Database;
+    let db: Database | undefined;
     try {
-      db = this.openConn();
+      db = this.openConn(spare);
     } catch (e) {
       if (e instanceof EpcError) return undefined; // no room for another enclave: wait for a taken connection
       throw e;
     }
+    if (!db) return undefined;
     const c = new DbConn(db);
     this.#conns.push(c);
     this.connectionsOpened++;
@@ -423,7 +431,7 @@ export class DbHost {
     setImmediate(() => {
       if (this.#closed || this.#free(maxConns) || this.#waiters.length > 0) return;
       try {
-        const c = this.#openMore(maxConns);
+        const c = this.#openMore(maxConns, true);
         if (c) this.#idle(c);
       } catch {
         /* the next request that needs it reports why */

@@ -99,7 +99,11 @@ export class DatabaseRegistry {
       ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}),
     });
     // More connections to the same file, for concurrent streams (hrana/ISOLATION.md).
-    const more = () => new Database(this.fileFor(name), { platform: this.#opts.platform, create: false, ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}) });
+    // A spare (opened ahead of need) only when the EPC holds it without paging another enclave out.
+    const more = (spare: boolean): Database | undefined => {
+      if (spare && this.#opts.platform.epc.free < 2 * db.enclave.committedBytes) return undefined;
+      return new Database(this.fileFor(name), { platform: this.#opts.platform, create: false, ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}) });
+    };
     const host = new DbHost(name, db, more);
     this.#open.set(name, host);
     return host;

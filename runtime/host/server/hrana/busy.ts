@@ -4,7 +4,6 @@
  * the write lock held by another connection is run again after a sleep, while the event loop runs
  * the other streams, until it gets through or its busy timeout passes.
  */
-import type { Database } from "../../../sql/database.js";
 import { SqliteError } from "../../../sql/errors.js";
 import type { HranaError } from "./execute.js";
 
@@ -28,21 +27,3 @@ export function busyMessage(waitedMs: number): string {
 }
 
 export const STALE_MESSAGE = "database is locked: this transaction read data that another stream has changed since (a snapshot conflict); roll the transaction back and run it again";
-
-/**
- * Runs `attempt` until it is not busy, or until `until` (ms since the epoch). `busy(result)` says
- * whether an attempt's outcome is a busy failure that waiting can clear; a busy failure caused by a
- * stale read view (db.takeStaleView()) is not waited on. Returns the last outcome and how it ended.
- */
-export async function withBusyWait<T>(db: Database, until: number, attempt: () => T, busy: (r: T) => boolean): Promise<{ result: T; waited: number; stale: boolean }> {
-  const start = Date.now();
-  db.takeStaleView();
-  for (let i = 0; ; i++) {
-    const result = attempt();
-    if (!busy(result)) return { result, waited: Date.now() - start, stale: false };
-    if (db.open && db.takeStaleView()) return { result, waited: Date.now() - start, stale: true };
-    const left = until - Date.now();
-    if (left <= 0) return { result, waited: Date.now() - start, stale: false };
-    await sleep(Math.min(waitStep(i), left));
-  }
-}

@@ -17,7 +17,7 @@
 import type { DbConn, DbHost } from "../db-host.js";
 import type { Limits } from "../limits.js";
 import { StatementError, timeoutError, toHranaError, type BatchResult, type HranaError, type RunOptions, type SqlRunner } from "./execute.js";
-import { busyMessage, isBusy, STALE_MESSAGE, withBusyWait } from "./busy.js";
+import { busyMessage, isBusy, sleep, STALE_MESSAGE, waitStep } from "./busy.js";
 import type { PipelineRequest, Stmt, StreamRequest } from "./protocol.js";
 import { stripComments } from "../../../sql/statement.js";
 import { endStream, MAX_STORED_SQL, type HranaStream, type StreamTable } from "./streams.js";
@@ -129,7 +129,9 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
         results.push({ type: "error", error: toHranaError(timeoutError()) });
         continue;
       }
-      results.push(await runWaiting(stream, conn, r, opts, Math.min(deadline, Date.now() + limits.busyTimeoutMs)));
+      const ran = await runWaiting(ctx, stream, conn, r, opts, Math.min(deadline, Date.now() + limits.busyTimeoutMs));
+      conn = ran.conn;
+      results.push(ran.result);
       if (r.type === "close") closed = true;
     }
     if (Date.now() > deadline) timedOut = true;
@@ -167,31 +169,52 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
  * One stream request, run again while another connection's write lock makes it busy, until
  * `until` (ISOLATION.md "Busy wait"). Only execute, batch and sequence can be busy; a batch is run
  * again only when it left the transaction state as it found it (a BEGIN it ran was rolled back).
+ * Outside a transaction the stream gives its connection back while it sleeps, so waiting writers
+ * never keep readers from a connection. Returns the result and the connection it ran on last.
  */
-async function runWaiting(stream: HranaStream, conn: DbConn, r: StreamRequest, opts: RunOptions, until: number): Promise<StreamResult> {
-  const once = (): StreamResult => {
+async function runWaiting(ctx: PipelineContext, stream: HranaStream, conn: DbConn, r: StreamRequest, opts: RunOptions, until: number): Promise<{ result: StreamResult; conn: DbConn }> {
+  const once = (c: DbConn): StreamResult => {
     try {
-      return { type: "ok", response: runRequest(stream, conn.runner, r, opts) };
+      return { type: "ok", response: runRequest(stream, c.runner, r, opts) };
     } catch (e) {
       return { type: "error", error: toHranaError(e) };
     }
   };
-  if (r.type !== "execute" && r.type !== "batch" && r.type !== "sequence") return once();
-  let autocommit = conn.runner.autocommit;
-  const busy = (x: StreamResult): boolean => {
-    if (x.type === "error") return isBusy(x.error);
-    if (x.response.type !== "batch") return false;
-    const same = conn.runner.autocommit === autocommit;
-    autocommit = conn.runner.autocommit;
-    return same && (x.response.result as BatchResult).step_errors.some((e) => e !== null && isBusy(e));
-  };
-  const { result, waited, stale } = await withBusyWait(conn.db, until, once, busy);
-  if (result.type === "error") return { type: "error", error: explainBusy(result.error, waited, stale) };
+  if (r.type !== "execute" && r.type !== "batch" && r.type !== "sequence") return { result: once(conn), conn };
+  const start = Date.now();
+  conn.db.takeStaleView();
+  let stale = false;
+  let result: StreamResult;
+  for (let i = 0; ; i++) {
+    const autocommit = conn.runner.autocommit;
+    result = once(conn);
+    const busy =
+      result.type === "error"
+        ? isBusy(result.error)
+        : result.response.type === "batch" && conn.runner.autocommit === autocommit && (result.response.result as BatchResult).step_errors.some((e) => e !== null && isBusy(e));
+    if (!busy || conn.closed) break;
+    if (conn.db.takeStaleView()) {
+      stale = true;
+      break;
+    }
+    const left = until - Date.now();
+    if (left <= 0) break;
+    if (conn.runner.autocommit) {
+      ctx.host.release(stream);
+      await sleep(Math.min(waitStep(i), left));
+      conn = await ctx.host.acquire(stream, opts.deadline, ctx.limits.maxConcurrentPerDb, ctx.limits.connectionsPerDb);
+      await ctx.host.wake(opts.deadline, conn);
+    } else {
+      await sleep(Math.min(waitStep(i), left));
+    }
+  }
+  const waited = Date.now() - start;
+  if (result.type === "error") return { result: { type: "error", error: explainBusy(result.error, waited, stale) }, conn };
   if (result.response.type === "batch") {
     const br = result.response.result as BatchResult;
     br.step_errors = br.step_errors.map((e) => (e === null ? null : explainBusy(e, waited, stale)));
   }
-  return result;
+  return { result, conn };
 }
 
 function sqlOf(stream: HranaStream, ref: { sql?: string; sqlId?: number }): string {
