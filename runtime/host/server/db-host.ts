@@ -85,6 +85,8 @@ export class DbConn {
 interface Waiter {
   owner: object;
   maxConns: number;
+  /** acquireAll's: once it has the primary, nobody else is served. */
+  all: boolean;
   resolve: (c: DbConn) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
@@ -98,6 +100,8 @@ export class DbHost {
   #jobs: Job[] = [];
   #flushing = false;
   #flushWaiting = false;
+  /** The owner quiescing the database (acquireAll): nobody else takes a connection meanwhile. */
+  #exclusive: object | undefined;
   #flushConns = 1;
   #busyTimeoutMs = 0;
   /** Group commits run, and the jobs they carried (metrics). */
@@ -160,7 +164,7 @@ export class DbHost {
    * outside a transaction: nothing to commit, no hop to wait.
    */
   group<T>(run: (runner: SqlRunner) => T, deadline: number, maxWaiting: number, reads?: (runner: SqlRunner) => boolean, maxConns = 1, busyTimeoutMs = 0): Promise<T> {
-    if (reads && !this.#closed && this.#waiters.length === 0) {
+    if (reads && !this.#closed && this.#waiters.length === 0 && this.#exclusive === undefined) {
       const c = this.#conns.slice(0, maxConns).find((x) => x.owner === undefined && !x.closed && x.db.paging.state === "running" && !x.db.inTransaction) ?? this.#openMore(maxConns);
       if (c && reads(c.runner)) {
         try {
@@ -329,13 +333,13 @@ export class DbHost {
    * Takes a connection for `owner` (at once when it holds one already): a free one among the
    * first `maxConns`, else a new one while there are fewer, else the first released (FIFO).
    */
-  acquire(owner: object, deadline: number, maxWaiting: number, maxConns = 1): Promise<DbConn> {
+  acquire(owner: object, deadline: number, maxWaiting: number, maxConns = 1, all = false): Promise<DbConn> {
     if (this.#closed) return Promise.reject(new HttpError(503, "DB_CLOSING", `database ${this.name} is closing; retry`, { "retry-after": "1" }));
     const mine = this.connOf(owner);
     if (mine) return Promise.resolve(mine);
-    if (this.#waiters.length === 0) {
+    if (this.#waiters.length === 0 && this.#exclusive === undefined) {
       const free = this.#free(maxConns) ?? this.#openMore(maxConns);
-      if (free) return Promise.resolve(this.#give(free, owner));
+      if (free) return Promise.resolve(this.#give(free, owner, all));
     }
     if (this.#waiters.length >= maxWaiting) {
       return Promise.reject(new HttpError(503, "DB_BUSY", `database ${this.name} has ${maxWaiting} requests waiting already (selkie serve --max-concurrent); retry later`, { "retry-after": "1" }));
@@ -344,6 +348,7 @@ export class DbHost {
       const w: Waiter = {
         owner,
         maxConns,
+        all,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -356,13 +361,36 @@ export class DbHost {
     });
   }
 
+  /**
+   * Quiesces the database for `owner` (a migration's freeze, a whole-database operation): waits,
+   * in the lease queue, for the primary connection, then until every other connection is free,
+   * closes those, and keeps the primary. Meanwhile no other request takes a connection or opens
+   * one (they queue behind). Release with release(owner). Rejects at `deadline` (503
+   * REQUEST_TIMEOUT), having closed nothing that was in use and holding nothing.
+   */
+  async acquireAll(owner: object, deadline: number): Promise<DbConn> {
+    const primary = await this.acquire(owner, deadline, Infinity, 1, true);
+    try {
+      for (let i = 0; this.#conns.some((c, k) => k > 0 && c.owner !== undefined); i++) {
+        if (Date.now() >= deadline) throw new HttpError(503, "REQUEST_TIMEOUT", `timed out waiting for the transactions on database ${this.name} to end (selkie serve --request-timeout)`, { "retry-after": "1" });
+        await sleep(Math.min(waitStep(i), deadline - Date.now()));
+      }
+      for (const c of this.#conns.slice(1)) this.#closeIdle(c);
+      return primary;
+    } catch (e) {
+      this.#exclusive = undefined;
+      this.release(owner);
+      throw e;
+    }
+  }
+
   #free(maxConns: number): DbConn | undefined {
     return this.#conns.slice(0, maxConns).find((c) => c.owner === undefined && !c.closed);
   }
 
   /** Opens one more connection when allowed; undefined when not (at the limit, or no EPC room). */
   #openMore(maxConns: number, spare = false): DbConn | undefined {
-    if (!this.openConn || this.#conns.length >= maxConns || this.closed) return undefined;
+    if (!this.openConn || this.#conns.length >= maxConns || this.closed || this.#exclusive !== undefined) return undefined;
     let db: Database | undefined;
     try {
       db = this.openConn(spare);
@@ -377,7 +405,8 @@ export class DbHost {
     return c;
   }
 
-  #give(c: DbConn, owner: object): DbConn {
+  #give(c: DbConn, owner: object, all = false): DbConn {
+    if (all) this.#exclusive = owner;
     clearTimeout(c.idleTimer);
     c.idleTimer = undefined;
     c.owner = owner;
@@ -385,33 +414,40 @@ export class DbHost {
   }
 
   release(owner: object): void {
+    if (this.#exclusive === owner) this.#exclusive = undefined;
     const c = this.connOf(owner);
-    if (!c) return;
-    c.owner = undefined;
-    const i = this.#conns.indexOf(c);
-    if (i > 0 && c.closed) {
-      this.#conns.splice(i, 1); // an extra connection whose enclave could not be restarted
-    } else {
-      const wi = this.#waiters.findIndex((w) => i < w.maxConns);
-      if (wi >= 0) {
-        const [w] = this.#waiters.splice(wi, 1);
-        clearTimeout(w!.timer);
-        w!.resolve(this.#give(c, w!.owner));
-        return;
-      }
+    if (c) {
+      c.owner = undefined;
+      const i = this.#conns.indexOf(c);
+      if (i > 0 && c.closed) this.#conns.splice(i, 1); // an extra connection whose enclave could not be restarted
     }
-    // A waiter may now fit in a new connection (one closed) or none is waiting.
-    const w = this.#waiters[0];
-    if (w) {
-      const more = this.#openMore(w.maxConns);
-      if (more) {
-        this.#waiters.shift();
+    this.#serveWaiters();
+    if (c && c.owner === undefined) this.#idle(c);
+  }
+
+  /** Gives free (or newly opened) connections to the waiters that fit them, oldest first. */
+  #serveWaiters(): void {
+    if (this.#exclusive !== undefined) return; // quiescing: the waiters wait for acquireAll's owner
+    for (let k = 0; k < this.#waiters.length; ) {
+      const w = this.#waiters[k]!;
+      let c: DbConn | undefined;
+      try {
+        c = this.#free(w.maxConns) ?? this.#openMore(w.maxConns);
+      } catch (e) {
+        this.#waiters.splice(k, 1);
         clearTimeout(w.timer);
-        w.resolve(this.#give(more, w.owner));
-        return;
+        w.reject(e as Error);
+        continue;
       }
+      if (!c) {
+        k++;
+        continue;
+      }
+      this.#waiters.splice(k, 1);
+      clearTimeout(w.timer);
+      w.resolve(this.#give(c, w.owner, w.all));
+      if (this.#exclusive !== undefined) return;
     }
-    this.#idle(c);
   }
 
   /** An extra connection left free closes after CONNECTION_IDLE_MS unless it is taken again. */
