@@ -165,7 +165,12 @@ export class DbHost {
    */
   group<T>(run: (runner: SqlRunner) => T, deadline: number, maxWaiting: number, reads?: (runner: SqlRunner) => boolean, maxConns = 1, busyTimeoutMs = 0): Promise<T> {
     if (reads && !this.#closed && this.#waiters.length === 0 && this.#exclusive === undefined) {
-      const c = this.#conns.slice(0, maxConns).find((x) => x.owner === undefined && !x.closed && x.db.paging.state === "running" && !x.db.inTransaction) ?? this.#openMore(maxConns);
+      let c = this.#conns.slice(0, maxConns).find((x) => x.owner === undefined && !x.closed && x.db.paging.state === "running" && !x.db.inTransaction);
+      try {
+        c ??= this.#openMore(maxConns);
+      } catch {
+        // the queued path below tries again and reports the error to the request
+      }
       if (c && reads(c.runner)) {
         try {
           return Promise.resolve(run(c.runner));
