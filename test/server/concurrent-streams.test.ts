@@ -107,10 +107,15 @@ for (const scheme of ["http", "ws"] as const) describe(`concurrent streams (${sc
     assert.equal(await count(b, "who IN ('stale', 'retried')"), 1);
   });
 
-  it("opens more connections only while streams overlap, and reports them", async () => {
+  it("opened more connections as streams overlapped, each an enclave metered in the EPC", async () => {
     const info = await api(s, s.adminToken, "GET", "/v1/databases/app");
     assert.equal(info.status, 200);
     assert.ok(info.json.connections >= 2, `connections: ${String(info.json.connections)}`);
+    const epc = await api(s, s.adminToken, "GET", "/v1/platform/epc");
+    const leases = (epc.json.enclaves as Array<{ id: string; committed: number }>).filter((e) => e.id.endsWith("/app.db"));
+    assert.equal(leases.length, info.json.connections, "one EPC lease per connection");
+    assert.ok(leases.every((e) => e.committed > 0));
+    assert.ok(epc.json.committed >= leases.reduce((a, e) => a + e.committed, 0));
   });
 });
 
