@@ -195,7 +195,8 @@ describe("selkie serve refuses bad input and keeps serving", () => {
   it("requests beyond the per-database queue get 503 DB_BUSY while a transaction holds the database's only connection", async () => {
     const a = await pipeline(s, tok, [exec("BEGIN"), exec("INSERT INTO t(x, y) VALUES (7, 'held')")]);
     const waiting = [1, 2].map(() => pipeline(s, tok, [exec("SELECT count(*) FROM t"), { type: "close" }]));
-    await new Promise((r) => setTimeout(r, 50));
+    // Until both are queued (a loaded machine may take a while to deliver them).
+    for (let i = 0; i < 100 && (await api(s, tok, "GET", "/v1/databases/app")).json.waiting < 2; i++) await new Promise((r) => setTimeout(r, 20));
     const busy = await pipeline(s, tok, [exec("SELECT 1"), { type: "close" }]);
     refused(busy, 503, "DB_BUSY");
     assert.equal(busy.headers.get("retry-after"), "1");
