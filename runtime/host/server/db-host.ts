@@ -167,7 +167,8 @@ export class DbHost {
     if (reads && !this.#closed && this.#waiters.length === 0 && this.#exclusive === undefined) {
       let c = this.#conns.slice(0, maxConns).find((x) => x.owner === undefined && !x.closed && x.db.paging.state === "running" && !x.db.inTransaction);
       try {
-        c ??= this.#openMore(maxConns);
+        // A free connection that is hibernated is woken by the queued path, not replaced by a new one.
+        if (!c && !this.#free(maxConns)) c = this.#openMore(maxConns);
       } catch {
         // the queued path below tries again and reports the error to the request
       }
