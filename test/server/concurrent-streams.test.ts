@@ -77,6 +77,20 @@ for (const scheme of ["http", "ws"] as const) describe(`concurrent streams (${sc
     assert.equal(await count(o, "who IN ('tx-c', 'waited-c')"), 2);
   });
 
+  it("a write batch (BEGIN IMMEDIATE ... COMMIT) waits for the other stream's write transaction, then commits whole", async () => {
+    const [w, o] = [client(), client()];
+    const tx = await w.transaction("write");
+    await tx.execute("INSERT INTO t(who) VALUES ('tx-d')");
+    let done = false;
+    const batch = o.batch(["INSERT INTO t(who) VALUES ('wbatch-d1')", "INSERT INTO t(who) VALUES ('wbatch-d2')"], "write").then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(done, false, "the batch ran beside another stream's write transaction");
+    await tx.commit();
+    await batch;
+    assert.equal(await count(o, "who IN ('tx-d', 'wbatch-d1', 'wbatch-d2')"), 3);
+    assert.equal((await o.execute("SELECT count(*) AS n FROM t WHERE who = 'wbatch-d1'")).rows[0]!.n, 1, "the batch ran once");
+  });
+
   it("a read transaction sees one snapshot while another stream commits, and does not hold the writer up", async () => {
     const [w, r] = [client(), client()];
     const rtx = await r.transaction("read");

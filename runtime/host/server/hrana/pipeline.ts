@@ -167,8 +167,8 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
 
 /**
  * One stream request, run again while another connection's write lock makes it busy, until
- * `until` (ISOLATION.md "Busy wait"). Only execute, batch and sequence can be busy; a batch is run
- * again only when it left the transaction state as it found it (a BEGIN it ran was rolled back).
+ * `until` (ISOLATION.md "Busy wait"). Only execute, batch and sequence can be busy; one is run
+ * again only when it left the transaction state as it found it (no BEGIN of its own stays open).
  * Outside a transaction the stream gives its connection back while it sleeps, so waiting writers
  * never keep readers from a connection. Returns the result and the connection it ran on last.
  */
@@ -188,11 +188,12 @@ async function runWaiting(ctx: PipelineContext, stream: HranaStream, conn: DbCon
   for (let i = 0; ; i++) {
     const autocommit = conn.runner.autocommit;
     result = once(conn);
+    if (conn.closed) break;
+    // Run again only when nothing changed: a BEGIN that ran before the busy statement left a transaction open.
     const busy =
-      result.type === "error"
-        ? isBusy(result.error)
-        : result.response.type === "batch" && conn.runner.autocommit === autocommit && (result.response.result as BatchResult).step_errors.some((e) => e !== null && isBusy(e));
-    if (!busy || conn.closed) break;
+      conn.runner.autocommit === autocommit &&
+      (result.type === "error" ? isBusy(result.error) : result.response.type === "batch" && (result.response.result as BatchResult).step_errors.some((e) => e !== null && isBusy(e)));
+    if (!busy) break;
     if (conn.db.takeStaleView()) {
       stale = true;
       break;
