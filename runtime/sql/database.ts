@@ -650,6 +650,22 @@ export class Database {
     return this.#open;
   }
 
+  /** True while this connection holds the database's write lock (it is writing in a transaction). */
+  get writing(): boolean {
+    return this.#open && this.#vfs.writing;
+  }
+
+  /**
+   * Whether a write lock was refused since the last call because this connection's read view is
+   * older than another connection's last commit (it read in a transaction that must be retried,
+   * not waited on: ISOLATION.md in runtime/host/server/hrana). Clears the flag.
+   */
+  takeStaleView(): boolean {
+    const stale = this.#vfs.staleView;
+    this.#vfs.staleView = false;
+    return stale;
+  }
+
   /** True inside BEGIN ... COMMIT. */
   get inTransaction(): boolean {
     this.#requireOpen();

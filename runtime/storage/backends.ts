@@ -5,7 +5,7 @@
  *  - HostFile: a plain host file (the explicit, unprotected `plain` mode, for interop).
  */
 import type { FileHandle, FileLayer } from "../host/files.js";
-import type { PageStore } from "./page-store.js";
+import type { PageStore, ReadView } from "./page-store.js";
 
 export const SQLITE_FCNTL_SYNC = 21;
 export const SQLITE_FCNTL_COMMIT_PHASETWO = 22;
@@ -37,9 +37,27 @@ export interface FileBackend {
 
 export class SealedFile implements FileBackend {
   readonly caps = IOCAP_BATCH_ATOMIC | IOCAP_SAFE_APPEND | IOCAP_SEQUENTIAL | IOCAP_POWERSAFE_OVERWRITE | IOCAP_UNDELETABLE_WHEN_OPEN;
+  /**
+   * The read view this file reads through while it holds SHARED only (ISOLATION.md): set when the
+   * lock rises from NONE (or falls back from a write lock) to SHARED, cleared at RESERVED and NONE.
+   */
+  #view: ReadView | undefined;
   constructor(readonly store: PageStore, private readonly release: () => void) {}
+  /** Pins the last commit for this file's reads (a read transaction starts). */
+  beginRead(): void {
+    this.endRead();
+    this.#view = this.store.openView();
+  }
+  endRead(): void {
+    if (this.#view) this.store.closeView(this.#view);
+    this.#view = undefined;
+  }
+  /** True when a commit landed after this file's view was pinned: it may not start writing. */
+  get stale(): boolean {
+    return this.#view?.stale === true;
+  }
   read(dst: Uint8Array, offset: number): number {
-    return this.store.read(dst, offset);
+    return this.#view ? this.store.readView(this.#view, dst, offset) : this.store.read(dst, offset);
   }
   write(src: Uint8Array, offset: number): void {
     this.store.write(src, offset);
@@ -51,7 +69,7 @@ export class SealedFile implements FileBackend {
     this.store.commit();
   }
   size(): number {
-    return this.store.size;
+    return this.#view ? this.#view.size : this.store.size;
   }
   control(op: number): boolean {
     switch (op) {
@@ -75,6 +93,7 @@ export class SealedFile implements FileBackend {
     this.store.rollback();
   }
   close(): void {
+    this.endRead();
     this.release();
   }
 }

@@ -4,6 +4,9 @@
  *  - SHARED is granted unless someone holds PENDING or EXCLUSIVE;
  *  - RESERVED needs SHARED and is held by at most one connection;
  *  - PENDING/EXCLUSIVE need RESERVED (or go straight from SHARED); EXCLUSIVE needs no other SHARED.
+ * With `views` (sealed files, whose readers read a pinned read view of the page store, see
+ * runtime/host/server/hrana/ISOLATION.md): SHARED is always granted and EXCLUSIVE does not wait for
+ * readers; RESERVED and above stay one connection's at a time.
  */
 export const LOCK_NONE = 0;
 export const LOCK_SHARED = 1;
@@ -35,19 +38,19 @@ export class LockTable {
   }
 
   /** Raise owner's lock on key to `level`; false means busy (nothing changed). */
-  lock(key: string, owner: object, level: number): boolean {
+  lock(key: string, owner: object, level: number, views = false): boolean {
     const cur = this.level(owner);
     if (level <= cur) return true;
     const e = this.#entry(key);
     if (level === LOCK_SHARED) {
-      if (e.writer !== undefined && e.writerLevel >= LOCK_PENDING) return false;
+      if (!views && e.writer !== undefined && e.writerLevel >= LOCK_PENDING) return false;
       e.shared++;
       this.#levels.set(owner, LOCK_SHARED);
       return true;
     }
     if (cur < LOCK_SHARED) return false; // SQLite never asks this; refuse rather than guess
     if (e.writer !== undefined && e.writer !== owner) return false;
-    if (level === LOCK_EXCLUSIVE && e.shared > 1) {
+    if (level === LOCK_EXCLUSIVE && e.shared > 1 && !views) {
       // Others still read: hold PENDING so no new reader enters, and report busy.
       e.writer = owner;
       e.writerLevel = LOCK_PENDING;

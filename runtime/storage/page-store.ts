@@ -29,6 +29,15 @@
  *   DIRTY --commit() fails writing--> NEED_EPOCH --epoch durable and counted--> CLEAN
  *     (commit() retries the epoch first; while it fails, commits fail with STORAGE_IO, reads work)
  *   any --I/O failure the store cannot undo, or a counter step that failed--> BROKEN (reopen)
+ *
+ * Read views (read marks; runtime/host/server/hrana/ISOLATION.md): openView() pins the committed
+ * table as it is now. Each later commit records in every open view the (slot, version) that the
+ * blocks it replaces had, before applying its table, and those slots stay out of allocation and
+ * truncation (#held) until the view is closed. So:
+ *  9. A view's reads return exactly the blocks of the commit it was opened at, authenticated with
+ *     their own version (invariant 8 holds for them); a view never sees pending writes.
+ * 10. A slot a view holds is never rewritten while the view is open (it is neither in #used's free
+ *     set nor past the truncated end).
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
@@ -67,6 +76,16 @@ export interface StoreTrust {
   /** Sets the counter to `value` (>= its value) in one durable step; returns the new value. */
   advanceCounter(id: string, value: number): number;
   destroyCounter(id: string): void;
+}
+
+/** A read mark (see the file comment). Only the store that opened it reads through it. */
+export class ReadView {
+  /** Blocks replaced by commits since the view was opened: their slot and version as of it. */
+  readonly before = new Map<number, [number, number]>();
+  /** True once any commit landed after the view was opened. */
+  stale = false;
+  closed = false;
+  constructor(readonly size: number, readonly seq: number) {}
 }
 
 interface Header {
@@ -138,6 +157,9 @@ export class PageStore {
   #broken: string | undefined;
   readonly #scratch = Buffer.alloc(SLOT);
   readonly #slotKeys = new Map<number, Buffer>();
+  /** Open read views, and slot -> how many of them hold it (invariant 10). */
+  readonly #views = new Set<ReadView>();
+  #held = new Uint32Array(0);
   /**
    * Plaintext of recently read committed blocks (trusted memory; bounded). SQLite re-reads its file
    * header at the start of every transaction, so without this each read would decrypt block 0.
@@ -372,18 +394,24 @@ export class PageStore {
     if (hit) return hit;
     const slot = b < this.#slotOf.length ? this.#slotOf[b]! : NONE;
     if (slot === NONE) return Buffer.alloc(BLOCK);
+    const out = this.#openSlot(b, slot, this.#versionOf[b]!);
+    this.#remember(b, out);
+    return out;
+  }
+
+  /** Reads and authenticates block b from `slot`, sealed at `version`. */
+  #openSlot(b: number, slot: number, version: number): Buffer {
     const buf = this.#scratch;
     const n = this.#files.read(this.#slotFile, buf, slot * SLOT);
     if (n !== SLOT) {
       throw new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} is cut short on disk (the file was truncated); restore the database from a sealed backup`, this.#slotFile.path);
     }
-    const d = createDecipheriv("aes-256-gcm", this.#slotKey(this.#versionOf[b]!), buf.subarray(0, IV));
-    d.setAAD(Buffer.concat([AAD_SLOT, this.#header.dbId, u32(b), u64(this.#versionOf[b]!)]));
+    const d = createDecipheriv("aes-256-gcm", this.#slotKey(version), buf.subarray(0, IV));
+    d.setAAD(Buffer.concat([AAD_SLOT, this.#header.dbId, u32(b), u64(version)]));
     d.setAuthTag(buf.subarray(IV + BLOCK));
     try {
       const out = d.update(buf.subarray(IV, IV + BLOCK));
       d.final();
-      this.#remember(b, out);
       return out;
     } catch {
       throw new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} failed authentication (changed, swapped or replaced by an older copy); nothing was returned. Restore the database from a sealed backup`, this.#slotFile.path);
@@ -409,6 +437,69 @@ export class PageStore {
       pos += n;
     }
     return done;
+  }
+
+  // ---- read views (invariants 9 and 10) ---------------------------------------------------------
+
+  /** Pins the committed state as it is now; read it with readView(), end it with closeView(). */
+  openView(): ReadView {
+    this.#check();
+    const v = new ReadView(this.#size, this.#seq);
+    this.#views.add(v);
+    return v;
+  }
+
+  /** Open read views (tests and metrics). */
+  get views(): number {
+    return this.#views.size;
+  }
+
+  /** Like read(), of the committed state the view was opened at. */
+  readView(v: ReadView, dst: Uint8Array, offset: number): number {
+    this.#check();
+    if (v.closed) throw new StorageError("STORAGE_VIEW_CLOSED", "read through a closed read view (a bug in the VFS); reopen the database", this.#slotFile.path);
+    const end = Math.min(offset + dst.length, v.size);
+    let done = 0;
+    for (let pos = offset; pos < end; ) {
+      const b = Math.floor(pos / BLOCK);
+      const within = pos - b * BLOCK;
+      const n = Math.min(BLOCK - within, end - pos);
+      const old = v.before.get(b);
+      const block = old === undefined ? this.#committedBlock(b) : old[0] === NONE ? Buffer.alloc(BLOCK) : this.#openSlot(b, old[0], old[1]);
+      dst.set(block.subarray(within, within + n), done);
+      done += n;
+      pos += n;
+    }
+    return done;
+  }
+
+  /** Ends a view: its slots may be reused by the next commit. */
+  closeView(v: ReadView): void {
+    if (v.closed) return;
+    v.closed = true;
+    this.#views.delete(v);
+    for (const [slot] of v.before.values()) if (slot !== NONE) this.#held[slot]!--;
+    v.before.clear();
+  }
+
+  /** Before a commit's table is applied: every open view keeps what the replaced blocks were. */
+  #keepForViews(entries: Array<[number, number, number]>): void {
+    for (const v of this.#views) {
+      v.stale = true;
+      for (const [b] of entries) {
+        if (v.before.has(b)) continue;
+        const slot = b < this.#slotOf.length ? this.#slotOf[b]! : NONE;
+        v.before.set(b, [slot, slot === NONE ? 0 : this.#versionOf[b]!]);
+        if (slot !== NONE) {
+          if (slot >= this.#held.length) {
+            const h = new Uint32Array(Math.max(slot + 1, this.#held.length * 2, 64));
+            h.set(this.#held);
+            this.#held = h;
+          }
+          this.#held[slot]!++;
+        }
+      }
+    }
   }
 
   // ---- writing (pending until commit) -----------------------------------------------------------
@@ -459,7 +550,7 @@ export class PageStore {
 
   #allocSlot(from: { next: number }, taken: Set<number>): number {
     let s = from.next;
-    while (this.#used[s] || taken.has(s)) s++;
+    while (this.#used[s] || this.#held[s] || taken.has(s)) s++;
     from.next = s + 1;
     return s;
   }
@@ -538,6 +629,7 @@ export class PageStore {
     this.#logEnd = prevLogEnd + record.bytes.length;
     this.#prevSeq = seq;
     this.#prevTag = record.tag;
+    this.#keepForViews(entries);
     this.#apply(entries, size, seq);
     for (const [b, slot] of entries) {
       const plain = slot === NONE ? undefined : this.#pending.get(b);
@@ -671,7 +763,7 @@ export class PageStore {
 
   #shrinkSlotFile(): void {
     let end = this.#slotCount;
-    while (end > 0 && !this.#used[end - 1]) end--;
+    while (end > 0 && !this.#used[end - 1] && !this.#held[end - 1]) end--;
     if (end < this.#slotCount) {
       try {
         this.#files.truncate(this.#slotFile, end * SLOT);
@@ -888,6 +980,7 @@ export class PageStore {
 
   close(): void {
     this.#pending.clear();
+    for (const v of [...this.#views]) this.closeView(v);
     try {
       this.#files.close(this.#slotFile);
     } finally {

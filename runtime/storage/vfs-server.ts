@@ -29,7 +29,7 @@ import { SelkieError, SnapshotError } from "../errors.js";
 import * as C from "../sql/codes.js";
 import { HostFile, MemoryFile, SealedFile, type FileBackend } from "./backends.js";
 import { StorageError } from "./errors.js";
-import { LOCK_NONE, LOCK_RESERVED, processLocks, type LockTable } from "./lock-table.js";
+import { LOCK_NONE, LOCK_RESERVED, LOCK_SHARED, processLocks, type LockTable } from "./lock-table.js";
 import type { PageStore } from "./page-store.js";
 
 const MAX_FILES = 64;
@@ -123,6 +123,12 @@ export class VfsServer {
   /** True while any file of this instance holds a lock above NONE (a statement or transaction is running). */
   get locked(): boolean {
     for (const f of this.#files.values()) if (f.lockKey !== undefined && this.#locks.level(f.owner) !== LOCK_NONE) return true;
+    return false;
+  }
+
+  /** True while a file of this instance holds a write lock (RESERVED or above). */
+  get writing(): boolean {
+    for (const f of this.#files.values()) if (f.lockKey !== undefined && this.#locks.level(f.owner) >= LOCK_RESERVED) return true;
     return false;
   }
 
@@ -368,12 +374,37 @@ export class VfsServer {
     }
   }
 
+  /**
+   * Sealed files read through read views (ISOLATION.md): SHARED pins one, RESERVED needs it to be
+   * of the last commit (else busy: `staleView` tells the server not to wait for it) and drops it.
+   */
   lock(fid: number, level: number): number {
     const f = this.#files.get(fid);
     if (!f || !Number.isInteger(level) || level < 0 || level > 4) return C.SQLITE_MISUSE;
     if (f.lockKey === undefined) return C.SQLITE_OK;
-    return this.#locks.lock(f.lockKey, f.owner, level) ? C.SQLITE_OK : C.SQLITE_BUSY;
+    const sealed = f.backend instanceof SealedFile ? f.backend : undefined;
+    const cur = this.#locks.level(f.owner);
+    if (sealed && cur === LOCK_SHARED && level >= LOCK_RESERVED && sealed.stale) {
+      this.staleView = true;
+      return C.SQLITE_BUSY;
+    }
+    if (!this.#locks.lock(f.lockKey, f.owner, level, sealed !== undefined)) return C.SQLITE_BUSY;
+    if (sealed && level === LOCK_SHARED && cur === LOCK_NONE) {
+      try {
+        sealed.beginRead();
+      } catch (e) {
+        this.#locks.unlock(f.lockKey, f.owner, LOCK_NONE);
+        return this.#fail(e, C.SQLITE_IOERR_LOCK);
+      }
+    } else if (sealed && level >= LOCK_RESERVED && cur < LOCK_RESERVED) sealed.endRead();
+    return C.SQLITE_OK;
   }
+
+  /**
+   * Set when a write lock was refused because this instance's read view is older than the last
+   * commit (sqld's BUSY_SNAPSHOT): waiting cannot help. The server reads and clears it.
+   */
+  staleView = false;
 
   unlock(fid: number, level: number): number {
     const f = this.#files.get(fid);
@@ -389,6 +420,16 @@ export class VfsServer {
       }
     }
     this.#locks.unlock(f.lockKey, f.owner, level);
+    if (f.backend instanceof SealedFile) {
+      if (level === LOCK_NONE) f.backend.endRead();
+      else if (wasWriter) {
+        try {
+          f.backend.beginRead(); // back to SHARED after a commit: read the commit just made
+        } catch (e) {
+          rc = this.#fail(e, C.SQLITE_IOERR_UNLOCK);
+        }
+      }
+    }
     return rc;
   }
 

@@ -36,7 +36,7 @@ describe("selkie serve refuses bad input and keeps serving", () => {
   };
 
   before(async () => {
-    s = await startServer({ args: ["--max-body", "65536", "--max-sql", "4096", "--max-rows", "100", "--stream-idle", "400", "--max-concurrent", "2"] });
+    s = await startServer({ args: ["--max-body", "65536", "--max-sql", "4096", "--max-rows", "100", "--stream-idle", "400", "--max-concurrent", "2", "--connections-per-db", "1"] });
     tok = s.adminToken!;
     await createDb(s, "app");
     await createDb(s, "other");
@@ -192,10 +192,11 @@ describe("selkie serve refuses bad input and keeps serving", () => {
     await intact();
   });
 
-  it("requests beyond the per-database queue get 503 DB_BUSY while a transaction holds the database", async () => {
+  it("requests beyond the per-database queue get 503 DB_BUSY while a transaction holds the database's only connection", async () => {
     const a = await pipeline(s, tok, [exec("BEGIN"), exec("INSERT INTO t(x, y) VALUES (7, 'held')")]);
     const waiting = [1, 2].map(() => pipeline(s, tok, [exec("SELECT count(*) FROM t"), { type: "close" }]));
-    await new Promise((r) => setTimeout(r, 50));
+    // Until both are queued (a loaded machine may take a while to deliver them).
+    for (let i = 0; i < 100 && (await api(s, tok, "GET", "/v1/databases/app")).json.waiting < 2; i++) await new Promise((r) => setTimeout(r, 20));
     const busy = await pipeline(s, tok, [exec("SELECT 1"), { type: "close" }]);
     refused(busy, 503, "DB_BUSY");
     assert.equal(busy.headers.get("retry-after"), "1");
@@ -297,8 +298,8 @@ describe("selkie serve refuses bad input and keeps serving", () => {
 });
 
 describe("selkie serve request time limit", () => {
-  it("a request waiting past --request-timeout gets 503 REQUEST_TIMEOUT", async () => {
-    const s = await startServer({ args: ["--request-timeout", "1000", "--stream-idle", "8000"] });
+  it("a request waiting for a connection past --request-timeout gets 503 REQUEST_TIMEOUT", async () => {
+    const s = await startServer({ args: ["--request-timeout", "1000", "--stream-idle", "8000", "--connections-per-db", "1"] });
     try {
       await createDb(s, "app");
       assert.equal((await pipeline(s, s.adminToken, [exec("CREATE TABLE t(x)"), { type: "close" }])).json.results[0].type, "ok");

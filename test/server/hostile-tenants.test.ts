@@ -121,14 +121,15 @@ describe("hostile tenants cannot stop, starve or reconfigure the others", () => 
     await intact();
   });
 
-  it("a read-only token cannot hold the database: its transaction is rolled back at --max-read-transaction and writers go on", async () => {
+  it("a read-only token cannot hold the database: writers go on at once, and its transaction is rolled back at --max-read-transaction", async () => {
     const tx = await ro.transaction("read");
     await tx.execute("SELECT 1");
     const t0 = Date.now();
     await a.execute({ sql: "INSERT INTO t(x) VALUES (?)", args: ["after the reader"] });
     acked++;
     const waited = Date.now() - t0;
-    assert.ok(waited < MAX_READ_TXN + 1000, `the writer waited ${waited} ms`);
+    assert.ok(waited < MAX_READ_TXN, `the writer waited ${waited} ms for the reader (it reads a snapshot: hrana/ISOLATION.md)`);
+    await new Promise((r) => setTimeout(r, Math.max(0, MAX_READ_TXN + 200 - (Date.now() - t0))));
     await assert.rejects(tx.execute("SELECT 1"), (e) => ["TRANSACTION_TIMEOUT", "STREAM_EXPIRED"].includes(codeOf(e)));
     tx.close();
     await intact();

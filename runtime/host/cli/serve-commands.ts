@@ -68,6 +68,8 @@ interface ServeFlags {
   streamIdle?: number;
   maxTransaction?: number;
   maxReadTransaction?: number;
+  connectionsPerDb?: number;
+  busyTimeout?: number;
   metricsPublic?: boolean;
   allowClock?: boolean;
   allowRandom?: boolean;
@@ -110,6 +112,8 @@ export function registerServeCommands(program: Command, run: Run): void {
     .addOption(new Option("--stream-idle <ms>", `idle time before a stream expires (default ${DEFAULT_LIMITS.streamIdleMs})`).argParser(positiveInt("--stream-idle")))
     .addOption(new Option("--max-transaction <ms>", `longest life of an interactive transaction, rolled back at it (default ${DEFAULT_LIMITS.maxTransactionMs})`).argParser(positiveInt("--max-transaction")))
     .addOption(new Option("--max-read-transaction <ms>", `the same for read-only tokens (default ${DEFAULT_LIMITS.readOnlyTransactionMs})`).argParser(positiveInt("--max-read-transaction")))
+    .addOption(new Option("--connections-per-db <n>", `SQLite connections (enclaves) per database, so streams in transactions do not wait for each other (default ${DEFAULT_LIMITS.connectionsPerDb})`).argParser(positiveInt("--connections-per-db")))
+    .addOption(new Option("--busy-timeout <ms>", `how long a write waits for another stream's write transaction before SQLITE_BUSY (default ${DEFAULT_LIMITS.busyTimeoutMs})`).argParser(positiveInt("--busy-timeout")))
     .addOption(new Option("--workers <n>", "worker threads that run the databases' SQL, so one tenant's long statement holds no other (0: on the main thread)").argParser(workerCount).default(2))
     .option("--metrics-public", "serve /metrics without a token")
     .option("--allow-clock", "custom enclaves whose signed manifest requests \"clock\" may read the wall clock (denied by default)")
@@ -249,6 +253,8 @@ async function serveCommand(f: ServeFlags): Promise<number> {
     ...(f.streamIdle !== undefined ? { streamIdleMs: f.streamIdle } : {}),
     ...(f.maxTransaction !== undefined ? { maxTransactionMs: f.maxTransaction } : {}),
     ...(f.maxReadTransaction !== undefined ? { readOnlyTransactionMs: f.maxReadTransaction } : {}),
+    ...(f.connectionsPerDb !== undefined ? { connectionsPerDb: f.connectionsPerDb } : {}),
+    ...(f.busyTimeout !== undefined ? { busyTimeoutMs: f.busyTimeout } : {}),
   };
   const grants: Permission[] = [...(f.allowClock ? ["clock" as const] : []), ...(f.allowRandom ? ["random" as const] : []), ...(f.allowNet ? ["net" as const] : [])];
   let server;

@@ -122,6 +122,7 @@ export function infoOf(c: Conn, name: string): Record<string, unknown> {
     info.paging = JSON.parse(JSON.stringify(host.db.paging)) as unknown;
     info.storage = JSON.parse(JSON.stringify(host.db.storage)) as unknown;
     info.inTransaction = host.db.inTransaction;
+    info.connections = host.connections;
     info.waiting = host.waiting;
   }
   return info;

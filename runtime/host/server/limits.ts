@@ -12,7 +12,9 @@
  *   open streams          1000      --max-streams         503 TOO_MANY_STREAMS (per server)
  *   stream idle time      10 s      --stream-idle         the stream is closed, an open transaction rolled back; its baton then gets 400 STREAM_EXPIRED
  *   transaction life      30 s      --max-transaction     an interactive transaction is rolled back at it (statements interrupted); its baton gets 400 TRANSACTION_TIMEOUT
- *   read-only txn life    2 s       --max-read-transaction the same for read-only tokens, whose transaction blocks writers
+ *   read-only txn life    2 s       --max-read-transaction the same for read-only tokens
+ *   connections per db    4         --connections-per-db  more streams in transactions wait for a connection (503 REQUEST_TIMEOUT at the deadline)
+ *   busy wait             5 s       --busy-timeout        a write waiting for another stream's write transaction fails with SQLITE_BUSY (hrana/ISOLATION.md)
  *
  * The request-time limit also bounds each statement: a progress handler inside the enclave
  * interrupts a statement still running at the request's deadline (STATEMENT_TIMEOUT, rolled back,
@@ -29,6 +31,10 @@ export interface Limits {
   streamIdleMs: number;
   maxTransactionMs: number;
   readOnlyTransactionMs: number;
+  /** SQLite connections (enclaves) one database may have, so streams in transactions do not wait for each other. */
+  connectionsPerDb: number;
+  /** How long a write waits for another connection's write lock before SQLITE_BUSY. */
+  busyTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -42,6 +48,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   streamIdleMs: 10_000,
   maxTransactionMs: 30_000,
   readOnlyTransactionMs: 2_000,
+  connectionsPerDb: 4,
+  busyTimeoutMs: 5_000,
 });
 
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {

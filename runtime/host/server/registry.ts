@@ -1,7 +1,7 @@
 /**
  * UNTRUSTED (server). The databases a server hosts: `<dir>/databases/<name>.db` (plus its `.log`),
- * each opened on first use on the server's platform and kept open (one connection, one enclave) until
- * it is deleted or the server shuts down.
+ * each opened on first use on the server's platform and kept open (a primary connection, and more
+ * while streams overlap: db-host.ts) until it is deleted or the server shuts down.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -103,7 +103,13 @@ export class DatabaseRegistry {
       create,
       ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}),
     });
-    const host = new DbHost(name, db);
+    // More connections to the same file, for concurrent streams (hrana/ISOLATION.md).
+    // A spare (opened ahead of need) only when the EPC holds it without paging another enclave out.
+    const more = (spare: boolean): Database | undefined => {
+      if (spare && this.#opts.platform.epc.free < 2 * db.enclave.committedBytes) return undefined;
+      return new Database(this.fileFor(name), { platform: this.#opts.platform, create: false, ...(this.#opts.epc !== undefined ? { epc: this.#opts.epc } : {}) });
+    };
+    const host = new DbHost(name, db, more);
     this.#open.set(name, host);
     return host;
   }

@@ -14,9 +14,10 @@
  * One-shot autocommit pipelines (execute..., close) go through the database's group commit
  * (db-host.ts): same results, one COMMIT shared by the writers that arrived together.
  */
-import type { DbHost } from "../db-host.js";
+import type { DbConn, DbHost } from "../db-host.js";
 import type { Limits } from "../limits.js";
-import { StatementError, timeoutError, toHranaError, type HranaError, type RunOptions } from "./execute.js";
+import { StatementError, timeoutError, toHranaError, type BatchResult, type HranaError, type RunOptions, type SqlRunner } from "./execute.js";
+import { busyMessage, isBusy, sleep, STALE_MESSAGE, waitStep } from "./busy.js";
 import type { PipelineRequest, Stmt, StreamRequest } from "./protocol.js";
 import { stripComments } from "../../../sql/statement.js";
 import { endStream, MAX_STORED_SQL, type HranaStream, type StreamTable } from "./streams.js";
@@ -56,15 +57,18 @@ function groupable(req: PipelineRequest): boolean {
   return true;
 }
 
-/** True when every statement of a groupable pipeline prepares and is read-only. */
-function readsOnly(host: DbHost, req: PipelineRequest): boolean {
-  // Only the fast path of a resident database needs to know; preparing would wake a hibernated one.
-  if (host.closed || host.db.paging.state !== "running") return false;
+/** True when every statement of a groupable pipeline prepares and is read-only (on a resident connection). */
+function readsOnly(runner: SqlRunner, req: PipelineRequest): boolean {
   try {
-    return req.requests.every((r) => r.type !== "execute" || host.runner.prepare(r.stmt.sql!).readonly);
+    return req.requests.every((r) => r.type !== "execute" || runner.prepare(r.stmt.sql!).readonly);
   } catch {
     return false;
   }
+}
+
+/** A busy error's message after the wait: what happened and what to do (ISOLATION.md). */
+function explainBusy(e: HranaError, waited: number, stale: boolean): HranaError {
+  return isBusy(e) ? { ...e, message: stale ? STALE_MESSAGE : busyMessage(waited) } : e;
 }
 
 export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): Promise<PipelineResponse> {
@@ -72,29 +76,39 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
   if (groupable(req)) {
     const deadline = ctx.started + limits.requestTimeoutMs;
     const opts: RunOptions = { readOnly: ctx.readOnly, maxRows: limits.maxRows, deadline, budget: { left: limits.maxResponseBytes, max: limits.maxResponseBytes } };
-    const results = await host.group(() => {
-      const out: StreamResult[] = [];
-      for (const r of req.requests) {
-        if (r.type !== "execute") {
-          out.push({ type: "ok", response: { type: "close" } });
-          continue;
+    const queued = Date.now();
+    const results = await host.group(
+      (runner) => {
+        const out: StreamResult[] = [];
+        for (const r of req.requests) {
+          if (r.type !== "execute") {
+            out.push({ type: "ok", response: { type: "close" } });
+            continue;
+          }
+          try {
+            out.push({ type: "ok", response: { type: "execute", result: runner.execute(r.stmt as Stmt & { sql: string }, opts) } });
+          } catch (e) {
+            out.push({ type: "error", error: toHranaError(e) });
+          }
         }
-        try {
-          out.push({ type: "ok", response: { type: "execute", result: host.runner.execute(r.stmt as Stmt & { sql: string }, opts) } });
-        } catch (e) {
-          out.push({ type: "error", error: toHranaError(e) });
-        }
-      }
-      return out;
-    }, deadline, limits.maxConcurrentPerDb, readsOnly(host, req));
-    return { baton: null, base_url: null, results };
+        return out;
+      },
+      deadline,
+      limits.maxConcurrentPerDb,
+      (runner) => readsOnly(runner, req),
+      limits.connectionsPerDb,
+      limits.busyTimeoutMs,
+    );
+    const waited = Date.now() - queued;
+    return { baton: null, base_url: null, results: results.map((r) => (r.type === "error" ? { type: "error", error: explainBusy(r.error, waited, false) } : r)) };
   }
   const stream = req.baton === null ? streams.open(host, ctx.tokenId) : streams.take(req.baton, host, ctx.tokenId);
   // Inside a transaction the statements also stop at its end of life (see streams.ts).
   const deadline = Math.min(ctx.started + limits.requestTimeoutMs, stream.txnDeadline ?? Infinity);
+  let conn: DbConn;
   try {
-    await host.acquire(stream, deadline, limits.maxConcurrentPerDb);
-    await host.wake(deadline);
+    conn = await host.acquire(stream, deadline, limits.maxConcurrentPerDb, limits.connectionsPerDb);
+    await host.wake(deadline, conn);
   } catch (e) {
     streams.discard(stream);
     endStream(stream);
@@ -115,11 +129,9 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
         results.push({ type: "error", error: toHranaError(timeoutError()) });
         continue;
       }
-      try {
-        results.push({ type: "ok", response: runRequest(stream, r, opts) });
-      } catch (e) {
-        results.push({ type: "error", error: toHranaError(e) });
-      }
+      const ran = await runWaiting(ctx, stream, conn, r, opts, Math.min(deadline, Date.now() + limits.busyTimeoutMs));
+      conn = ran.conn;
+      results.push(ran.result);
       if (r.type === "close") closed = true;
     }
     if (Date.now() > deadline) timedOut = true;
@@ -129,27 +141,81 @@ export async function runPipeline(ctx: PipelineContext, req: PipelineRequest): P
     endStream(stream);
     throw e;
   }
-  if (host.closed) {
+  if (host.closed || conn.closed) {
     // The enclave faulted and could not be restarted: the connection is gone, and the stream with it.
     streams.discard(stream);
     endStream(stream);
     return { baton: null, base_url: null, results };
   }
-  if (closed || (timedOut && !host.runner.autocommit)) {
+  if (closed || (timedOut && !conn.runner.autocommit)) {
     streams.discard(stream);
     endStream(stream);
-    host.shrink();
+    host.shrink(conn);
     return { baton: null, base_url: null, results };
   }
-  if (host.runner.autocommit) {
+  if (conn.runner.autocommit) {
     stream.txnDeadline = undefined;
-    host.shrink();
+    host.shrink(conn);
     host.release(stream);
   } else {
     // The transaction's life counts from the request that left it open; read-only tokens get a short one.
     stream.txnDeadline ??= ctx.started + (ctx.readOnly ? limits.readOnlyTransactionMs : limits.maxTransactionMs);
+    host.spare(limits.connectionsPerDb); // the other streams get a connection without waiting for one to open
   }
   return { baton: streams.park(stream), base_url: null, results };
+}
+
+/**
+ * One stream request, run again while another connection's write lock makes it busy, until
+ * `until` (ISOLATION.md "Busy wait"). Only execute, batch and sequence can be busy; one is run
+ * again only when it left the transaction state as it found it (no BEGIN of its own stays open).
+ * Outside a transaction the stream gives its connection back while it sleeps, so waiting writers
+ * never keep readers from a connection. Returns the result and the connection it ran on last.
+ */
+async function runWaiting(ctx: PipelineContext, stream: HranaStream, conn: DbConn, r: StreamRequest, opts: RunOptions, until: number): Promise<{ result: StreamResult; conn: DbConn }> {
+  const once = (c: DbConn): StreamResult => {
+    try {
+      return { type: "ok", response: runRequest(stream, c.runner, r, opts) };
+    } catch (e) {
+      return { type: "error", error: toHranaError(e) };
+    }
+  };
+  if (r.type !== "execute" && r.type !== "batch" && r.type !== "sequence") return { result: once(conn), conn };
+  const start = Date.now();
+  conn.db.takeStaleView();
+  let stale = false;
+  let result: StreamResult;
+  for (let i = 0; ; i++) {
+    const autocommit = conn.runner.autocommit;
+    result = once(conn);
+    if (conn.closed) break;
+    // Run again only when nothing changed: a BEGIN that ran before the busy statement left a transaction open.
+    const busy =
+      conn.runner.autocommit === autocommit &&
+      (result.type === "error" ? isBusy(result.error) : result.response.type === "batch" && (result.response.result as BatchResult).step_errors.some((e) => e !== null && isBusy(e)));
+    if (!busy) break;
+    if (conn.db.takeStaleView()) {
+      stale = true;
+      break;
+    }
+    const left = until - Date.now();
+    if (left <= 0) break;
+    if (conn.runner.autocommit) {
+      ctx.host.release(stream);
+      await sleep(Math.min(waitStep(i), left));
+      conn = await ctx.host.acquire(stream, opts.deadline, ctx.limits.maxConcurrentPerDb, ctx.limits.connectionsPerDb);
+      await ctx.host.wake(opts.deadline, conn);
+    } else {
+      await sleep(Math.min(waitStep(i), left));
+    }
+  }
+  const waited = Date.now() - start;
+  if (result.type === "error") return { result: { type: "error", error: explainBusy(result.error, waited, stale) }, conn };
+  if (result.response.type === "batch") {
+    const br = result.response.result as BatchResult;
+    br.step_errors = br.step_errors.map((e) => (e === null ? null : explainBusy(e, waited, stale)));
+  }
+  return { result, conn };
 }
 
 function sqlOf(stream: HranaStream, ref: { sql?: string; sqlId?: number }): string {
@@ -163,8 +229,7 @@ function withSql(stream: HranaStream, stmt: Stmt): Stmt & { sql: string } {
   return { ...stmt, sql: sqlOf(stream, stmt) };
 }
 
-function runRequest(stream: HranaStream, r: StreamRequest, opts: RunOptions): Record<string, unknown> & { type: string } {
-  const runner = stream.host.runner;
+function runRequest(stream: HranaStream, runner: SqlRunner, r: StreamRequest, opts: RunOptions): Record<string, unknown> & { type: string } {
   switch (r.type) {
     case "close":
       return { type: "close" };

@@ -134,12 +134,13 @@ function transactionTimeout(): HttpError {
   return new HttpError(400, "TRANSACTION_TIMEOUT", "the stream's transaction outlived its limit (selkie serve --max-transaction, --max-read-transaction for read-only tokens) and was rolled back; open a new stream and retry it shorter");
 }
 
-/** Rolls back the stream's transaction if it holds the database, and releases the lease. */
+/** Rolls back the stream's transaction if it holds a connection, and releases the lease. */
 export function endStream(s: HranaStream): boolean {
   let rolledBack = false;
-  if (s.host.owns(s)) {
+  const c = s.host.connOf(s);
+  if (c) {
     try {
-      if (!s.host.closed) rolledBack = s.host.runner.rollbackIfOpen();
+      if (!s.host.closed && !c.closed) rolledBack = c.runner.rollbackIfOpen();
     } finally {
       s.host.release(s); // even when the rollback failed (e.g. its enclave could not be woken)
     }
