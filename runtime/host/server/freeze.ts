@@ -10,8 +10,9 @@
  *     or SERVING again with MIGRATION_TRANSACTION_OPEN (never half a transaction)
  *
  * Invariants:
- *  1. While the gate is shut, no request opens or runs on the database except the one stream that
- *     holds its lease inside a transaction (so that transaction can end); none at all once FROZEN.
+ *  1. While the gate is shut, no request opens or runs on the database except the streams that
+ *     hold one of its connections inside a transaction (so they can end); none at all once FROZEN
+ *     (db-host.ts acquireAll: every connection free, the extra ones closed).
  *  2. A request held by the gate proceeds after a thaw, or answers DB_MOVED after a move (the front
  *     then forwards it to the new owner), or MIGRATION_FROZEN_TOO_LONG at its own deadline.
  */
@@ -64,14 +65,14 @@ export async function freezeOn(c: Conn, name: string, o: { waitMs: number; rollb
       const host = c.registry.get(name);
       const owner = {};
       try {
-        await host.acquire(owner, Date.now() + o.waitMs, Infinity);
+        await host.acquireAll(owner, Date.now() + o.waitMs); // every connection of it (ISOLATION.md)
       } catch (e) {
         if (!(e instanceof HttpError) || e.code !== "REQUEST_TIMEOUT") throw e;
         if (!o.rollback) {
           throw new MigrationError("MIGRATION_TRANSACTION_OPEN", `a transaction on ${name} stayed open longer than ${o.waitMs} ms; finish it and migrate again, or migrate with --rollback-open-transaction`);
         }
-        c.streams.closeFor(host); // rolls its transaction back and releases the lease
-        await host.acquire(owner, Date.now() + o.waitMs, Infinity);
+        c.streams.closeFor(host); // rolls their transactions back and releases their connections
+        await host.acquireAll(owner, Date.now() + o.waitMs);
       }
       gate.closed = true;
       closeHost(c, name, host);
