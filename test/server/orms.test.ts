@@ -29,7 +29,7 @@ describe("ORMs against selkie serve", () => {
   let s: ServerProc;
   before(async () => {
     s = await startServer();
-    for (const name of ["drizzle", "kysely", "drizzlews", "kyselyws"]) await createDb(s, name);
+    for (const name of ["drizzle", "kysely", "drizzlews", "kyselyws", "isolation"]) await createDb(s, name);
   });
   after(async () => {
     assert.equal(await s.stop(), 0);
@@ -145,4 +145,42 @@ describe("ORMs against selkie serve", () => {
       }
     });
   }
+  it("Drizzle and Kysely side by side: a transaction open on one does not stop the other's reads, and the second writer commits after the first (ISOLATION.md)", async () => {
+    const client: Client = createClient({ url: `${s.url}/db/isolation/`, authToken: s.adminToken! });
+    const d = drizzle(client);
+    const k = new Kysely<KDb>({ dialect: new LibsqlDialect({ url: `${s.url}/db/isolation/`, authToken: s.adminToken! }) });
+    try {
+      await d.run(dsql`CREATE TABLE pets (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, species TEXT NOT NULL, age INTEGER)`);
+      await k.insertInto("pets").values({ name: "Rex", species: "dog", age: 3 }).execute();
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let inside!: () => void;
+      const opened = new Promise<void>((r) => (inside = r));
+      // Drizzle holds a write transaction open...
+      const tx = d.transaction(async (t) => {
+        await t.run(dsql`INSERT INTO pets (name, species, age) VALUES ('Tom', 'cat', 2)`);
+        inside();
+        await held;
+      });
+      await opened;
+      // ...Kysely reads the last committed state at once (not Tom, not waiting),
+      const t0 = performance.now();
+      const names = (await k.selectFrom("pets").select("name").orderBy("id").execute()).map((r) => r.name);
+      assert.deepEqual(names, ["Rex"]);
+      assert.ok(performance.now() - t0 < 2_000, "the read did not wait for the writer");
+      // ...and its own write transaction waits for Drizzle's, then commits.
+      const second = k.transaction().execute(async (trx) => {
+        await trx.insertInto("pets").values({ name: "Kit", species: "fox", age: 1 }).execute();
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      await tx;
+      await second;
+      const all = (await k.selectFrom("pets").select("name").orderBy("id").execute()).map((r) => r.name);
+      assert.deepEqual(all, ["Rex", "Tom", "Kit"]);
+    } finally {
+      client.close();
+      await k.destroy();
+    }
+  });
 });
