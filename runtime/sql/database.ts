@@ -29,6 +29,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { EnclaveFault, EpcError, SelkieError, SnapshotError, UsageError } from "../errors.js";
+import { StorageError } from "../storage/errors.js";
 import { randomUUID } from "node:crypto";
 import { Enclave, type EpcAdmit } from "../enclave/enclave.js";
 import type { GuestMemory } from "../enclave/memory.js";
@@ -176,6 +177,8 @@ export class Database {
   /** Limits set inside the enclave (setScope/setDeadline), kept here to be set again after a restart. */
   #scope: SqlScope = "all";
   #deadline = 0;
+  /** True for a sealed read-only open, which holds no process lock. */
+  #lockless = false;
 
   constructor(file: string, opts: DatabaseOptions = {}) {
     if (typeof file !== "string" || file.length === 0) throw new UsageError("BAD_PATH", "Database needs a file path");
@@ -213,7 +216,10 @@ export class Database {
       ...(epcAdmit ? { epc: epcAdmit } : {}),
       onInstance: (mem) => this.#vfs.attach(mem),
     });
-    acquireProcessLock(this.path);
+    // A sealed read-only open takes no process lock: it writes nothing and reads counted commits
+    // beside a writer in another process (runtime/storage/FORMAT.md "Readers beside a writer").
+    this.#lockless = this.sealed && this.readonly;
+    if (!this.#lockless) acquireProcessLock(this.path);
     try {
       if (this.sealed) {
         const trust = sqliteStoreTrust(platform!, this.#enclave, image, this.path);
@@ -222,12 +228,12 @@ export class Database {
       }
       const from = (opts as RestoreOptions)[RESTORE_FROM];
       if (from !== undefined) this.#restore(platform!, from);
-      else this.#boot(opts.create !== false && !this.readonly);
+      else this.#bootRetrying(opts.create !== false && !this.readonly);
     } catch (e) {
       this.#vfs.closeAll();
       this.#enclave.close();
       this.#store?.release();
-      releaseProcessLock(this.path);
+      if (!this.#lockless) releaseProcessLock(this.path);
       throw e;
     }
     const self = this;
@@ -549,6 +555,19 @@ export class Database {
     return s ? { diskBytes: s.diskBytes, liveBytes: s.liveBytes, commits: s.commits, cachedBlocks: s.cachedBlocks } : undefined;
   }
 
+  /** #boot, run again (after the store moves to the newest commit) when a writer reused the space of the one it read. */
+  #bootRetrying(create: boolean): void {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.#boot(create);
+      } catch (e) {
+        if (!this.#lockless || attempt >= 8 || !(e instanceof StorageError) || e.code !== "STORAGE_SNAPSHOT_GONE") throw e;
+        this.#vfs.closeAll();
+        this.#enclave.suspend();
+      }
+    }
+  }
+
   /** Starts the enclave instance and opens the database in it. */
   #boot(create: boolean): void {
     this.#enclave.start();
@@ -675,12 +694,14 @@ export class Database {
   exec(sql: string): this {
     this.#requireOpen();
     if (typeof sql !== "string") throw new UsageError("BAD_SQL", "exec() takes a string of SQL");
-    this._guard(() => {
-      const n = this._scratch.putText(sql);
-      if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
-      const rc = this._x.sk_exec(this.#db, this._scratch.ptr, n);
-      if (rc !== C.SQLITE_OK) throw this._error(rc);
-    });
+    this.#retryGone(() =>
+      this._guard(() => {
+        const n = this._scratch.putText(sql);
+        if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
+        const rc = this._x.sk_exec(this.#db, this._scratch.ptr, n);
+        if (rc !== C.SQLITE_OK) throw this._error(rc);
+      }),
+    );
     return this;
   }
 
@@ -714,7 +735,22 @@ export class Database {
 
   /** Runs one statement and returns its rows (`sql.exec` style); statements are cached by text. */
   query<T = Row>(sql: string, ...args: BindArgs): T[] {
-    return this.#cached(sql).all(...args) as T[];
+    return this.#retryGone(() => this.#cached(sql).all(...args) as T[]);
+  }
+
+  /**
+   * A sealed read-only connection beside a writer process: a statement outside a transaction whose
+   * commit's space the writer reused (STORAGE_SNAPSHOT_GONE, nothing wrong returned) runs again on
+   * the newest commit, a few times. Inside BEGIN ... COMMIT the error goes to the caller.
+   */
+  #retryGone<T>(fn: () => T): T {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return fn();
+      } catch (e) {
+        if (!this.#lockless || attempt >= 8 || !(e instanceof StorageError) || e.code !== "STORAGE_SNAPSHOT_GONE" || this.inTransaction) throw e;
+      }
+    }
   }
 
   /** Runs one statement for its effect. */
@@ -796,7 +832,7 @@ export class Database {
       this.#enclave.close();
       this.#store?.release();
       this.#store = undefined;
-      releaseProcessLock(this.path);
+      if (!this.#lockless) releaseProcessLock(this.path);
     }
   }
 
@@ -956,7 +992,7 @@ export class Database {
       this.#enclave.close();
       this.#store?.release();
       this.#store = undefined;
-      releaseProcessLock(this.path);
+      if (!this.#lockless) releaseProcessLock(this.path);
       return new EnclaveFault("ENCLAVE_RESTART_FAILED", `the SQLite enclave faulted (${what}) and could not be restarted: ${(e as Error).message}; open the database again`, { cause });
     }
     return new EnclaveFault(

@@ -372,6 +372,15 @@ export class VfsServer {
     const f = this.#files.get(fid);
     if (!f || !Number.isInteger(level) || level < 0 || level > 4) return C.SQLITE_MISUSE;
     if (f.lockKey === undefined) return C.SQLITE_OK;
+    // A read-only sealed store moves to the newest counted commit of a writer in another process
+    // when a read transaction starts and no connection here is inside one (page-store.ts invariant 9).
+    if (f.backend instanceof SealedFile && f.backend.store.readonly && this.#locks.level(f.owner) === LOCK_NONE && this.#locks.idle(f.lockKey)) {
+      try {
+        f.backend.store.refresh();
+      } catch (e) {
+        return this.#fail(e, C.SQLITE_IOERR_LOCK);
+      }
+    }
     return this.#locks.lock(f.lockKey, f.owner, level) ? C.SQLITE_OK : C.SQLITE_BUSY;
   }
 
