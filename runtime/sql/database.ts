@@ -478,7 +478,7 @@ export class Database {
    */
   exportPlain(dest: string, onProgress?: Progress): { bytes: number } {
     if (fs.existsSync(dest)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
-    const bytes = this.#readAll(onProgress);
+    const bytes = this.#retryGone(() => this.#readAll(onProgress));
     const tmp = `${dest}.selkie-tmp`;
     fs.writeFileSync(tmp, bytes, { mode: 0o600, flag: "wx" });
     const fd = fs.openSync(tmp, "r");
@@ -509,12 +509,17 @@ export class Database {
     return bytes.length;
   }
 
-  /** The whole database image, read in chunks under BEGIN IMMEDIATE (no writer in this process can change it meanwhile). */
+  /**
+   * The whole database image, read in chunks under BEGIN IMMEDIATE (no writer in this process can
+   * change it meanwhile), or, read-only, inside one read transaction (the store stays at one commit).
+   */
   #readAll(onProgress?: Progress): Buffer {
     this.#requireOpen();
     const store = this.#store?.store;
     if (!store) throw new UsageError("NOT_SEALED", `${this.path} is already a plain file; copy it instead`);
-    this.exec("BEGIN IMMEDIATE");
+    // Read-only: a read transaction (SHARED held, so the store stays at one commit); else IMMEDIATE.
+    if (this.readonly) this.exec("BEGIN; SELECT count(*) FROM sqlite_schema");
+    else this.exec("BEGIN IMMEDIATE");
     try {
       const bytes = Buffer.alloc(store.size);
       for (let off = 0; off < bytes.length; off += PROGRESS_CHUNK) {

@@ -474,9 +474,15 @@ export class PageStore {
   #allocSlot(from: { next: number }, taken: Set<number>): number {
     let s = from.next;
     const after = this.#seq + 1 - PageStore.REUSE_AFTER;
-    while (this.#used[s] || taken.has(s) || (this.#freedBy[s] ?? 0) >= after) s++;
+    while (this.#used[s] || taken.has(s) || this.#recentlyFreed(s, after)) s++;
     from.next = s + 1;
     return s;
+  }
+
+  /** True when slot `s` was freed by a commit with seq >= `after` (0 in #freedBy: never freed here). */
+  #recentlyFreed(s: number, after: number): boolean {
+    const f = this.#freedBy[s] ?? 0;
+    return f > 0 && f >= after;
   }
 
   #seal(b: number, version: number, plain: Uint8Array): Buffer {
@@ -691,7 +697,7 @@ export class PageStore {
   #shrinkSlotFile(): void {
     let end = this.#slotCount;
     const after = this.#seq + 1 - PageStore.REUSE_AFTER;
-    while (end > 0 && !this.#used[end - 1] && (this.#freedBy[end - 1] ?? 0) < after) end--;
+    while (end > 0 && !this.#used[end - 1] && !this.#recentlyFreed(end - 1, after)) end--;
     if (end < this.#slotCount) {
       try {
         this.#files.truncate(this.#slotFile, end * SLOT);
