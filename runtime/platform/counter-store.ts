@@ -178,6 +178,7 @@ export class CounterStore {
   #broken: string | undefined;
   /** A reader (invariant 6): no lock, no writes; refreshed before each lookup. */
   #reader = false;
+  #readerClosed = false;
   /** The snapshot file the reader last loaded (inode and change time): a new one means a compaction. */
   #snapId = "";
 
@@ -314,7 +315,13 @@ export class CounterStore {
     }
     const logPath = path.join(this.dir, logName(this.#gen));
     if (this.#reader) {
-      // A compaction creates the log just after the snapshot: missing, it is ENOENT and retried.
+      // A compaction creates the log just after the snapshot. Missing, it is either about to be
+      // created or lost to a crash in between (the writer creates it empty): the snapshot is all.
+      if (!fs.existsSync(logPath)) {
+        this.#pos = LOG_HEADER;
+        this.#records = 0;
+        return;
+      }
       this.#fd = fs.openSync(logPath, "r");
       this.#replay();
       return;
@@ -414,7 +421,7 @@ export class CounterStore {
   }
 
   #checkUsable(): void {
-    if (this.#fd < 0) throw new CounterError("COUNTER_STORE_CLOSED", "the counter store is closed");
+    if (this.#reader ? this.#readerClosed : this.#fd < 0) throw new CounterError("COUNTER_STORE_CLOSED", "the counter store is closed");
     if (this.#reader) this.refresh();
     if (this.#broken !== undefined) corrupt(`the counter store failed earlier (${this.#broken}); reopen the platform`);
   }
@@ -521,6 +528,7 @@ export class CounterStore {
   }
 
   close(): void {
+    this.#readerClosed = true;
     if (this.#fd >= 0) {
       fs.closeSync(this.#fd);
       this.#fd = -1;
