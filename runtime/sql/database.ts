@@ -48,7 +48,7 @@ import type { Manifest } from "../enclave/manifest.js";
 import { sqliteSignature } from "./sqlite-signer.js";
 import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
-import { SCOPE_IDS, SqliteError, SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "./errors.js";
+import { SCOPE_IDS, SqliteError, SqlNotAuthorizedError, StatementInterruptedError, StatementTimeoutError, type SqlScope } from "./errors.js";
 import { loadSqliteEnclave } from "./sqlite-module.js";
 import { EpcPager, nextUse, type Pageable } from "../enclave/snapshot/pager.js";
 import { ImageStore, type ImageInfo } from "../enclave/snapshot/image-store.js";
@@ -135,6 +135,8 @@ interface SqlState {
 let instanceSeq = 0;
 
 const NAME_RE = /^[^/\\\0]{1,200}$/;
+/** A deadline that never comes (the largest Date), set so the progress handler runs for an interrupt check. */
+const FAR_FUTURE_MS = 8.64e15;
 
 /** Progress of a long copy: bytes done of total (called synchronously, between chunks). */
 export type Progress = (done: number, total: number) => void;
@@ -177,6 +179,9 @@ export class Database {
   /** Limits set inside the enclave (setScope/setDeadline), kept here to be set again after a restart. */
   #scope: SqlScope = "all";
   #deadline = 0;
+  /** Asked every few thousand SQLite instructions while set; true interrupts the statement (setInterruptCheck). */
+  #interruptCheck: (() => boolean) | undefined;
+  #interruptHit = false;
   /** True for a sealed read-only open, which holds no process lock. */
   #lockless = false;
 
@@ -215,6 +220,14 @@ export class Database {
       ...(opts.grants ? { grants: new Set(opts.grants) } : {}),
       ...(epcAdmit ? { epc: epcAdmit } : {}),
       onInstance: (mem) => this.#vfs.attach(mem),
+      // The deadline's progress handler reads this clock: an interrupt request reads as time's end.
+      clock: () => {
+        if (this.#interruptCheck?.() === true) {
+          this.#interruptHit = true;
+          return Infinity;
+        }
+        return Date.now();
+      },
     });
     // A sealed read-only open takes no process lock: it writes nothing and reads counted commits
     // beside a writer in another process (runtime/storage/FORMAT.md "Readers beside a writer").
@@ -607,7 +620,26 @@ export class Database {
     this.#sqliteVersion = this._mem.cstring(x.sk_libversion(), 64);
     // A restarted enclave starts without limits: set the connection's again.
     if (this.#scope !== "all") x.sk_set_scope(db, SCOPE_IDS[this.#scope]);
-    if (this.#deadline > 0) x.sk_set_deadline(db, this.#deadline);
+    if (this.#effectiveDeadline() > 0) x.sk_set_deadline(db, this.#effectiveDeadline());
+  }
+
+  /** The deadline set inside SQLite: the caller's, or, for an interrupt check alone, the end of time. */
+  #effectiveDeadline(): number {
+    return this.#deadline > 0 ? this.#deadline : this.#interruptCheck ? FAR_FUTURE_MS : 0;
+  }
+
+  /**
+   * Lets `check` interrupt statements: while set, SQLite's progress handler (the one deadlines use)
+   * asks it every few thousand instructions, and a statement running when it answers true fails with
+   * STATEMENT_INTERRUPTED ("Interrupted"), rolled back as an interrupt is, the connection usable.
+   * `check` must be cheap and synchronous (the shell reads a flag its SIGINT watcher sets).
+   * undefined removes it.
+   */
+  setInterruptCheck(check: (() => boolean) | undefined): void {
+    this.#requireOpen();
+    this.#interruptCheck = check;
+    this.#interruptHit = false;
+    this._guard(() => this._x.sk_set_deadline(this.#db, this.#effectiveDeadline()));
   }
 
   /**
@@ -667,7 +699,7 @@ export class Database {
       return;
     }
     this.#deadline = ms;
-    this._guard(() => this._x.sk_set_deadline(this.#db, ms));
+    this._guard(() => this._x.sk_set_deadline(this.#db, this.#effectiveDeadline()));
   }
 
   get open(): boolean {
@@ -921,7 +953,15 @@ export class Database {
     const x = this._x;
     const ext = x.sk_errcode(this.#db);
     const code = (ext & 0xff) === (rc & 0xff) ? ext : rc;
-    if ((code & 0xff) === C.SQLITE_INTERRUPT && x.sk_deadline_hit() !== 0) return new StatementTimeoutError();
+    if ((code & 0xff) === C.SQLITE_INTERRUPT && x.sk_deadline_hit() !== 0) {
+      const asked = this.#interruptHit;
+      this.#interruptHit = false;
+      if (asked) {
+        x.sk_set_deadline(this.#db, this.#effectiveDeadline()); // clears SQLite's "deadline hit"
+        return new StatementInterruptedError();
+      }
+      return new StatementTimeoutError();
+    }
     if ((code & 0xff) === C.SQLITE_AUTH && this.#scope !== "all") {
       const denied = this._mem.cstring(x.sk_denied(), 256);
       if (denied !== "") return new SqlNotAuthorizedError(this.#scope, denied);
