@@ -491,7 +491,7 @@ export class Database {
    */
   exportPlain(dest: string, onProgress?: Progress): { bytes: number } {
     if (fs.existsSync(dest)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
-    const bytes = this.#retryGone(() => this.#readAll(onProgress));
+    const bytes = this.retryingReads(() => this.#readAll(onProgress));
     const tmp = `${dest}.selkie-tmp`;
     fs.writeFileSync(tmp, bytes, { mode: 0o600, flag: "wx" });
     const fd = fs.openSync(tmp, "r");
@@ -582,6 +582,7 @@ export class Database {
         if (!this.#lockless || attempt >= 8 || !(e instanceof StorageError) || e.code !== "STORAGE_SNAPSHOT_GONE") throw e;
         this.#vfs.closeAll();
         this.#enclave.suspend();
+        this.#store?.store.refresh(); // no connection holds a lock now: move to the newest commit
       }
     }
   }
@@ -731,7 +732,7 @@ export class Database {
   exec(sql: string): this {
     this.#requireOpen();
     if (typeof sql !== "string") throw new UsageError("BAD_SQL", "exec() takes a string of SQL");
-    this.#retryGone(() =>
+    this.retryingReads(() =>
       this._guard(() => {
         const n = this._scratch.putText(sql);
         if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
@@ -772,15 +773,16 @@ export class Database {
 
   /** Runs one statement and returns its rows (`sql.exec` style); statements are cached by text. */
   query<T = Row>(sql: string, ...args: BindArgs): T[] {
-    return this.#retryGone(() => this.#cached(sql).all(...args) as T[]);
+    return this.retryingReads(() => this.#cached(sql).all(...args) as T[]);
   }
 
   /**
    * A sealed read-only connection beside a writer process: a statement outside a transaction whose
    * commit's space the writer reused (STORAGE_SNAPSHOT_GONE, nothing wrong returned) runs again on
-   * the newest commit, a few times. Inside BEGIN ... COMMIT the error goes to the caller.
+   * the newest commit, a few times. Inside BEGIN ... COMMIT the error goes to the caller. `fn` must
+   * have no effect outside the database before it returns (query, exec and the shell's statements).
    */
-  #retryGone<T>(fn: () => T): T {
+  retryingReads<T>(fn: () => T): T {
     for (let attempt = 0; ; attempt++) {
       try {
         return fn();

@@ -125,6 +125,8 @@ export class PageStore {
   #versionOf = new Float64Array(0);
   /** slot -> in use by the committed table. */
   #used = new Uint8Array(0);
+  /** True during a commit that shrinks the database: recently freed slots are reused too. */
+  #shrinking = false;
   /** slot -> seq of the commit that freed it (0: never used or freed before this session knew). */
   #freedBy = new Float64Array(0);
   #slotCount = 0;
@@ -481,6 +483,7 @@ export class PageStore {
 
   /** True when slot `s` was freed by a commit with seq >= `after` (0 in #freedBy: never freed here). */
   #recentlyFreed(s: number, after: number): boolean {
+    if (this.#shrinking) return false;
     const f = this.#freedBy[s] ?? 0;
     return f > 0 && f >= after;
   }
@@ -509,6 +512,9 @@ export class PageStore {
     const size = this.size;
     const keep = Math.ceil(size / BLOCK);
     const shrank = size < this.#size;
+    // A commit that shrinks the database (VACUUM) compacts fully and gives the space back now, reusing
+    // even recently freed slots: a reader still on an older state then gets STORAGE_SNAPSHOT_GONE.
+    this.#shrinking = shrank;
     const entries: Array<[number, number, number]> = [];
     const taken = new Set<number>();
     const cursor = { next: 0 };
@@ -574,6 +580,7 @@ export class PageStore {
       throw new StorageError("STORAGE_ROLLBACK", `${this.#slotFile.path}: ${this.#broken}; another copy of this database was used`, this.#slotFile.path);
     }
     this.#shrinkSlotFile();
+    this.#shrinking = false;
     if (this.#logEnd - this.#header.bytes > 4 * this.#snapshotBytes + 65536) this.#rewriteLog();
   }
 
@@ -800,14 +807,16 @@ export class PageStore {
   }
 
   /** Reads the chain of records (without applying them); a torn tail ends it. */
-  #parse(bytes: Buffer, path: string): Parsed[] {
+  #parse(bytes: Buffer, path: string, from?: { at: number; prevSeq: number; prevTag: Buffer }): Parsed[] {
     const out: Parsed[] = [];
     const tampered = (what: string): never => {
       throw new StorageError("STORAGE_TAMPERED", `${path}.log: ${what}; restore the database from a sealed backup`, `${path}.log`);
     };
-    let at = this.#header.bytes;
-    let prevSeq = 0;
-    let prevTag: Buffer = ZERO_TAG;
+    // `from`: continue the chain after a record already read (a reader catching up), not from the header.
+    let at = from?.at ?? this.#header.bytes;
+    let prevSeq = from?.prevSeq ?? 0;
+    let prevTag: Buffer = from?.prevTag ?? ZERO_TAG;
+    const chained = from !== undefined;
     while (at < bytes.length) {
       const rest = bytes.length - at;
       const len = rest >= 4 ? bytes.readUInt32BE(at) : -1;
@@ -816,13 +825,13 @@ export class PageStore {
       const body = rec ? this.#openRecord(rec, prevSeq, prevTag) : undefined;
       if (!body) {
         // Unreadable: a torn tail is a crash mid-append; anything followed by more bytes is tampering.
-        if (out.length === 0 && !torn) tampered("its first table record failed authentication");
+        if (out.length === 0 && !torn && !chained) tampered("its first table record failed authentication");
         if (!torn && 4 + len < rest) tampered("a table record in the middle of the log failed authentication (changed, or spliced from another copy)");
         break;
       }
       const kind = body.readUInt8(0);
       const seq = Number(body.readBigUInt64BE(1));
-      const ok = out.length === 0 ? kind === KIND_SNAPSHOT : (kind === KIND_DELTA && seq === prevSeq + 1) || (kind === KIND_EPOCH && seq === prevSeq + 2);
+      const ok = out.length === 0 && !chained ? kind === KIND_SNAPSHOT : (kind === KIND_DELTA && seq === prevSeq + 1) || (kind === KIND_EPOCH && seq === prevSeq + 2);
       if (!ok) tampered("table records are out of order");
       const size = Number(body.readBigUInt64BE(9));
       const n = body.readUInt32BE(17);
@@ -1004,9 +1013,37 @@ export class PageStore {
     if (!this.readonly) return;
     this.#check();
     const path = this.#slotFile.path;
-    if (this.#readCounter(path) === this.#seq) return;
+    const c = this.#readCounter(path);
+    if (c === this.#seq) return;
+    if (this.#catchUp(path, c)) return;
     this.#reopenLog(path);
     this.#loadCounted(path);
+  }
+
+  /**
+   * A reader's cheap path to counter value `c`: the records appended after the last one it applied,
+   * read from the log it has open and chained to that record, applied up to seq `c`. False when they
+   * do not reach `c` (the log was rewritten under a new file, or an append is half visible): the
+   * caller then reads the whole log again (#loadCounted), which decides what it means.
+   */
+  #catchUp(path: string, c: number): boolean {
+    let records: Parsed[];
+    try {
+      const bytes = readAll(this.#files, this.#logFile);
+      records = this.#parse(bytes, path, { at: this.#logEnd, prevSeq: this.#prevSeq, prevTag: this.#prevTag });
+    } catch {
+      return false;
+    }
+    const at = records.findIndex((r) => r.seq === c);
+    if (at < 0) return false;
+    this.#cache.clear();
+    for (const r of records.slice(0, at + 1)) this.#apply(r.entries, r.size, r.seq);
+    const end = records[at]!;
+    this.#seq = c;
+    this.#prevSeq = end.seq;
+    this.#prevTag = end.tag;
+    this.#logEnd = end.end;
+    return true;
   }
 
   /**

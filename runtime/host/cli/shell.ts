@@ -148,9 +148,10 @@ export class Shell {
           st.typedReals = true;
           const cols = st.columns();
           if (cols.length > 0) {
-            this.#out(formatRows(this.mode, cols, st.values(), this.headers, { nullValue: this.nullValue, table: this.insertTable }));
+            // All rows are read before any is shown, so a read-only statement can run again (retryingReads).
+            this.#out(formatRows(this.mode, cols, this.db.retryingReads(() => st.values()), this.headers, { nullValue: this.nullValue, table: this.insertTable }));
           } else {
-            st.run();
+            this.db.retryingReads(() => st.run());
           }
         } catch (e) {
           this.#fail(e, st.sql);
