@@ -10,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { Database } from "../../runtime/index.js";
 import { Platform } from "../../runtime/platform/platform.js";
 import { CLI, ROOT, tempDir } from "../helpers.js";
 
@@ -155,4 +156,33 @@ test("selkie sql --readonly and selkie db export read a database while another p
     w.proc.kill("SIGTERM");
     await w.exited;
   }
+});
+
+test("two Platforms opened on one folder in one process each serve a database that writes (issue 15 item 2)", async () => {
+  const platformDir = tempDir("selkie-readers-platform-");
+  (await Platform.create(platformDir)).close();
+  const dir = tempDir("selkie-readers-");
+  const a = await Platform.open(platformDir);
+  const b = await Platform.open(platformDir);
+  const one = new Database(path.join(dir, "one.db"), { platform: a });
+  const two = new Database(path.join(dir, "two.db"), { platform: b });
+  try {
+    one.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+    two.exec("CREATE TABLE t(x); INSERT INTO t VALUES (2)");
+    one.close();
+    a.close();
+    two.exec("INSERT INTO t VALUES (3)"); // b still holds the shared counter store
+    assert.deepEqual(two.query("SELECT sum(x) AS s FROM t"), [{ s: 5 }]);
+  } finally {
+    if (one.open) one.close();
+    two.close();
+    a.close();
+    b.close();
+  }
+  assert.ok(!fs.existsSync(path.join(platformDir, "counters", "lock")), "the counter store's lock is released with the last Platform");
+  const again = await Platform.open(platformDir);
+  const reopened = new Database(path.join(dir, "one.db"), { platform: again });
+  assert.deepEqual(reopened.query("SELECT x FROM t"), [{ x: 1 }]);
+  reopened.close();
+  again.close();
 });
