@@ -5,7 +5,7 @@ export { Database, type DatabaseOptions, type EnclaveInfo } from "./sql/database
 export { Statement, type Row, type RunResult, type BindArgs } from "./sql/statement.js";
 export type { SqlValue, BindValue } from "./sql/ecalls.js";
 export { SqlReal } from "./sql/ecalls.js";
-export { SqliteError, StatementTimeoutError, SqlNotAuthorizedError, type SqlScope } from "./sql/errors.js";
+export { SqliteError, StatementInterruptedError, StatementTimeoutError, SqlNotAuthorizedError, type SqlScope } from "./sql/errors.js";
 export { sqliteCodeName } from "./sql/codes.js";
 export {
   SelkieError,

@@ -131,6 +131,8 @@ export interface EnclaveOptions {
   onInstance?: (memory: GuestMemory) => void;
   /** Diagnostic log lines from the guest (rate-limited by the enclave). */
   onLog?: (code: number, message: string) => void;
+  /** The clock the guest reads (ms since the epoch; default Date.now), e.g. to end a statement early. */
+  clock?: () => number;
 }
 
 export class Enclave {
@@ -428,7 +430,7 @@ export class Enclave {
         randomFillSync(mem.u8, ptr, len);
         return SQLITE_OK;
       },
-      clock_ms: (): number => (this.#allowed("clock") ? Date.now() : -1),
+      clock_ms: (): number => (this.#allowed("clock") ? (this.opts.clock ?? Date.now)() : -1),
       log: (code: number, ptr: number, len: number): void => {
         if (this.#logBudget <= 0 || !this.opts.onLog) return;
         this.#logBudget--;

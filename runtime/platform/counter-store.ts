@@ -14,7 +14,14 @@
  *    derived for g alone (format 2), so no key seals more than one snapshot and `compactEvery`
  *    records with random IVs, far below GCM's 2^32 bound. Format 1 stores are read once under the
  *    store key and compacted into format 2 at open.
- * 5. One process at a time: a `lock` file holds the owner's pid (a dead pid's lock is taken over).
+ * 5. One WRITER process at a time: a `lock` file holds the owner's pid (a dead pid's lock is taken
+ *    over). Within a process the store is shared by every Platform of the folder (`acquireCounterStore`,
+ *    refcounted), so two Platform objects of one folder never contend for the lock.
+ * 6. READERS (`openReader`) take no lock and never write, rename, truncate or remove a file: they
+ *    replay the snapshot and log as they are, and `refresh()` catches up with what the writer
+ *    appended since (a record still being written is not read; a compaction, seen as a new snapshot
+ *    file, is followed by a full reload). A reader only ever sees acknowledged or about-to-be values,
+ *    and values it sees never go down (FORMATS.md §7 "Readers").
  *
  * State of the in-memory mirror: it changes only after the disk write it mirrors is durable; after
  * an I/O error the store refuses further use (COUNTER_STORE_CORRUPT) until reopened.
@@ -196,6 +203,11 @@ export class CounterStore {
   readonly #retired = new Set<number>();
   /** The last record queued by the current deferred() call. */
   #lastQueued: Queued | undefined;
+  /** A reader (invariant 6): no lock, no writes; refreshed before each lookup. */
+  #reader = false;
+  #readerClosed = false;
+  /** The snapshot file the reader last loaded (inode and change time): a new one means a compaction. */
+  #snapId = "";
 
   private constructor(dir: string, key: Buffer, opts: CounterStoreOptions) {
     this.dir = dir;
@@ -232,7 +244,76 @@ export class CounterStore {
     return s;
   }
 
+  /**
+   * Opens the store for reading only, beside a writer in another process (invariant 6): no lock is
+   * taken and no file is changed. Call `refresh()` (or `get`, which refreshes) to see later values.
+   */
+  static openReader(platformDir: string, key: Buffer): CounterStore {
+    const dir = path.join(platformDir, COUNTERS_DIR);
+    if (!fs.existsSync(path.join(dir, SNAPSHOT))) corrupt(`the counter store in ${dir} has no snapshot; refusing to restart counters from zero`);
+    const s = new CounterStore(dir, key, {});
+    s.#reader = true;
+    s.#reload();
+    return s;
+  }
+
+  /** True for a store opened with openReader. */
+  get reader(): boolean {
+    return this.#reader;
+  }
+
+  /** Reader: loads snapshot and log again, retrying while a compaction moves them under it. */
+  #reload(): void {
+    for (let attempt = 0; ; attempt++) {
+      if (this.#fd >= 0) fs.closeSync(this.#fd);
+      this.#fd = -1;
+      this.#entries.clear();
+      this.#gen = 0n;
+      this.#seq = 0n;
+      try {
+        this.#load();
+        return;
+      } catch (e) {
+        // ENOENT: the log of the snapshot we read was removed by a compaction; corrupt: a read that
+        // raced a rename. Either way the next attempt sees the new generation; real damage persists.
+        if (attempt >= 20) throw e;
+        const code = (e as { code?: string }).code;
+        if (code !== "ENOENT" && code !== "COUNTER_STORE_CORRUPT") throw e;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      }
+    }
+  }
+
+  /** Reader: catches up with the writer (new records, or a new generation). A no-op for the writer. */
+  refresh(): void {
+    if (!this.#reader) return;
+    if (this.#fd < 0 || this.#snapshotId() !== this.#snapId) return this.#reload();
+    const size = fs.fstatSync(this.#fd).size;
+    if (size <= this.#pos) return;
+    const buf = Buffer.alloc(size - this.#pos);
+    const n = fs.readSync(this.#fd, buf, 0, buf.length, this.#pos);
+    const aad = this.#recordAad();
+    for (let o = 0; o + RECORD_LEN <= n; o += RECORD_LEN) {
+      const r = buf.subarray(o, o + RECORD_LEN);
+      const pt = r.subarray(0, 4).equals(REC_MAGIC) ? gcmOpen(this.#key, aad, r.subarray(4, 16), r.subarray(16, 16 + PAYLOAD), r.subarray(16 + PAYLOAD)) : undefined;
+      if (pt === undefined) return; // still being written: read it at the next refresh
+      this.#apply(pt, this.#records);
+      this.#records++;
+      this.#pos += RECORD_LEN;
+    }
+  }
+
+  #snapshotId(): string {
+    try {
+      const st = fs.statSync(path.join(this.dir, SNAPSHOT), { bigint: true });
+      return `${st.ino}:${st.ctimeNs}:${st.size}`;
+    } catch {
+      return "";
+    }
+  }
+
   #load(): void {
+    if (this.#reader) this.#snapId = this.#snapshotId();
     const snap = fs.readFileSync(path.join(this.dir, SNAPSHOT));
     if (snap.length < 5 || !snap.subarray(0, 4).equals(SNAP_MAGIC)) corrupt("counter snapshot: bad magic");
     if (snap[4] !== VERSION && snap[4] !== LEGACY_VERSION) throw new CounterError("COUNTER_VERSION_UNSUPPORTED", `counter snapshot format version ${snap[4]} is not supported`);
@@ -254,12 +335,24 @@ export class CounterStore {
       const id = pt.toString("hex", o, o + 16);
       this.#entries.set(id, { id, policy: policy as SealPolicyId, isvProdId: pt.readUInt16BE(o + 18), owner: Buffer.from(pt.subarray(o + 24, o + 56)), value: checkValue(pt.readBigUInt64BE(o + 56), "snapshot") });
     }
-    // Logs of other generations are leftovers of a compaction.
-    for (const f of fs.readdirSync(this.dir)) {
+    // Logs of other generations are leftovers of a compaction (a reader leaves them to the writer).
+    for (const f of this.#reader ? [] : fs.readdirSync(this.dir)) {
       if (/^log-\d+\.bin$/.test(f) && f !== logName(this.#gen)) fs.rmSync(path.join(this.dir, f), { force: true });
       if (f.includes(".tmp-")) fs.rmSync(path.join(this.dir, f), { force: true });
     }
     const logPath = path.join(this.dir, logName(this.#gen));
+    if (this.#reader) {
+      // A compaction creates the log just after the snapshot. Missing, it is either about to be
+      // created or lost to a crash in between (the writer creates it empty): the snapshot is all.
+      if (!fs.existsSync(logPath)) {
+        this.#pos = LOG_HEADER;
+        this.#records = 0;
+        return;
+      }
+      this.#fd = fs.openSync(logPath, "r");
+      this.#replay();
+      return;
+    }
     if (!fs.existsSync(logPath)) this.#createLog(this.#gen); // crash between snapshot and log creation
     this.#fd = fs.openSync(logPath, "r+");
     this.#replay();
@@ -290,7 +383,7 @@ export class CounterStore {
     }
     this.#records = valid;
     this.#pos = LOG_HEADER + valid * RECORD_LEN;
-    if (this.#pos !== size) {
+    if (this.#pos !== size && !this.#reader) {
       fs.ftruncateSync(this.#fd, this.#pos);
       fs.fsyncSync(this.#fd);
     }
@@ -355,7 +448,8 @@ export class CounterStore {
   }
 
   #checkUsable(): void {
-    if (this.#fd < 0) throw new CounterError("COUNTER_STORE_CLOSED", "the counter store is closed");
+    if (this.#reader ? this.#readerClosed : this.#fd < 0) throw new CounterError("COUNTER_STORE_CLOSED", "the counter store is closed");
+    if (this.#reader) this.refresh();
     if (this.#broken !== undefined) corrupt(`the counter store failed earlier (${this.#broken}); reopen the platform`);
   }
 
@@ -435,6 +529,7 @@ export class CounterStore {
 
   /** Appends one record durably (write + fdatasync), compacting first if the log is full. */
   #append(kind: number, e: { id: string; policy: number; isvProdId: number; owner: Buffer; value: number }): void {
+    if (this.#reader) throw new CounterError("COUNTER_STORE_LOCKED", `the counter store in ${this.dir} is open for reading only (another process holds it); close that process to change counters here`);
     this.#maybeCompact();
     const pt = Buffer.alloc(PAYLOAD);
     pt[0] = kind;
@@ -490,6 +585,7 @@ export class CounterStore {
   /** Writes a snapshot of generation g+1 and starts an empty log (FORMATS.md §7). */
   compact(): void {
     this.#checkUsable();
+    if (this.#reader) throw new CounterError("COUNTER_STORE_LOCKED", `the counter store in ${this.dir} is open for reading only`);
     const next = this.#gen + 1n;
     const oldKey = this.#key;
     this.#key = generationKey(this.#storeKey, next);
@@ -553,6 +649,7 @@ export class CounterStore {
   }
 
   close(): void {
+    this.#readerClosed = true;
     if (this.#fd >= 0) {
       if (this.#broken === undefined && (this.#queue.length > 0 || this.#inflight !== undefined)) {
         try {
@@ -570,3 +667,44 @@ export class CounterStore {
     }
   }
 }
+
+interface Shared {
+  store: CounterStore;
+  refs: number;
+}
+
+/** The writer stores open in this process, by folder (invariant 5). */
+const shared = new Map<string, Shared>();
+
+/**
+ * The writer store of `platformDir` for one user (a Platform): opened (taking the lock) by the first,
+ * shared by the others of this process, closed (releasing the lock) when the last one releases it.
+ */
+export function acquireCounterStore(platformDir: string, key: Buffer, opts: CounterStoreOptions = {}): { store: CounterStore; release: () => void } {
+  const dir = path.resolve(platformDir);
+  let e = shared.get(dir);
+  if (e === undefined) {
+    e = { store: CounterStore.open(dir, key, opts), refs: 0 };
+    shared.set(dir, e);
+  }
+  e.refs++;
+  const entry = e;
+  let released = false;
+  return {
+    store: entry.store,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (--entry.refs === 0) {
+        shared.delete(dir);
+        entry.store.close();
+      }
+    },
+  };
+}
+
+/** The writer store of `platformDir` if this process holds it (for lookups; no reference taken). */
+export function sharedCounterStore(platformDir: string): CounterStore | undefined {
+  return shared.get(path.resolve(platformDir))?.store;
+}
+

@@ -54,10 +54,10 @@ function info(e: CounterEntry): CounterInfo {
 }
 
 /** The counters face of an enclave's services. `store()` opens the platform's store lazily. */
-export function counterService(identity: EnclaveIdentity, store: () => CounterStore, quota: number): CounterService {
-  const owned = (id: string): CounterEntry => {
+export function counterService(identity: EnclaveIdentity, store: () => CounterStore, quota: number, lookup: () => CounterStore = store): CounterService {
+  const owned = (id: string, from: () => CounterStore = store): CounterEntry => {
     if (typeof id !== "string" || !/^[0-9a-f]{32}$/.test(id)) throw new CounterError("COUNTER_BAD_REQUEST", "counter id must be 32 lowercase hex digits");
-    const e = store().get(id);
+    const e = from().get(id);
     if (e === undefined) throw new CounterError("COUNTER_NOT_FOUND", `no counter ${id}`);
     if (!owns(identity, e)) throw new CounterError("COUNTER_ACCESS_DENIED", `counter ${id} belongs to another enclave identity`);
     return e;
@@ -92,14 +92,14 @@ export function counterService(identity: EnclaveIdentity, store: () => CounterSt
       return value;
     },
     read(id: string): number {
-      return owned(id).value;
+      return owned(id, lookup).value;
     },
     destroy(id: string): void {
       owned(id);
       store().destroy(id);
     },
     list(): CounterInfo[] {
-      return store()
+      return lookup()
         .entries()
         .filter((e) => owns(identity, e))
         .map(info);

@@ -25,7 +25,7 @@ import type { KeyObject } from "node:crypto";
 import { inspect } from "node:util";
 import { CertificateAuthority, DEFAULT_PLATFORM_CERT_DAYS } from "./ca.js";
 import { CertKind, describeCertificate, parseCertificate, type Certificate } from "./cert.js";
-import { CounterStore, COUNTERS_DIR } from "./counter-store.js";
+import { acquireCounterStore, CounterStore, COUNTERS_DIR, sharedCounterStore } from "./counter-store.js";
 import { counterService, DEFAULT_COUNTER_QUOTA } from "./counters.js";
 import { privateKeyFromSeed, rawPublic } from "./ed25519.js";
 import { DEFAULT_EPC_BYTES, EpcManager, checkEpcBudget, parseSize } from "./epc.js";
@@ -171,7 +171,10 @@ export class Platform {
   readonly #reporter: Reporter;
   readonly #tag: Buffer;
   readonly #openOpts: PlatformOpenOptions;
-  #store: CounterStore | undefined;
+  /** This platform's reference to the process's writer counter store (taken at the first change). */
+  #store: { store: CounterStore; release: () => void } | undefined;
+  /** A lock-free reader of the counter store, for lookups while another process holds the writer. */
+  #reader: CounterStore | undefined;
   #closed = false;
 
   private constructor(dir: string, info: PlatformInfo, secrets: RootSecrets, key: KeyObject, cert: Certificate, opts: PlatformOpenOptions) {
@@ -289,16 +292,31 @@ export class Platform {
     if (this.#closed) throw new PlatformError("PLATFORM_CLOSED", `the platform ${this.platformId} is closed`);
   };
 
+  /** The writer store (its lock is taken, or shared with another Platform of this folder in this process). */
   #counterStore = (): CounterStore => {
     this.#alive();
     if (this.#store === undefined) {
-      this.#store = CounterStore.open(
+      this.#store = acquireCounterStore(
         this.dir,
         deriveCounterStoreKey(this.#secrets.sealRoot),
         this.#openOpts.counterCompactEvery !== undefined ? { compactEvery: this.#openOpts.counterCompactEvery } : {},
       );
     }
-    return this.#store;
+    return this.#store.store;
+  };
+
+  /**
+   * The store for lookups (reading a counter, listing): the writer when this process holds it,
+   * else a lock-free reader refreshed at each lookup (counter-store.ts invariant 6). Reading never
+   * takes the lock, so a read-only database open here never keeps another process from writing.
+   */
+  #counterLookup = (): CounterStore => {
+    this.#alive();
+    if (this.#store !== undefined) return this.#store.store;
+    const writer = sharedCounterStore(this.dir);
+    if (writer !== undefined) return writer;
+    this.#reader ??= CounterStore.openReader(this.dir, deriveCounterStoreKey(this.#secrets.sealRoot));
+    return this.#reader;
   };
 
   /**
@@ -318,7 +336,7 @@ export class Platform {
       cpuSvn: RUNTIME_VERSION,
       sealer: new Sealer(this.#secrets.sealRoot, this.#tag, id),
       reporter: this.#reporter,
-      counters: counterService(id, this.#counterStore, this.#openOpts.counterQuota ?? DEFAULT_COUNTER_QUOTA),
+      counters: counterService(id, this.#counterStore, this.#openOpts.counterQuota ?? DEFAULT_COUNTER_QUOTA, this.#counterLookup),
       quotingTarget: QUOTING_TARGET,
       quote: (report) => this.quote(report),
       alive: this.#alive,
@@ -366,8 +384,10 @@ export class Platform {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#store?.close();
+    this.#store?.release();
     this.#store = undefined;
+    this.#reader?.close();
+    this.#reader = undefined;
   }
 
   toJSON(): Record<string, unknown> {

@@ -29,6 +29,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { EnclaveFault, EpcError, SelkieError, SnapshotError, UsageError } from "../errors.js";
+import { StorageError } from "../storage/errors.js";
 import { randomUUID } from "node:crypto";
 import { Enclave, type EpcAdmit } from "../enclave/enclave.js";
 import type { GuestMemory } from "../enclave/memory.js";
@@ -47,7 +48,7 @@ import type { Manifest } from "../enclave/manifest.js";
 import { sqliteSignature } from "./sqlite-signer.js";
 import * as C from "./codes.js";
 import { Scratch, type SqliteExports } from "./ecalls.js";
-import { SCOPE_IDS, SqliteError, SqlNotAuthorizedError, StatementTimeoutError, type SqlScope } from "./errors.js";
+import { SCOPE_IDS, SqliteError, SqlNotAuthorizedError, StatementInterruptedError, StatementTimeoutError, type SqlScope } from "./errors.js";
 import { loadSqliteEnclave } from "./sqlite-module.js";
 import { EpcPager, nextUse, type Pageable } from "../enclave/snapshot/pager.js";
 import { ImageStore, type ImageInfo } from "../enclave/snapshot/image-store.js";
@@ -134,6 +135,8 @@ interface SqlState {
 let instanceSeq = 0;
 
 const NAME_RE = /^[^/\\\0]{1,200}$/;
+/** A deadline that never comes (the largest Date), set so the progress handler runs for an interrupt check. */
+const FAR_FUTURE_MS = 8.64e15;
 
 /** Progress of a long copy: bytes done of total (called synchronously, between chunks). */
 export type Progress = (done: number, total: number) => void;
@@ -176,6 +179,11 @@ export class Database {
   /** Limits set inside the enclave (setScope/setDeadline), kept here to be set again after a restart. */
   #scope: SqlScope = "all";
   #deadline = 0;
+  /** Asked every few thousand SQLite instructions while set; true interrupts the statement (setInterruptCheck). */
+  #interruptCheck: (() => boolean) | undefined;
+  #interruptHit = false;
+  /** True for a sealed read-only open, which holds no process lock. */
+  #lockless = false;
 
   constructor(file: string, opts: DatabaseOptions = {}) {
     if (typeof file !== "string" || file.length === 0) throw new UsageError("BAD_PATH", "Database needs a file path");
@@ -212,8 +220,19 @@ export class Database {
       ...(opts.grants ? { grants: new Set(opts.grants) } : {}),
       ...(epcAdmit ? { epc: epcAdmit } : {}),
       onInstance: (mem) => this.#vfs.attach(mem),
+      // The deadline's progress handler reads this clock: an interrupt request reads as time's end.
+      clock: () => {
+        if (this.#interruptCheck?.() === true) {
+          this.#interruptHit = true;
+          return Infinity;
+        }
+        return Date.now();
+      },
     });
-    acquireProcessLock(this.path);
+    // A sealed read-only open takes no process lock: it writes nothing and reads counted commits
+    // beside a writer in another process (runtime/storage/FORMAT.md "Readers beside a writer").
+    this.#lockless = this.sealed && this.readonly;
+    if (!this.#lockless) acquireProcessLock(this.path);
     try {
       if (this.sealed) {
         const trust = sqliteStoreTrust(platform!, this.#enclave, image, this.path);
@@ -222,12 +241,12 @@ export class Database {
       }
       const from = (opts as RestoreOptions)[RESTORE_FROM];
       if (from !== undefined) this.#restore(platform!, from);
-      else this.#boot(opts.create !== false && !this.readonly);
+      else this.#bootRetrying(opts.create !== false && !this.readonly);
     } catch (e) {
       this.#vfs.closeAll();
       this.#enclave.close();
       this.#store?.release();
-      releaseProcessLock(this.path);
+      if (!this.#lockless) releaseProcessLock(this.path);
       throw e;
     }
     const self = this;
@@ -472,7 +491,7 @@ export class Database {
    */
   exportPlain(dest: string, onProgress?: Progress): { bytes: number } {
     if (fs.existsSync(dest)) throw new UsageError("DEST_EXISTS", `${dest} exists; choose a new file name`);
-    const bytes = this.#readAll(onProgress);
+    const bytes = this.retryingReads(() => this.#readAll(onProgress));
     const tmp = `${dest}.selkie-tmp`;
     fs.writeFileSync(tmp, bytes, { mode: 0o600, flag: "wx" });
     const fd = fs.openSync(tmp, "r");
@@ -503,12 +522,17 @@ export class Database {
     return bytes.length;
   }
 
-  /** The whole database image, read in chunks under BEGIN IMMEDIATE (no writer in this process can change it meanwhile). */
+  /**
+   * The whole database image, read in chunks under BEGIN IMMEDIATE (no writer in this process can
+   * change it meanwhile), or, read-only, inside one read transaction (the store stays at one commit).
+   */
   #readAll(onProgress?: Progress): Buffer {
     this.#requireOpen();
     const store = this.#store?.store;
     if (!store) throw new UsageError("NOT_SEALED", `${this.path} is already a plain file; copy it instead`);
-    this.exec("BEGIN IMMEDIATE");
+    // Read-only: a read transaction (SHARED held, so the store stays at one commit); else IMMEDIATE.
+    if (this.readonly) this.exec("BEGIN; SELECT count(*) FROM sqlite_schema");
+    else this.exec("BEGIN IMMEDIATE");
     try {
       const bytes = Buffer.alloc(store.size);
       for (let off = 0; off < bytes.length; off += PROGRESS_CHUNK) {
@@ -549,6 +573,20 @@ export class Database {
     return s ? { diskBytes: s.diskBytes, liveBytes: s.liveBytes, commits: s.commits, cachedBlocks: s.cachedBlocks } : undefined;
   }
 
+  /** #boot, run again (after the store moves to the newest commit) when a writer reused the space of the one it read. */
+  #bootRetrying(create: boolean): void {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.#boot(create);
+      } catch (e) {
+        if (!this.#lockless || attempt >= 8 || !(e instanceof StorageError) || e.code !== "STORAGE_SNAPSHOT_GONE") throw e;
+        this.#vfs.closeAll();
+        this.#enclave.suspend();
+        this.#store?.store.refresh(); // no connection holds a lock now: move to the newest commit
+      }
+    }
+  }
+
   /** Starts the enclave instance and opens the database in it. */
   #boot(create: boolean): void {
     this.#enclave.start();
@@ -583,7 +621,26 @@ export class Database {
     this.#sqliteVersion = this._mem.cstring(x.sk_libversion(), 64);
     // A restarted enclave starts without limits: set the connection's again.
     if (this.#scope !== "all") x.sk_set_scope(db, SCOPE_IDS[this.#scope]);
-    if (this.#deadline > 0) x.sk_set_deadline(db, this.#deadline);
+    if (this.#effectiveDeadline() > 0) x.sk_set_deadline(db, this.#effectiveDeadline());
+  }
+
+  /** The deadline set inside SQLite: the caller's, or, for an interrupt check alone, the end of time. */
+  #effectiveDeadline(): number {
+    return this.#deadline > 0 ? this.#deadline : this.#interruptCheck ? FAR_FUTURE_MS : 0;
+  }
+
+  /**
+   * Lets `check` interrupt statements: while set, SQLite's progress handler (the one deadlines use)
+   * asks it every few thousand instructions, and a statement running when it answers true fails with
+   * STATEMENT_INTERRUPTED ("Interrupted"), rolled back as an interrupt is, the connection usable.
+   * `check` must be cheap and synchronous (the shell reads a flag its SIGINT watcher sets).
+   * undefined removes it.
+   */
+  setInterruptCheck(check: (() => boolean) | undefined): void {
+    this.#requireOpen();
+    this.#interruptCheck = check;
+    this.#interruptHit = false;
+    this._guard(() => this._x.sk_set_deadline(this.#db, this.#effectiveDeadline()));
   }
 
   /**
@@ -643,7 +700,7 @@ export class Database {
       return;
     }
     this.#deadline = ms;
-    this._guard(() => this._x.sk_set_deadline(this.#db, ms));
+    this._guard(() => this._x.sk_set_deadline(this.#db, this.#effectiveDeadline()));
   }
 
   get open(): boolean {
@@ -691,12 +748,14 @@ export class Database {
   exec(sql: string): this {
     this.#requireOpen();
     if (typeof sql !== "string") throw new UsageError("BAD_SQL", "exec() takes a string of SQL");
-    this._guard(() => {
-      const n = this._scratch.putText(sql);
-      if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
-      const rc = this._x.sk_exec(this.#db, this._scratch.ptr, n);
-      if (rc !== C.SQLITE_OK) throw this._error(rc);
-    });
+    this.retryingReads(() =>
+      this._guard(() => {
+        const n = this._scratch.putText(sql);
+        if (n < 0) throw new SqliteError(C.SQLITE_NOMEM, "out of enclave memory for the SQL text");
+        const rc = this._x.sk_exec(this.#db, this._scratch.ptr, n);
+        if (rc !== C.SQLITE_OK) throw this._error(rc);
+      }),
+    );
     return this;
   }
 
@@ -730,7 +789,23 @@ export class Database {
 
   /** Runs one statement and returns its rows (`sql.exec` style); statements are cached by text. */
   query<T = Row>(sql: string, ...args: BindArgs): T[] {
-    return this.#cached(sql).all(...args) as T[];
+    return this.retryingReads(() => this.#cached(sql).all(...args) as T[]);
+  }
+
+  /**
+   * A sealed read-only connection beside a writer process: a statement outside a transaction whose
+   * commit's space the writer reused (STORAGE_SNAPSHOT_GONE, nothing wrong returned) runs again on
+   * the newest commit, a few times. Inside BEGIN ... COMMIT the error goes to the caller. `fn` must
+   * have no effect outside the database before it returns (query, exec and the shell's statements).
+   */
+  retryingReads<T>(fn: () => T): T {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return fn();
+      } catch (e) {
+        if (!this.#lockless || attempt >= 8 || !(e instanceof StorageError) || e.code !== "STORAGE_SNAPSHOT_GONE" || this.inTransaction) throw e;
+      }
+    }
   }
 
   /** Runs one statement for its effect. */
@@ -812,7 +887,7 @@ export class Database {
       this.#enclave.close();
       this.#store?.release();
       this.#store = undefined;
-      releaseProcessLock(this.path);
+      if (!this.#lockless) releaseProcessLock(this.path);
     }
   }
 
@@ -896,7 +971,15 @@ export class Database {
     const x = this._x;
     const ext = x.sk_errcode(this.#db);
     const code = (ext & 0xff) === (rc & 0xff) ? ext : rc;
-    if ((code & 0xff) === C.SQLITE_INTERRUPT && x.sk_deadline_hit() !== 0) return new StatementTimeoutError();
+    if ((code & 0xff) === C.SQLITE_INTERRUPT && x.sk_deadline_hit() !== 0) {
+      const asked = this.#interruptHit;
+      this.#interruptHit = false;
+      if (asked) {
+        x.sk_set_deadline(this.#db, this.#effectiveDeadline()); // clears SQLite's "deadline hit"
+        return new StatementInterruptedError();
+      }
+      return new StatementTimeoutError();
+    }
     if ((code & 0xff) === C.SQLITE_AUTH && this.#scope !== "all") {
       const denied = this._mem.cstring(x.sk_denied(), 256);
       if (denied !== "") return new SqlNotAuthorizedError(this.#scope, denied);
@@ -972,7 +1055,7 @@ export class Database {
       this.#enclave.close();
       this.#store?.release();
       this.#store = undefined;
-      releaseProcessLock(this.path);
+      if (!this.#lockless) releaseProcessLock(this.path);
       return new EnclaveFault("ENCLAVE_RESTART_FAILED", `the SQLite enclave faulted (${what}) and could not be restarted: ${(e as Error).message}; open the database again`, { cause });
     }
     return new EnclaveFault(

@@ -31,6 +31,16 @@ export class StatementTimeoutError extends SelkieError {
 }
 
 /**
+ * STATEMENT_INTERRUPTED: the statement was interrupted on request (Database.setInterruptCheck: the
+ * shell's Ctrl-C) inside SQLite, and rolled back as an interrupt is; the connection stays usable.
+ */
+export class StatementInterruptedError extends SelkieError {
+  constructor(message = "Interrupted") {
+    super("STATEMENT_INTERRUPTED", message);
+  }
+}
+
+/**
  * SQL_NOT_AUTHORIZED: the connection's scope (Database.setScope) does not allow this statement;
  * `denied` says what was refused ("PRAGMA hard_heap_limit = 100000", "ATTACH ':memory:'", "INSERT t").
  * Nothing ran.

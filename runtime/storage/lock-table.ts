@@ -81,6 +81,11 @@ export class LockTable {
     }
   }
 
+  /** True when no connection holds any lock on `key`. */
+  idle(key: string): boolean {
+    return !this.#files.has(key);
+  }
+
   reserved(key: string): boolean {
     const e = this.#files.get(key);
     return e !== undefined && e.writer !== undefined;

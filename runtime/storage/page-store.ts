@@ -20,6 +20,11 @@
  *  6. Opening checks the log's last seq against the platform counter (FORMAT.md "Open"); a log with
  *     no records is refused unless the counter says the database never committed; a read-only open
  *     never applies an uncounted record.
+ *  9. READERS: a read-only store writes nothing (no epoch, no truncation, no counter step), so it may
+ *     run beside a writer in another process. It reads the counter before the log and serves the
+ *     state at that value (#loadCounted), moves to a newer one only between read transactions
+ *     (refresh), and when the writer has reused a slot of its state, fails the read with
+ *     STORAGE_SNAPSHOT_GONE rather than return other bytes (FORMAT.md "Readers beside a writer").
  *  7. Nothing is a database until its log is renamed into place by create() (atomic creation).
  *  8. Bytes that fail authentication are never returned: reads throw StorageError.
  *
@@ -139,6 +144,10 @@ export class PageStore {
   #versionOf = new Float64Array(0);
   /** slot -> in use by the committed table. */
   #used = new Uint8Array(0);
+  /** True during a commit that shrinks the database: recently freed slots are reused too. */
+  #shrinking = false;
+  /** slot -> seq of the commit that freed it (0: never used or freed before this session knew). */
+  #freedBy = new Float64Array(0);
   #slotCount = 0;
   #liveBlocks = 0;
   #size = 0;
@@ -166,6 +175,8 @@ export class PageStore {
    */
   readonly #cache = new Map<number, Buffer>();
   static readonly CACHE_BLOCKS = 256;
+  /** A slot freed by commit f is reused from commit f + REUSE_AFTER + 1 on (readers beside a writer). */
+  static readonly REUSE_AFTER = 4;
   commits = 0;
 
   private constructor(files: FileLayer, slotFile: FileHandle, logFile: FileHandle, key: Buffer, header: Header, trust: StoreTrust, readonly: boolean) {
@@ -269,8 +280,8 @@ export class PageStore {
         );
       }
       const store = new PageStore(files, slotFile, logFile, key, header, trust, readonly);
-      const records = store.#parse(logBytes, path);
-      store.#checkFreshness(path, records, logBytes.length);
+      if (readonly) store.#loadCounted(path); // reads the log again, after the counter
+      else store.#checkFreshness(path, store.#parse(logBytes, path), logBytes.length);
       store.#slotCount = Math.max(store.#slotCount, Math.floor(files.size(slotFile) / SLOT));
       if (!readonly) store.#writeEpoch(); // every seq this session writes is fresh (invariant 2)
       return store;
@@ -404,7 +415,7 @@ export class PageStore {
     const buf = this.#scratch;
     const n = this.#files.read(this.#slotFile, buf, slot * SLOT);
     if (n !== SLOT) {
-      throw new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} is cut short on disk (the file was truncated); restore the database from a sealed backup`, this.#slotFile.path);
+      throw this.#unreadable(b, new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} is cut short on disk (the file was truncated); restore the database from a sealed backup`, this.#slotFile.path));
     }
     const d = createDecipheriv("aes-256-gcm", this.#slotKey(version), buf.subarray(0, IV));
     d.setAAD(Buffer.concat([AAD_SLOT, this.#header.dbId, u32(b), u64(version)]));
@@ -414,7 +425,7 @@ export class PageStore {
       d.final();
       return out;
     } catch {
-      throw new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} failed authentication (changed, swapped or replaced by an older copy); nothing was returned. Restore the database from a sealed backup`, this.#slotFile.path);
+      throw this.#unreadable(b, new StorageError("STORAGE_TAMPERED", `${this.#slotFile.path}: block ${b} failed authentication (changed, swapped or replaced by an older copy); nothing was returned. Restore the database from a sealed backup`, this.#slotFile.path));
     }
   }
 
@@ -548,11 +559,24 @@ export class PageStore {
 
   // ---- commit -----------------------------------------------------------------------------------
 
+  /**
+   * A free slot for commit `this.#seq + 1`. Slots freed by the last REUSE_AFTER commits are skipped:
+   * they still hold blocks of those states, which a reader in another process may be reading
+   * (invariant 9); the space this costs is REUSE_AFTER commits' worth of blocks.
+   */
   #allocSlot(from: { next: number }, taken: Set<number>): number {
     let s = from.next;
-    while (this.#used[s] || this.#held[s] || taken.has(s)) s++;
+    const after = this.#seq + 1 - PageStore.REUSE_AFTER;
+    while (this.#used[s] || this.#held[s] || taken.has(s) || this.#recentlyFreed(s, after)) s++;
     from.next = s + 1;
     return s;
+  }
+
+  /** True when slot `s` was freed by a commit with seq >= `after` (0 in #freedBy: never freed here). */
+  #recentlyFreed(s: number, after: number): boolean {
+    if (this.#shrinking) return false;
+    const f = this.#freedBy[s] ?? 0;
+    return f > 0 && f >= after;
   }
 
   #seal(b: number, version: number, plain: Uint8Array): Buffer {
@@ -579,6 +603,9 @@ export class PageStore {
     const size = this.size;
     const keep = Math.ceil(size / BLOCK);
     const shrank = size < this.#size;
+    // A commit that shrinks the database (VACUUM) compacts fully and gives the space back now, reusing
+    // even recently freed slots: a reader still on an older state then gets STORAGE_SNAPSHOT_GONE.
+    this.#shrinking = shrank;
     const entries: Array<[number, number, number]> = [];
     const taken = new Set<number>();
     const cursor = { next: 0 };
@@ -645,6 +672,7 @@ export class PageStore {
       throw new StorageError("STORAGE_ROLLBACK", `${this.#slotFile.path}: ${this.#broken}; another copy of this database was used`, this.#slotFile.path);
     }
     this.#shrinkSlotFile();
+    this.#shrinking = false;
     if (this.#logEnd - this.#header.bytes > 4 * this.#snapshotBytes + 65536) this.#rewriteLog();
   }
 
@@ -728,6 +756,7 @@ export class PageStore {
       const old = this.#slotOf[b]!;
       if (old !== NONE) {
         this.#used[old] = 0;
+        this.#freedBy[old] = seq;
         this.#liveBlocks--;
       }
       this.#slotOf[b] = slot;
@@ -759,11 +788,15 @@ export class PageStore {
     const u = new Uint8Array(Math.max(n, this.#used.length * 2, 64));
     u.set(this.#used);
     this.#used = u;
+    const f = new Float64Array(u.length);
+    f.set(this.#freedBy);
+    this.#freedBy = f;
   }
 
   #shrinkSlotFile(): void {
     let end = this.#slotCount;
-    while (end > 0 && !this.#used[end - 1] && !this.#held[end - 1]) end--;
+    const after = this.#seq + 1 - PageStore.REUSE_AFTER;
+    while (end > 0 && !this.#used[end - 1] && !this.#held[end - 1] && !this.#recentlyFreed(end - 1, after)) end--;
     if (end < this.#slotCount) {
       try {
         this.#files.truncate(this.#slotFile, end * SLOT);
@@ -866,14 +899,16 @@ export class PageStore {
   }
 
   /** Reads the chain of records (without applying them); a torn tail ends it. */
-  #parse(bytes: Buffer, path: string): Parsed[] {
+  #parse(bytes: Buffer, path: string, from?: { at: number; prevSeq: number; prevTag: Buffer }): Parsed[] {
     const out: Parsed[] = [];
     const tampered = (what: string): never => {
       throw new StorageError("STORAGE_TAMPERED", `${path}.log: ${what}; restore the database from a sealed backup`, `${path}.log`);
     };
-    let at = this.#header.bytes;
-    let prevSeq = 0;
-    let prevTag: Buffer = ZERO_TAG;
+    // `from`: continue the chain after a record already read (a reader catching up), not from the header.
+    let at = from?.at ?? this.#header.bytes;
+    let prevSeq = from?.prevSeq ?? 0;
+    let prevTag: Buffer = from?.prevTag ?? ZERO_TAG;
+    const chained = from !== undefined;
     while (at < bytes.length) {
       const rest = bytes.length - at;
       const len = rest >= 4 ? bytes.readUInt32BE(at) : -1;
@@ -882,13 +917,13 @@ export class PageStore {
       const body = rec ? this.#openRecord(rec, prevSeq, prevTag) : undefined;
       if (!body) {
         // Unreadable: a torn tail is a crash mid-append; anything followed by more bytes is tampering.
-        if (out.length === 0 && !torn) tampered("its first table record failed authentication");
+        if (out.length === 0 && !torn && !chained) tampered("its first table record failed authentication");
         if (!torn && 4 + len < rest) tampered("a table record in the middle of the log failed authentication (changed, or spliced from another copy)");
         break;
       }
       const kind = body.readUInt8(0);
       const seq = Number(body.readBigUInt64BE(1));
-      const ok = out.length === 0 ? kind === KIND_SNAPSHOT : (kind === KIND_DELTA && seq === prevSeq + 1) || (kind === KIND_EPOCH && seq === prevSeq + 2);
+      const ok = out.length === 0 && !chained ? kind === KIND_SNAPSHOT : (kind === KIND_DELTA && seq === prevSeq + 1) || (kind === KIND_EPOCH && seq === prevSeq + 2);
       if (!ok) tampered("table records are out of order");
       const size = Number(body.readBigUInt64BE(9));
       const n = body.readUInt32BE(17);
@@ -976,6 +1011,152 @@ export class PageStore {
       this.#files.sync(this.#logFile);
     }
     if (advance) this.#trust.advanceCounter(this.#header.counterId, last.seq);
+  }
+
+  /**
+   * READ-ONLY stores: the last counted state, read counter first (FORMAT.md "Readers beside a
+   * writer"). With `C` read before the log, the log holds record `C` (the writer appends and fsyncs
+   * a record before counting it, and a log rewrite snapshots a counted seq >= C), so the state is the
+   * records up to seq `C`; records after it are uncounted or counted since, and are not applied.
+   * A log whose first snapshot is past `C` was rewritten after the counter read: read both again.
+   * A log that ends before `C` is a rollback; a tail of more than the one uncounted record a crash
+   * leaves, with the counter not moving, is tampering.
+   */
+  #loadCounted(path: string): void {
+    for (let attempt = 0; ; attempt++) {
+      const c = this.#readCounter(path);
+      const bytes = readAll(this.#files, this.#logFile);
+      let records: Parsed[];
+      try {
+        records = this.#parse(bytes, path);
+      } catch (e) {
+        // A read racing an append can see a record half written with the next one after it.
+        if (attempt < 5 && this.#readCounter(path) !== c) continue;
+        throw e;
+      }
+      const first = records[0];
+      if (first !== undefined && first.seq > c && attempt < 5) {
+        this.#reopenLog(path);
+        continue; // rewritten after our counter read
+      }
+      const at = records.findIndex((r) => r.seq === c);
+      if (records.length === 0 || at < 0) {
+        // No record C: never committed (C == 0, no records), a rollback, or tampering.
+        if (records.length === 0 && c === 0) return this.#resetTo([], 0);
+        if (attempt < 5 && this.#readCounter(path) !== c) {
+          this.#reopenLog(path);
+          continue;
+        }
+        const last = records[records.length - 1];
+        if (!last) this.#checkFreshness(path, records, bytes.length); // throws: cut to its header
+        if (last!.seq < c) this.#checkFreshness(path, records, bytes.length); // throws: rollback
+        throw new StorageError("STORAGE_TAMPERED", `${path}: the table log has no record for the platform counter's value ${c}; it was not written by this platform`, path);
+      }
+      const tail = records.slice(at + 1);
+      if (tail.length > 0 && this.#readCounter(path) === c) {
+        const t = tail[0]!;
+        const oneCrash = tail.length === 1 && ((t.kind === KIND_DELTA && t.seq === c + 1) || (t.kind === KIND_EPOCH && t.seq === c + 2));
+        if (!oneCrash) throw new StorageError("STORAGE_TAMPERED", `${path}: the table log is ahead of the platform counter (${records[records.length - 1]!.seq} > ${c}); it was not written by this platform`, path);
+      }
+      return this.#resetTo(records.slice(0, at + 1), c);
+    }
+  }
+
+  #readCounter(path: string): number {
+    try {
+      return this.#trust.readCounter(this.#header.counterId);
+    } catch (e) {
+      if (missingCounter(e)) throw deletedError(path, e);
+      throw e;
+    }
+  }
+
+  /** A reader follows a log rewrite (a rename): it opens the file now at the log's path. */
+  #reopenLog(path: string): void {
+    const f = this.#files.open(`${path}.log`, { create: false, readonly: true });
+    this.#files.close(this.#logFile);
+    this.#logFile = f;
+  }
+
+  /** Replaces the committed table by the one `records` build (read-only stores). */
+  #resetTo(records: Parsed[], seq: number): void {
+    this.#slotOf = new Uint32Array(0);
+    this.#versionOf = new Float64Array(0);
+    this.#used = new Uint8Array(0);
+    this.#freedBy = new Float64Array(0);
+    this.#slotCount = 0;
+    this.#liveBlocks = 0;
+    this.#size = 0;
+    this.#cache.clear();
+    for (const r of records) this.#apply(r.entries, r.size, r.seq);
+    this.#seq = seq;
+    const end = records[records.length - 1];
+    this.#prevSeq = end?.seq ?? 0;
+    this.#prevTag = end?.tag ?? ZERO_TAG;
+    this.#logEnd = end?.end ?? this.#header.bytes;
+  }
+
+  /**
+   * READ-ONLY stores: moves to the last counted state when the counter has moved (another process
+   * committed). Called by the VFS when a read transaction starts and no connection of this process
+   * holds a lock on the file, so a transaction reads one state from its start to its end.
+   */
+  refresh(): void {
+    if (!this.readonly) return;
+    this.#check();
+    const path = this.#slotFile.path;
+    const c = this.#readCounter(path);
+    if (c === this.#seq) return;
+    if (this.#catchUp(path, c)) return;
+    this.#reopenLog(path);
+    this.#loadCounted(path);
+  }
+
+  /**
+   * A reader's cheap path to counter value `c`: the records appended after the last one it applied,
+   * read from the log it has open and chained to that record, applied up to seq `c`. False when they
+   * do not reach `c` (the log was rewritten under a new file, or an append is half visible): the
+   * caller then reads the whole log again (#loadCounted), which decides what it means.
+   */
+  #catchUp(path: string, c: number): boolean {
+    let records: Parsed[];
+    try {
+      const bytes = readAll(this.#files, this.#logFile);
+      records = this.#parse(bytes, path, { at: this.#logEnd, prevSeq: this.#prevSeq, prevTag: this.#prevTag });
+    } catch {
+      return false;
+    }
+    const at = records.findIndex((r) => r.seq === c);
+    if (at < 0) return false;
+    this.#cache.clear();
+    for (const r of records.slice(0, at + 1)) this.#apply(r.entries, r.size, r.seq);
+    const end = records[at]!;
+    this.#seq = c;
+    this.#prevSeq = end.seq;
+    this.#prevTag = end.tag;
+    this.#logEnd = end.end;
+    return true;
+  }
+
+  /**
+   * A read-only store's block failed to read as the table says: if a writer in another process
+   * committed since this store's state, it may have reused that slot (the state is no longer on
+   * disk); otherwise the bytes were damaged.
+   */
+  #unreadable(b: number, tampered: StorageError): StorageError {
+    if (!this.readonly) return tampered;
+    let now: number;
+    try {
+      now = this.#readCounter(this.#slotFile.path);
+    } catch {
+      return tampered;
+    }
+    if (now === this.#seq) return tampered;
+    return new StorageError(
+      "STORAGE_SNAPSHOT_GONE",
+      `${this.#slotFile.path}: another process committed while this read-only connection was reading commit ${this.#seq}, and reused the space of block ${b}; nothing wrong was returned. Run the statement again (it reads the newest commit)`,
+      this.#slotFile.path,
+    );
   }
 
   close(): void {

@@ -384,6 +384,15 @@ export class VfsServer {
     if (f.lockKey === undefined) return C.SQLITE_OK;
     const sealed = f.backend instanceof SealedFile ? f.backend : undefined;
     const cur = this.#locks.level(f.owner);
+    // A read-only sealed store moves to the newest counted commit of a writer in another process
+    // when a read transaction starts and no connection here is inside one (page-store.ts invariant 9).
+    if (sealed && sealed.store.readonly && cur === LOCK_NONE && this.#locks.idle(f.lockKey)) {
+      try {
+        sealed.store.refresh();
+      } catch (e) {
+        return this.#fail(e, C.SQLITE_IOERR_LOCK);
+      }
+    }
     if (sealed && cur === LOCK_SHARED && level >= LOCK_RESERVED && sealed.stale) {
       this.staleView = true;
       return C.SQLITE_BUSY;

@@ -124,14 +124,40 @@ test("the counter store holds no counter id or value in clear", async () => {
   }
 });
 
-test("a second open of the counter store while it is in use is refused", async () => {
+test("two Platforms of one folder in one process share the counter store, and it is released when both close", async () => {
   await withPlatform(async (p, dir) => {
-    p.servicesFor(identity()).counters.list();
+    const a = p.servicesFor(identity()).counters;
+    const { id } = a.create();
+    a.increment(id);
+    const q = await Platform.open(dir);
+    const b = q.servicesFor(identity()).counters;
+    assert.equal(b.read(id), 1, "the second Platform sees the first one's counter");
+    b.increment(id);
+    assert.equal(a.read(id), 2, "and the first sees the second's increment");
+    q.close();
+    a.increment(id); // still usable: the first Platform holds its own reference
+    assert.equal(a.read(id), 3);
+    assert.ok(fs.existsSync(path.join(dir, "counters", "lock")), "the lock is held while one Platform is open");
+  });
+});
+
+test("another process holding the counter store: reads work, changes are refused with COUNTER_STORE_LOCKED", async () => {
+  await withPlatform(async (p, dir) => {
+    const c = p.servicesFor(identity()).counters;
+    const { id } = c.create();
+    c.increment(id);
+    p.close();
+    // A live process that is not this one owns the lock (our parent: alive, not us).
+    fs.writeFileSync(path.join(dir, "counters", "lock"), `${process.ppid}\n`);
     const q = await Platform.open(dir);
     try {
-      assert.throws(() => q.servicesFor(identity()).counters.list(), { code: "COUNTER_STORE_LOCKED" });
+      const r = q.servicesFor(identity()).counters;
+      assert.equal(r.read(id), 1, "a read needs no lock");
+      assert.throws(() => r.increment(id), { code: "COUNTER_STORE_LOCKED" });
+      assert.equal(fs.readFileSync(path.join(dir, "counters", "lock"), "utf8"), `${process.ppid}\n`, "the other process's lock is untouched");
     } finally {
       q.close();
+      fs.rmSync(path.join(dir, "counters", "lock"), { force: true });
     }
   });
 });

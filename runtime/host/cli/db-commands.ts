@@ -27,7 +27,7 @@ export function registerDbCommands(program: Command, run: Run): void {
         if (!fs.existsSync(file)) throw new StorageError("STORAGE_MISSING_FILE", `${file} does not exist: nothing to export (check the path)`, file);
         const platform = await openDefaultPlatform(opts.platform ?? defaultPlatformDir(), { forDatabase: file, create: false });
         try {
-          const d = new Database(file, { platform, readonly: false, create: false });
+          const d = new Database(file, { platform, readonly: true, create: false }); // beside a writer process too
           try {
             process.stderr.write(`selkie: EXPORT: writing the plaintext of ${d.path} to ${out}, outside the enclave (${new Date().toISOString()}, pid ${process.pid})\n`);
             const bar = progressBar("export");

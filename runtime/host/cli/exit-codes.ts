@@ -2,7 +2,7 @@
  * Exit codes of the selkie CLI (stable; scripts may rely on them).
  */
 import { EnclaveFault, EnclaveLoadError, ManifestError, SelkieError, UsageError } from "../../errors.js";
-import { SqliteError } from "../../sql/errors.js";
+import { SqliteError, StatementInterruptedError } from "../../sql/errors.js";
 import { DatabaseLockedError } from "../process-lock.js";
 
 export const EXIT_OK = 0;
@@ -22,7 +22,7 @@ export const EXIT_OTHER = 6;
 export const EXIT_INTERNAL = 70;
 
 export function exitCodeFor(e: unknown): number {
-  if (e instanceof SqliteError) return EXIT_SQL_ERROR;
+  if (e instanceof SqliteError || e instanceof StatementInterruptedError) return EXIT_SQL_ERROR; // sqlite3 exits 1 too
   if (e instanceof UsageError) return EXIT_USAGE;
   if (e instanceof EnclaveLoadError || e instanceof ManifestError) return EXIT_ENCLAVE;
   if (e instanceof DatabaseLockedError) return EXIT_LOCKED;
@@ -40,7 +40,7 @@ export function describeError(e: unknown): string {
 
 export const EXIT_CODES_HELP = `Exit codes:
   0  success
-  1  SQL error (the message and SQLite's code say what)
+  1  SQL error (the message and SQLite's code say what), or a statement interrupted (Ctrl-C)
   2  wrong usage of the command
   3  enclave could not be loaded (module missing or refused, bad manifest)
   4  the database is in use by another process

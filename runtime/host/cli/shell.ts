@@ -1,6 +1,7 @@
 /**
  * UNTRUSTED (UI). The interactive SQL shell of `selkie sql <db>`: multi-line statements, history,
- * Tab completion, Ctrl-C clearing the line, and the sqlite3 shell's dot-commands (shell-help.ts
+ * Tab completion, Ctrl-C clearing the line or interrupting a running statement (sigint.ts), and the
+ * sqlite3 shell's dot-commands (shell-help.ts
  * lists them; SHELL.md compares them with sqlite3's).
  */
 import * as fs from "node:fs";
@@ -19,6 +20,8 @@ import { dumpSql } from "./dump.js";
 import { importCsv } from "./csv-import.js";
 import { complete } from "./completion.js";
 import { progressBar } from "./progress.js";
+import { SigintWatcher } from "./sigint.js";
+import { StatementInterruptedError } from "../../sql/errors.js";
 
 export { SHELL_HELP } from "./shell-help.js";
 
@@ -145,9 +148,10 @@ export class Shell {
           st.typedReals = true;
           const cols = st.columns();
           if (cols.length > 0) {
-            this.#out(formatRows(this.mode, cols, st.values(), this.headers, { nullValue: this.nullValue, table: this.insertTable }));
+            // All rows are read before any is shown, so a read-only statement can run again (retryingReads).
+            this.#out(formatRows(this.mode, cols, this.db.retryingReads(() => st.values()), this.headers, { nullValue: this.nullValue, table: this.insertTable }));
           } else {
-            st.run();
+            this.db.retryingReads(() => st.run());
           }
         } catch (e) {
           this.#fail(e, st.sql);
@@ -173,7 +177,7 @@ export class Shell {
 
   #fail(e: unknown, sql?: string): void {
     this.firstError ??= e;
-    let msg = describeError(e);
+    let msg = e instanceof StatementInterruptedError ? "Interrupted" : describeError(e);
     if (e instanceof SqliteError && e.offset !== undefined && sql !== undefined) msg += "\n" + caretLines(sql, e.offset);
     this.#err(msg);
     if (this.bail) this.#quit = true;
@@ -414,6 +418,10 @@ export class Shell {
       const e = this.db.enclave;
       this.#out(`Selkie ${SELKIE_VERSION} (SQLite ${e.sqliteVersion}) in enclave "${e.name}" (mrenclave ${e.mrenclave.slice(0, 16)}…)\nEnter ".help" for usage hints.\n`);
     }
+    // Armed before readline starts reading, so that no line is emitted while we wait.
+    let onIdleSignal = (): void => {};
+    const watcher = new SigintWatcher(() => onIdleSignal());
+    await watcher.ready;
     const rl = readline.createInterface({
       input: this.io.input,
       output: this.io.interactive ? this.io.output : undefined,
@@ -427,20 +435,65 @@ export class Shell {
       rl.setPrompt(this.pending ? "   ...> " : "selkie> ");
       rl.prompt();
     };
-    // Ctrl-C clears the line and any statement being typed, as in sqlite3; Ctrl-D (or .quit) leaves.
-    rl.on("SIGINT", () => {
-      rl.write(null, { ctrl: true, name: "e" });
-      rl.write(null, { ctrl: true, name: "u" });
-      this.clear();
-      this.io.output.write("^C\n");
-      prompt();
-    });
     let errors = 0;
+    // Ctrl-C at the prompt clears the line and any statement being typed, as in sqlite3; the third
+    // in a row (no line entered between) leaves with status 1, as sqlite3 does. Ctrl-D or .quit leave.
+    let idleInterrupts = 0;
+    const idleInterrupt = (): void => {
+      if (++idleInterrupts >= 3) {
+        errors++;
+        this.#quit = true;
+        this.io.output.write("^C\n");
+        rl.close();
+        return;
+      }
+      if (this.io.interactive) {
+        rl.write(null, { ctrl: true, name: "e" });
+        rl.write(null, { ctrl: true, name: "u" });
+      }
+      this.clear();
+      if (this.io.interactive) {
+        this.io.output.write("^C\n");
+        prompt();
+      }
+    };
+    rl.on("SIGINT", idleInterrupt);
+    onIdleSignal = idleInterrupt;
+    // Ctrl-C during a statement interrupts it (sigint.ts: a real SIGINT reaches the statement through
+    // SQLite's progress handler); the statement fails with "Interrupted" and the shell goes on.
+    const tty = this.io.input as { isTTY?: boolean; setRawMode?: (raw: boolean) => void };
+    const cooked = (on: boolean): void => {
+      // readline keeps the terminal raw, where Ctrl-C is a key and not a signal; while a statement
+      // runs the terminal is put back to cooked, so Ctrl-C sends SIGINT.
+      if (this.io.interactive && tty.isTTY === true && tty.setRawMode) tty.setRawMode(!on);
+    };
+    let armed: Database | undefined;
     if (this.io.interactive) rl.prompt();
-    for await (const line of rl) {
-      if (!this.feed(line)) errors++;
-      if (this.#quit) break;
-      if (this.io.interactive) prompt();
+    try {
+      for await (const line of rl) {
+        idleInterrupts = 0;
+        if (armed !== this.db && this.db.open) {
+          this.db.setInterruptCheck(() => watcher.pending);
+          armed = this.db;
+        }
+        watcher.take(); // a SIGINT handled at the prompt must not interrupt this line
+        cooked(true);
+        let ok: boolean;
+        try {
+          ok = this.feed(line);
+        } finally {
+          cooked(false);
+        }
+        const interrupted = watcher.pending;
+        watcher.take();
+        if (!ok) errors++;
+        if (this.#quit) break;
+        // sqlite3 stops reading a script that was interrupted; at a terminal it prompts again.
+        if (interrupted && !this.io.interactive) break;
+        if (this.io.interactive) prompt();
+      }
+    } finally {
+      await watcher.stop();
     }
     if (this.pending && !this.#quit && !this.flush()) errors++;
     this.#setSink(undefined, false);
