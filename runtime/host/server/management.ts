@@ -53,7 +53,7 @@ import type { TokenScope } from "./tokens.js";
 
 const MAX_JSON_BODY = 64 * 1024;
 
-async function readJson(req: CoreRequest): Promise<Record<string, unknown>> {
+export async function readJson(req: CoreRequest): Promise<Record<string, unknown>> {
   const body = await req.body(MAX_JSON_BODY);
   let v: unknown;
   try {

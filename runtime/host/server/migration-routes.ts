@@ -20,8 +20,7 @@ import { badRequest, HttpError } from "./errors.js";
 import { json, type CoreRequest, type CoreResponse } from "./http.js";
 import type { ServerContext } from "./handler.js";
 import { checkDbName } from "./registry.js";
-
-const MAX_BODY = 16 * 1024;
+import { readJson } from "./management.js";
 
 export async function migrationRoutes(ctx: ServerContext, req: CoreRequest, parts: string[]): Promise<[string, CoreResponse] | null> {
   const [a, b, c] = parts;
@@ -32,7 +31,7 @@ export async function migrationRoutes(ctx: ServerContext, req: CoreRequest, part
   if (a === "databases" && b !== undefined && c === "migrate" && parts.length === 3) {
     if (req.method !== "POST") throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.pathname} takes POST, not ${req.method}`, { allow: "POST" });
     const name = checkDbName(b);
-    const body = parseBody(await req.body(MAX_BODY));
+    const body = parseBody(await readJson(req));
     const r = await ctx.migrations.migrate(name, body);
     return ["v1_migrate", json(200, r)];
   }
@@ -44,15 +43,7 @@ export async function migrationRoutes(ctx: ServerContext, req: CoreRequest, part
   return null;
 }
 
-function parseBody(raw: Buffer): { to: string; waitMs?: number; rollbackOpenTransaction?: boolean } {
-  let v: unknown;
-  try {
-    v = JSON.parse(raw.toString("utf8"));
-  } catch (e) {
-    throw badRequest("BAD_JSON", `the request body is not valid JSON: ${(e as Error).message}`);
-  }
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw badRequest("BAD_REQUEST", 'give {"to": "https://peer:7700"}');
-  const o = v as Record<string, unknown>;
+function parseBody(o: Record<string, unknown>): { to: string; waitMs?: number; rollbackOpenTransaction?: boolean } {
   for (const k of Object.keys(o)) {
     if (k !== "to" && k !== "waitMs" && k !== "rollbackOpenTransaction") throw badRequest("BAD_REQUEST", `unknown key ${JSON.stringify(k)}; give {"to", "waitMs"?, "rollbackOpenTransaction"?}`);
   }
